@@ -1,0 +1,39 @@
+/**
+ * The `kubetrail` command: parses the subcommand and hands over to its module.
+ * Only wiring lives here.
+ */
+import { KubetrailError } from '../core/errors.ts';
+
+/** A subcommand: takes its argv (after the subcommand word) and returns an exit code. */
+export type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  start: { summary: 'run the webhook and the gateway locally (dev certificates, local log)', load: async () => (await import('./start.ts')).run },
+};
+
+function usage(): string {
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`);
+  return `usage: kubetrail <command> [flags]\n\ncommands:\n${lines.join('\n')}\n`;
+}
+
+const [name, ...rest] = process.argv.slice(2);
+if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+  process.stdout.write(usage());
+} else {
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`kubetrail: unknown command "${name}"\n\n${usage()}`);
+    process.exitCode = 2;
+  } else {
+    try {
+      process.exitCode = await (await cmd.load())(rest);
+    } catch (err) {
+      if (err instanceof KubetrailError) {
+        process.stderr.write(`kubetrail ${name}: ${err.message}\n`);
+        process.exitCode = 1;
+      } else {
+        throw err;
+      }
+    }
+  }
+}

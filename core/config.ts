@@ -1,0 +1,420 @@
+/**
+ * kubetrail configuration: one YAML file, every field also settable through a
+ * `KUBETRAIL_*` environment variable, validated in full before anything listens.
+ *
+ * This is the only module that reads `process.env` (callers pass it in).
+ * Every limit has its default here, in one literal.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, type ConfigIssue } from './errors.ts';
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]*):\d{1,5}$/, 'expected host:port, e.g. 0.0.0.0:8443');
+
+const tls = z.strictObject({
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+});
+
+const duration = z.number().int().nonnegative();
+
+const kafka = z.strictObject({
+  brokers: z.array(z.string().min(1)).min(1, 'at least one broker'),
+  clientId: z.string().default('kubetrail'),
+  topics: z
+    .strictObject({
+      events: z.string().min(1).default('kubetrail.events'),
+      sessions: z.string().min(1).default('kubetrail.sessions'),
+    })
+    .default({ events: 'kubetrail.events', sessions: 'kubetrail.sessions' }),
+  format: z.enum(['native', 'k8s-audit', 'ocsf']).default('native'),
+  compression: z.enum(['none', 'gzip']).default('none'),
+  /** Producer batching: at most this many events in one produce call. */
+  batchMaxEvents: z.number().int().positive().default(2000),
+  /** Producer batching: wait at most this long (ms) to fill a batch. */
+  lingerMs: duration.default(2),
+  /** Past this deadline (ms) without an ack, an event is made durable in the spool instead. */
+  ackDeadlineMs: duration.default(3000),
+  connectTimeoutMs: duration.default(3000),
+  requestTimeoutMs: duration.default(10000),
+  ssl: z
+    .strictObject({
+      caFile: z.string().optional(),
+      certFile: z.string().optional(),
+      keyFile: z.string().optional(),
+      rejectUnauthorized: z.boolean().default(true),
+    })
+    .optional(),
+  sasl: z
+    .strictObject({
+      mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+      username: z.string().min(1),
+      password: z.string().optional(),
+      passwordFile: z.string().optional(),
+    })
+    .refine((s) => (s.password === undefined) !== (s.passwordFile === undefined), {
+      message: 'set exactly one of password or passwordFile',
+    })
+    .optional(),
+});
+
+const spool = z
+  .strictObject({
+    /** Disk bound of the spool (bytes). */
+    maxBytes: z.number().int().positive().default(1024 * 1024 * 1024),
+    /** What happens when the spool is full: refuse new work, or drop with a metric and a log line. */
+    overflow: z.enum(['fail-closed', 'drop']).default('fail-closed'),
+    segmentBytes: z.number().int().positive().default(64 * 1024 * 1024),
+    /** Group commit window (ms): events arriving within it share one fsync. */
+    groupCommitMs: duration.default(2),
+  })
+  .default({ maxBytes: 1024 * 1024 * 1024, overflow: 'fail-closed', segmentBytes: 64 * 1024 * 1024, groupCommitMs: 2 });
+
+const localLog = z
+  .strictObject({
+    segmentBytes: z.number().int().positive().default(64 * 1024 * 1024),
+    retentionBytes: z.number().int().positive().default(10 * 1024 * 1024 * 1024),
+    retentionHours: z.number().positive().default(24 * 30),
+  })
+  .default({ segmentBytes: 64 * 1024 * 1024, retentionBytes: 10 * 1024 * 1024 * 1024, retentionHours: 24 * 30 });
+
+const signing = z
+  .strictObject({
+    /** Ed25519 private key (PKCS#8 PEM). Absent: a dev key is generated under dataDir, with a warning. */
+    keyFile: z.string().optional(),
+    /** A signed chain.checkpoint every this many events ... */
+    checkpointEvery: z.number().int().positive().default(1000),
+    /** ... or every this many ms, whichever comes first. */
+    checkpointIntervalMs: z.number().int().positive().default(10000),
+  })
+  .default({ checkpointEvery: 1000, checkpointIntervalMs: 10000 });
+
+const policies = z
+  .strictObject({
+    dir: z.string().default('policies'),
+    /** Debounce (ms) between a change on disk and the reload. */
+    reloadDebounceMs: duration.default(200),
+  })
+  .default({ dir: 'policies', reloadDebounceMs: 200 });
+
+const masking = z
+  .strictObject({
+    /** Env var names whose values are masked in events (case-insensitive regexes). */
+    envNamePatterns: z.array(z.string()).default(['PASSWORD', 'SECRET', 'TOKEN', 'KEY', 'CREDENTIAL']),
+    /** Extra JSON paths (dotted, `*` for any key or index) masked in captured objects. */
+    paths: z.array(z.string()).default([]),
+  })
+  .default({ envNamePatterns: ['PASSWORD', 'SECRET', 'TOKEN', 'KEY', 'CREDENTIAL'], paths: [] });
+
+const webhook = z
+  .strictObject({
+    listen: hostPort.default('0.0.0.0:8443'),
+    health: hostPort.default('0.0.0.0:8080'),
+    tls: tls.optional(),
+    /** Largest AdmissionReview accepted: object and oldObject can each be 3 MiB, JSON-escaped. */
+    maxBodyBytes: z.number().int().positive().default(8 * 1024 * 1024),
+    /** Used when the API server sends no ?timeout= (ms). */
+    defaultTimeoutMs: z.number().int().positive().default(10000),
+    /** When an event cannot be made durable: deny reviews of guardrailed resources (true) or admit them. */
+    failClosed: z.boolean().default(true),
+    /** Name of the webhook as registered; prefixes annotations. */
+    name: z.string().default('kubetrail.io'),
+  })
+  .default({
+    listen: '0.0.0.0:8443',
+    health: '0.0.0.0:8080',
+    maxBodyBytes: 8 * 1024 * 1024,
+    defaultTimeoutMs: 10000,
+    failClosed: true,
+    name: 'kubetrail.io',
+  });
+
+const claimMapping = z.strictObject({
+  claim: z.string().optional(),
+  expression: z.string().optional(),
+  prefix: z.string().optional(),
+});
+
+const jwtIssuer = z.strictObject({
+  issuer: z.strictObject({
+    url: z.url({ protocol: /^https$/ }),
+    discoveryURL: z.url().optional(),
+    certificateAuthority: z.string().optional(),
+    audiences: z.array(z.string().min(1)).min(1),
+    audienceMatchPolicy: z.enum(['MatchAny']).optional(),
+  }),
+  claimValidationRules: z
+    .array(
+      z.strictObject({
+        claim: z.string().optional(),
+        requiredValue: z.string().optional(),
+        expression: z.string().optional(),
+        message: z.string().optional(),
+      }),
+    )
+    .default([]),
+  claimMappings: z.strictObject({
+    username: claimMapping,
+    groups: claimMapping.optional(),
+    uid: claimMapping.optional(),
+    extra: z.array(z.strictObject({ key: z.string(), valueExpression: z.string() })).default([]),
+  }),
+  userValidationRules: z.array(z.strictObject({ expression: z.string(), message: z.string().optional() })).default([]),
+});
+
+const proxy = z
+  .strictObject({
+    listen: hostPort.default('0.0.0.0:9443'),
+    health: hostPort.default('0.0.0.0:8081'),
+    tls: tls.optional(),
+    upstream: z
+      .strictObject({
+        kubeconfig: z.string().optional(),
+        context: z.string().optional(),
+        inCluster: z.boolean().default(false),
+      })
+      .default({ inCluster: false }),
+    authn: z
+      .strictObject({
+        jwt: z.array(jwtIssuer).default([]),
+        tokenReview: z.boolean().default(true),
+        tokenReviewCacheTtlMs: duration.default(10000),
+        /** Allowed clock skew for exp/nbf (s); bounded. */
+        leewaySeconds: z.number().int().min(0).max(300).default(60),
+      })
+      .default({ jwt: [], tokenReview: true, tokenReviewCacheTtlMs: 10000, leewaySeconds: 60 }),
+    /** Write bodies up to this size are recorded (masked) in api.request events. */
+    maxRecordedBodyBytes: z.number().int().nonnegative().default(1024 * 1024),
+    /** Discovery calls (/api, /apis, /openapi, /version): record each, or one in N. */
+    discoverySampleRate: z.number().int().positive().default(1),
+    requestTimeoutMs: z.number().int().positive().default(60000),
+    exec: z
+      .strictObject({
+        maxFrameBytes: z.number().int().positive().default(16 * 1024 * 1024),
+        /** Largest session.data chunk recorded (bytes); larger frames are split. */
+        chunkBytes: z.number().int().positive().default(32 * 1024),
+        /** How long masking may hold back output to catch a secret split across frames (ms). */
+        maskHoldMs: duration.default(20),
+      })
+      .default({ maxFrameBytes: 16 * 1024 * 1024, chunkBytes: 32 * 1024, maskHoldMs: 20 }),
+  })
+  .default({
+    listen: '0.0.0.0:9443',
+    health: '0.0.0.0:8081',
+    upstream: { inCluster: false },
+    authn: { jwt: [], tokenReview: true, tokenReviewCacheTtlMs: 10000, leewaySeconds: 60 },
+    maxRecordedBodyBytes: 1024 * 1024,
+    discoverySampleRate: 1,
+    requestTimeoutMs: 60000,
+    exec: { maxFrameBytes: 16 * 1024 * 1024, chunkBytes: 32 * 1024, maskHoldMs: 20 },
+  });
+
+/** The schema of the whole configuration file. */
+export const configSchema = z
+  .strictObject({
+    cluster: z.string().min(1).default('dev'),
+    instance: z.string().min(1).optional(),
+    dataDir: z.string().min(1).default('.kubetrail'),
+    log: z
+      .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
+      .default({ level: 'info' }),
+    kafka: kafka.optional(),
+    spool,
+    localLog,
+    signing,
+    policies,
+    masking,
+    webhook,
+    proxy,
+  })
+  .superRefine((cfg, ctx) => {
+    // Rules spanning fields.
+    if (cfg.proxy.upstream.inCluster && cfg.proxy.upstream.kubeconfig !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['proxy', 'upstream'], message: 'set either inCluster or kubeconfig, not both' });
+    }
+    if (cfg.kafka?.ssl && (cfg.kafka.ssl.certFile === undefined) !== (cfg.kafka.ssl.keyFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['kafka', 'ssl'], message: 'certFile and keyFile go together' });
+    }
+    for (const [i, j] of cfg.proxy.authn.jwt.entries()) {
+      if ((j.claimMappings.username.claim === undefined) === (j.claimMappings.username.expression === undefined)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['proxy', 'authn', 'jwt', i, 'claimMappings', 'username'],
+          message: 'set exactly one of claim or expression',
+        });
+      }
+      if (j.claimMappings.username.claim !== undefined && j.claimMappings.username.prefix === undefined) {
+        // The API server's structured config defaults nothing: the prefix must be explicit.
+        ctx.addIssue({
+          code: 'custom',
+          path: ['proxy', 'authn', 'jwt', i, 'claimMappings', 'username', 'prefix'],
+          message: 'required when claim is set (use "" for none)',
+        });
+      }
+    }
+  });
+
+/** Fully validated, defaulted and frozen configuration. */
+export type Config = z.output<typeof configSchema>;
+/** What a user may write in the file (defaults optional). */
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** Where configuration comes from; all optional, so tests can pass only what they need. */
+export interface ConfigSources {
+  /** Environment (only KUBETRAIL_* keys are read). */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Command-line words; `--config F` names the file. */
+  argv?: readonly string[];
+  /** Path of the YAML file; overrides `--config` and `KUBETRAIL_CONFIG`. */
+  file?: string;
+  /** An already-parsed document, used instead of a file (tests, `kubetrail start`). */
+  document?: unknown;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o as Record<string, unknown>)) deepFreeze(v);
+  }
+  return o;
+}
+
+function upperSnake(key: string): string {
+  return key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
+/** Unwraps optional/default/pipe wrappers to reach an object schema's shape, if any. */
+function objectShape(schema: z.ZodType): Record<string, z.ZodType> | undefined {
+  let s: z.ZodType = schema;
+  for (let i = 0; i < 10; i++) {
+    const def = (s as unknown as { _zod: { def: { type: string; innerType?: z.ZodType; in?: z.ZodType; shape?: Record<string, z.ZodType> } } })._zod.def;
+    if (def.type === 'object') return def.shape;
+    const next = def.innerType ?? def.in;
+    if (next === undefined) return undefined;
+    s = next;
+  }
+  return undefined;
+}
+
+/** Every settable field: env-var suffix → path. Arrays and leaves are settable; objects are walked. */
+function envPaths(schema: z.ZodType, prefix: string[] = [], out = new Map<string, string[]>()): Map<string, string[]> {
+  const shape = objectShape(schema);
+  if (shape === undefined) {
+    out.set(prefix.map(upperSnake).join('_'), prefix);
+    return out;
+  }
+  for (const [k, v] of Object.entries(shape)) envPaths(v, [...prefix, k], out);
+  return out;
+}
+
+const ENV_PATHS = envPaths(configSchema);
+
+function parseEnvValue(raw: string): unknown {
+  const trimmed = raw.trim();
+  if (trimmed.startsWith('[') || trimmed.startsWith('{')) return parseYaml(trimmed);
+  return parseYaml(trimmed) ?? '';
+}
+
+function setPath(doc: Record<string, unknown>, p: readonly string[], value: unknown): void {
+  let cur: Record<string, unknown> = doc;
+  for (const k of p.slice(0, -1)) {
+    const next = cur[k];
+    if (next === null || typeof next !== 'object' || Array.isArray(next)) cur[k] = {};
+    cur = cur[k] as Record<string, unknown>;
+  }
+  cur[p[p.length - 1] as string] = value;
+}
+
+function isStringArrayField(p: readonly string[]): boolean {
+  const key = p.join('.');
+  return key === 'kafka.brokers' || key.endsWith('Patterns') || key === 'masking.paths';
+}
+
+/** Reads `--config F` / `--config=F` out of argv. */
+export function configFileFromArgv(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--config') return argv[i + 1];
+    if (a.startsWith('--config=')) return a.slice('--config='.length);
+  }
+  return undefined;
+}
+
+/**
+ * Loads the configuration: the YAML file (if any), then `KUBETRAIL_*` env
+ * overrides, validated as a whole. Throws a {@link ConfigError} listing every
+ * problem with its field path; the result is deeply frozen.
+ */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const env = sources.env ?? {};
+  const issues: ConfigIssue[] = [];
+  const file = sources.file ?? configFileFromArgv(sources.argv ?? []) ?? env['KUBETRAIL_CONFIG'];
+  let doc: Record<string, unknown> = {};
+  if (sources.document !== undefined) {
+    doc = structuredClone(sources.document) as Record<string, unknown>;
+  } else if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError('CFG_ERR_FILE', [{ path: '', message: `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` }], { cause: err });
+    }
+    try {
+      const parsed: unknown = parseYaml(text);
+      if (parsed !== null && parsed !== undefined) {
+        if (typeof parsed !== 'object' || Array.isArray(parsed)) {
+          throw new ConfigError('CFG_ERR_FILE', [{ path: '', message: `${file}: the document must be a mapping` }]);
+        }
+        doc = parsed as Record<string, unknown>;
+      }
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError('CFG_ERR_FILE', [{ path: '', message: `${file}: not valid YAML: ${(err as Error).message}` }], { cause: err });
+    }
+  }
+  if (doc === null || typeof doc !== 'object') doc = {};
+
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith('KUBETRAIL_') || raw === undefined || name === 'KUBETRAIL_CONFIG') continue;
+    const suffix = name.slice('KUBETRAIL_'.length);
+    if (suffix === 'CACHE' || suffix.startsWith('HARNESS_')) continue; // read by the test harness, not config
+    const p = ENV_PATHS.get(suffix);
+    if (p === undefined) {
+      issues.push({ path: name, message: 'unknown setting (no config field has this name)' });
+      continue;
+    }
+    let value: unknown;
+    try {
+      value = isStringArrayField(p) && !raw.trim().startsWith('[') ? raw.split(',').map((s) => s.trim()).filter(Boolean) : parseEnvValue(raw);
+    } catch {
+      issues.push({ path: name, message: 'not a valid value' });
+      continue;
+    }
+    setPath(doc, p, value);
+  }
+
+  const result = configSchema.safeParse(doc);
+  if (!result.success) {
+    for (const i of result.error.issues) issues.push({ path: i.path.map(String).join('.'), message: i.message });
+  }
+  if (issues.length > 0 || !result.success) throw new ConfigError('CFG_ERR_INVALID', issues);
+
+  const cfg = result.data;
+  // Relative paths in a file are relative to the file, as users expect of kustomize-style configs.
+  const base = file !== undefined && sources.document === undefined ? path.dirname(path.resolve(file)) : process.cwd();
+  const abs = (p: string): string => (path.isAbsolute(p) || p.startsWith('~') ? p : path.resolve(base, p));
+  cfg.dataDir = abs(cfg.dataDir);
+  cfg.policies.dir = abs(cfg.policies.dir);
+  if (cfg.signing.keyFile) cfg.signing.keyFile = abs(cfg.signing.keyFile);
+  for (const t of [cfg.webhook.tls, cfg.proxy.tls]) {
+    if (t) {
+      t.certFile = abs(t.certFile);
+      t.keyFile = abs(t.keyFile);
+    }
+  }
+  return deepFreeze(cfg);
+}

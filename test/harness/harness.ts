@@ -1,0 +1,511 @@
+/**
+ * The test harness: real components on loopback, for tests and for people.
+ *
+ * - Kafka 4.x, a single-node KRaft broker run from Maven Central jars;
+ * - etcd and kube-apiserver built from the Go module proxy (see build-go.sh);
+ * - the machine's kubectl, with one kubeconfig per test user.
+ *
+ * Everything is built once into the cache (`KUBETRAIL_CACHE`, default
+ * `~/.cache/kubetrail`) and started on free ports. Tests use the TypeScript
+ * API; people use `npm run harness -- up|down`, which writes `test/.harness/env`.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync, closeSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+import { createCA, issueCert, rsaKeyPem, type CertKeyPair } from '../../certs/generate.ts';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** Root of the repository. */
+export const REPO_ROOT = path.resolve(HERE, '..', '..');
+/** Kafka release the harness runs (must match kafka/pom.xml). */
+export const KAFKA_VERSION = '4.1.1';
+
+/** Where built binaries and jars are kept between runs. */
+export function cacheDir(): string {
+  return process.env['KUBETRAIL_CACHE'] ?? path.join(homedir(), '.cache', 'kubetrail');
+}
+
+function progress(msg: string): void {
+  process.stderr.write(`[harness ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+/** Asks the kernel for a free TCP port on loopback. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, child?: ChildProcess, logFile?: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child && child.exitCode !== null) {
+      const tail = logFile && existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(-3000) : '';
+      throw new Error(`${what} exited with code ${child.exitCode} before it was ready\n${tail}`);
+    }
+    try {
+      if (await check()) return;
+    } catch {
+      // not ready yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const tail = logFile && existsSync(logFile) ? readFileSync(logFile, 'utf8').slice(-3000) : '';
+  throw new Error(`${what} not ready after ${timeoutMs} ms\n${tail}`);
+}
+
+// ---------------------------------------------------------------- builds
+
+/** Builds etcd and kube-apiserver if the cache lacks them (prints progress). */
+export function ensureGoComponents(): { etcd: string; apiserver: string } {
+  const bin = path.join(cacheDir(), 'bin');
+  const r = spawnSync('bash', [path.join(HERE, 'build-go.sh')], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, KUBETRAIL_CACHE: cacheDir() } });
+  if (r.status !== 0) throw new Error(`building etcd/kube-apiserver failed (exit ${r.status}); see the output above`);
+  return { etcd: path.join(bin, 'etcd'), apiserver: path.join(bin, 'kube-apiserver') };
+}
+
+/** Fetches the Kafka jars from Maven Central into the cache if missing. */
+export function ensureKafkaJars(): string {
+  const libs = path.join(cacheDir(), `kafka-${KAFKA_VERSION}`, 'libs');
+  const stamp = path.join(libs, '.complete');
+  if (existsSync(stamp)) return libs;
+  progress(`fetching Kafka ${KAFKA_VERSION} jars from Maven Central into ${libs} (first run only)`);
+  const r = spawnSync(
+    'mvn',
+    ['-q', '-B', '-f', path.join(HERE, 'kafka', 'pom.xml'), 'dependency:copy-dependencies', `-DoutputDirectory=${libs}`, '-DincludeScope=runtime'],
+    { stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  if (r.status !== 0) throw new Error(`mvn dependency:copy-dependencies failed (exit ${r.status})`);
+  writeFileSync(stamp, `${KAFKA_VERSION}\n`);
+  return libs;
+}
+
+// ---------------------------------------------------------------- kafka
+
+/** A running Kafka broker. */
+export interface KafkaBroker {
+  readonly brokers: string[];
+  /** SASL_PLAINTEXT listener, when started with `saslUsers`. */
+  readonly saslBrokers?: string[];
+  readonly port: number;
+  readonly dir: string;
+  /** Sends a signal (default SIGKILL) and waits for the process to go. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts the broker again on the same port and data. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+  readonly pid: number | undefined;
+}
+
+/** Options for {@link startKafka}. */
+export interface KafkaOptions {
+  dir: string;
+  /** Keep the process alive after this Node process exits (for `harness up`). */
+  detached?: boolean;
+  /** Adds a SASL_PLAINTEXT listener with PLAIN and SCRAM users (name → password). */
+  saslUsers?: Record<string, string>;
+}
+
+async function kafkaReady(brokers: string[]): Promise<boolean> {
+  const kafka = new Kafka({ clientId: 'harness-probe', brokers, logLevel: logLevel.NOTHING, connectionTimeout: 1000, retry: { retries: 0 } });
+  const admin = kafka.admin();
+  try {
+    await admin.connect();
+    await admin.describeCluster();
+    return true;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+function javaProcess(libs: string, mainClass: string, args: string[], logFile: string, detached: boolean): ChildProcess {
+  const out = openSync(logFile, 'a');
+  const child = spawn(
+    'java',
+    [
+      '-Xms256m',
+      '-Xmx768m',
+      '-XX:+UseG1GC',
+      '-XX:TieredStopAtLevel=1',
+      `-Dlog4j2.configurationFile=${path.join(HERE, 'kafka', 'log4j2.properties')}`,
+      '-cp',
+      `${libs}/*`,
+      mainClass,
+      ...args,
+    ],
+    { stdio: ['ignore', out, out], detached },
+  );
+  closeSync(out);
+  if (detached) child.unref();
+  return child;
+}
+
+/** Starts a single-node KRaft Kafka broker on free loopback ports. */
+export async function startKafka(opts: KafkaOptions): Promise<KafkaBroker> {
+  const libs = ensureKafkaJars();
+  mkdirSync(opts.dir, { recursive: true });
+  const port = await freePort();
+  const controllerPort = await freePort();
+  const saslPort = opts.saslUsers ? await freePort() : 0;
+  const dataDir = path.join(opts.dir, 'data');
+  const props = [
+    'process.roles=broker,controller',
+    'node.id=1',
+    `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
+    `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}${opts.saslUsers ? `,SASL_PLAINTEXT://127.0.0.1:${saslPort}` : ''}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${port}${opts.saslUsers ? `,SASL_PLAINTEXT://127.0.0.1:${saslPort}` : ''}`,
+    'controller.listener.names=CONTROLLER',
+    'inter.broker.listener.name=PLAINTEXT',
+    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${opts.saslUsers ? ',SASL_PLAINTEXT:SASL_PLAINTEXT' : ''}`,
+    `log.dirs=${dataDir}`,
+    'num.partitions=1',
+    'offsets.topic.replication.factor=1',
+    'transaction.state.log.replication.factor=1',
+    'transaction.state.log.min.isr=1',
+    'share.coordinator.state.topic.replication.factor=1',
+    'share.coordinator.state.topic.min.isr=1',
+    'group.initial.rebalance.delay.ms=0',
+    'auto.create.topics.enable=true',
+    'log.flush.interval.messages=9223372036854775807',
+  ];
+  if (opts.saslUsers) {
+    props.push('sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512');
+    const plainUsers = Object.entries(opts.saslUsers)
+      .map(([u, p]) => `user_${u}="${p}"`)
+      .join(' ');
+    props.push(
+      `listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
+      'listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+      'listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    );
+  }
+  const propsFile = path.join(opts.dir, 'server.properties');
+  writeFileSync(propsFile, props.join('\n') + '\n');
+  const logFile = path.join(opts.dir, 'kafka.log');
+  if (!existsSync(path.join(dataDir, 'meta.properties'))) {
+    const clusterId = randomBytes(16).toString('base64url');
+    const formatArgs = ['format', '-t', clusterId, '-c', propsFile];
+    for (const [u, p] of Object.entries(opts.saslUsers ?? {})) {
+      formatArgs.push('--add-scram', `SCRAM-SHA-256=[name=${u},password=${p}]`, '--add-scram', `SCRAM-SHA-512=[name=${u},password=${p}]`);
+    }
+    const r = spawnSync('java', ['-Xmx256m', `-Dlog4j2.configurationFile=${path.join(HERE, 'kafka', 'log4j2.properties')}`, '-cp', `${libs}/*`, 'kafka.tools.StorageTool', ...formatArgs], {
+      encoding: 'utf8',
+    });
+    if (r.status !== 0) throw new Error(`kafka storage format failed (exit ${r.status}): ${r.stderr}${r.stdout}`);
+  }
+  const brokers = [`127.0.0.1:${port}`];
+  let child: ChildProcess;
+  const launch = async (): Promise<void> => {
+    child = javaProcess(libs, 'kafka.Kafka', [propsFile], logFile, opts.detached ?? false);
+    await waitFor('kafka', () => kafkaReady(brokers), 90_000, child, logFile);
+  };
+  const started = Date.now();
+  await launch();
+  progress(`kafka ${KAFKA_VERSION} ready on ${brokers[0]} in ${Date.now() - started} ms`);
+  const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill(signal);
+    await gone;
+  };
+  return {
+    brokers,
+    port,
+    dir: opts.dir,
+    get pid() {
+      return child.pid;
+    },
+    kill,
+    restart: launch,
+    stop: () => kill('SIGTERM'),
+    ...(opts.saslUsers ? { saslBrokers: [`127.0.0.1:${saslPort}`] } : {}),
+  };
+}
+
+// ---------------------------------------------------------------- control plane
+
+/** Credentials and addresses of the running etcd + kube-apiserver. */
+export interface ControlPlane {
+  readonly url: string;
+  readonly port: number;
+  readonly caFile: string;
+  /** CA that signed the serving certificate (PEM), also used to sign test certs. */
+  readonly ca: CertKeyPair;
+  readonly adminToken: string;
+  readonly agentToken: string;
+  readonly adminKubeconfig: string;
+  readonly agentKubeconfig: string;
+  readonly auditLog: string;
+  readonly dir: string;
+  readonly pids: number[];
+  stop(): Promise<void>;
+}
+
+/** Options for {@link startControlPlane}. */
+export interface ControlPlaneOptions {
+  dir: string;
+  detached?: boolean;
+}
+
+function writeKubeconfig(file: string, server: string, caFile: string, user: string, token: string): void {
+  const yaml = `apiVersion: v1
+kind: Config
+clusters:
+- name: harness
+  cluster:
+    server: ${server}
+    certificate-authority: ${caFile}
+users:
+- name: ${user}
+  user:
+    token: ${token}
+contexts:
+- name: ${user}@harness
+  context:
+    cluster: harness
+    user: ${user}
+current-context: ${user}@harness
+`;
+  writeFileSync(file, yaml, { mode: 0o600 });
+}
+
+/** Starts etcd and kube-apiserver on free ports, with TLS, RBAC, tokens and an audit log. */
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const { etcd, apiserver } = ensureGoComponents();
+  const dir = opts.dir;
+  mkdirSync(dir, { recursive: true });
+  const detached = opts.detached ?? false;
+  const children: ChildProcess[] = [];
+
+  // etcd
+  const etcdPort = await freePort();
+  const etcdPeer = await freePort();
+  const etcdLog = path.join(dir, 'etcd.log');
+  const etcdOut = openSync(etcdLog, 'a');
+  const etcdChild = spawn(
+    etcd,
+    [
+      '--name=harness',
+      `--data-dir=${path.join(dir, 'etcd-data')}`,
+      `--listen-client-urls=http://127.0.0.1:${etcdPort}`,
+      `--advertise-client-urls=http://127.0.0.1:${etcdPort}`,
+      `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+      `--initial-cluster=harness=http://127.0.0.1:${etcdPeer}`,
+      '--log-level=warn',
+      // Test data only: skipping fsync makes the control plane several times faster here.
+      '--unsafe-no-fsync',
+    ],
+    { stdio: ['ignore', etcdOut, etcdOut], detached },
+  );
+  closeSync(etcdOut);
+  if (detached) etcdChild.unref();
+  children.push(etcdChild);
+  await waitFor('etcd', async () => (await fetch(`http://127.0.0.1:${etcdPort}/health`)).ok, 30_000, etcdChild, etcdLog);
+
+  // PKI, tokens, audit policy
+  const ca = createCA({ commonName: 'harness-ca' });
+  const serving = issueCert(ca, { commonName: 'kube-apiserver', dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'], ips: ['127.0.0.1', '10.0.0.1'] });
+  const kubeletClient = issueCert(ca, { commonName: 'kube-apiserver-kubelet-client', organization: ['system:masters'], usages: ['clientAuth'] });
+  const sa = rsaKeyPem();
+  const caFile = path.join(dir, 'ca.crt');
+  writeFileSync(caFile, ca.certPem);
+  writeFileSync(path.join(dir, 'ca.key'), ca.keyPem, { mode: 0o600 });
+  writeFileSync(path.join(dir, 'apiserver.crt'), serving.certPem);
+  writeFileSync(path.join(dir, 'apiserver.key'), serving.keyPem, { mode: 0o600 });
+  writeFileSync(path.join(dir, 'kubelet-client.crt'), kubeletClient.certPem);
+  writeFileSync(path.join(dir, 'kubelet-client.key'), kubeletClient.keyPem, { mode: 0o600 });
+  writeFileSync(path.join(dir, 'sa.key'), sa.privatePem, { mode: 0o600 });
+  writeFileSync(path.join(dir, 'sa.pub'), sa.publicPem);
+  const adminToken = randomBytes(24).toString('hex');
+  const agentToken = randomBytes(24).toString('hex');
+  // token,user,uid,"group1,group2"
+  writeFileSync(
+    path.join(dir, 'tokens.csv'),
+    `${adminToken},admin,admin-uid,"system:masters"\n${agentToken},agent-ci,agent-ci-uid,"agents"\n`,
+    { mode: 0o600 },
+  );
+  const auditLog = path.join(dir, 'audit.log');
+  writeFileSync(
+    path.join(dir, 'audit-policy.yaml'),
+    `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: RequestResponse
+  resources:
+  - group: ""
+    resources: ["pods", "configmaps", "secrets", "namespaces", "pods/exec", "pods/attach", "pods/portforward"]
+  - group: "apps"
+  - group: "rbac.authorization.k8s.io"
+- level: Metadata
+`,
+  );
+
+  const port = await freePort();
+  const apiLog = path.join(dir, 'kube-apiserver.log');
+  const apiOut = openSync(apiLog, 'a');
+  const apiChild = spawn(
+    apiserver,
+    [
+      `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${port}`,
+      `--cert-dir=${path.join(dir, 'cert-dir')}`,
+      `--tls-cert-file=${path.join(dir, 'apiserver.crt')}`,
+      `--tls-private-key-file=${path.join(dir, 'apiserver.key')}`,
+      `--client-ca-file=${caFile}`,
+      `--token-auth-file=${path.join(dir, 'tokens.csv')}`,
+      '--authorization-mode=RBAC',
+      '--enable-admission-plugins=NamespaceLifecycle,MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
+      // No controller-manager runs here, so nothing creates the default ServiceAccount;
+      // tests create the ServiceAccounts they need explicitly.
+      '--disable-admission-plugins=ServiceAccount',
+      // Our webhook, not the API server, is what must refuse privileged pods in tests.
+      '--allow-privileged=true',
+      '--service-account-issuer=https://kubernetes.default.svc',
+      `--service-account-key-file=${path.join(dir, 'sa.pub')}`,
+      `--service-account-signing-key-file=${path.join(dir, 'sa.key')}`,
+      '--api-audiences=https://kubernetes.default.svc',
+      '--service-cluster-ip-range=10.0.0.0/24',
+      `--audit-log-path=${auditLog}`,
+      `--audit-policy-file=${path.join(dir, 'audit-policy.yaml')}`,
+      '--audit-log-format=json',
+      '--audit-log-mode=blocking',
+      `--kubelet-client-certificate=${path.join(dir, 'kubelet-client.crt')}`,
+      `--kubelet-client-key=${path.join(dir, 'kubelet-client.key')}`,
+      `--kubelet-certificate-authority=${caFile}`,
+      '--kubelet-preferred-address-types=InternalIP',
+      '--profiling=false',
+      '--enable-priority-and-fairness=false',
+      '--endpoint-reconciler-type=none',
+      '--v=1',
+    ],
+    { stdio: ['ignore', apiOut, apiOut], detached },
+  );
+  closeSync(apiOut);
+  if (detached) apiChild.unref();
+  children.push(apiChild);
+  const url = `https://127.0.0.1:${port}`;
+  const started = Date.now();
+  await waitFor(
+    'kube-apiserver',
+    async () => {
+      const r = spawnSync('curl', ['-sf', '--cacert', caFile, '-H', `Authorization: Bearer ${adminToken}`, `${url}/readyz`], { encoding: 'utf8' });
+      return r.status === 0 && r.stdout.trim() === 'ok';
+    },
+    120_000,
+    apiChild,
+    apiLog,
+  );
+  progress(`kube-apiserver ready on ${url} in ${Date.now() - started} ms`);
+
+  const adminKubeconfig = path.join(dir, 'admin.kubeconfig');
+  const agentKubeconfig = path.join(dir, 'agent.kubeconfig');
+  writeKubeconfig(adminKubeconfig, url, caFile, 'admin', adminToken);
+  writeKubeconfig(agentKubeconfig, url, caFile, 'agent-ci', agentToken);
+  // The agent may work in namespace "agents" (edit) and read cluster-wide, like a CI bot.
+  const rbac = `apiVersion: v1
+kind: Namespace
+metadata: {name: agents}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: agents-edit, namespace: agents}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: agents}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: agents-view}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: agents}
+`;
+  await waitFor(
+    'bootstrap RBAC roles',
+    async () => spawnSync('kubectl', ['--kubeconfig', adminKubeconfig, 'get', 'clusterrole', 'edit'], { encoding: 'utf8' }).status === 0,
+    60_000,
+  );
+  const applied = spawnSync('kubectl', ['--kubeconfig', adminKubeconfig, 'apply', '-f', '-'], { input: rbac, encoding: 'utf8' });
+  if (applied.status !== 0) throw new Error(`applying harness RBAC failed: ${applied.stderr}`);
+
+  return {
+    url,
+    port,
+    caFile,
+    ca,
+    adminToken,
+    agentToken,
+    adminKubeconfig,
+    agentKubeconfig,
+    auditLog,
+    dir,
+    pids: children.map((c) => c.pid ?? 0),
+    stop: async () => {
+      for (const c of [...children].reverse()) {
+        if (c.exitCode !== null || c.signalCode !== null) continue;
+        const gone = new Promise<void>((r) => c.once('exit', () => r()));
+        c.kill('SIGTERM');
+        await Promise.race([gone, new Promise((r) => setTimeout(r, 10_000))]);
+        if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      }
+    },
+  };
+}
+
+// ---------------------------------------------------------------- env file
+
+/** What `harness up` writes and tests read (shell-sourceable). */
+export interface HarnessEnv {
+  KAFKA_BROKERS: string;
+  ADMIN_KUBECONFIG: string;
+  AGENT_KUBECONFIG: string;
+  APISERVER_URL: string;
+  APISERVER_CA: string;
+  APISERVER_AUDIT_LOG: string;
+  ADMIN_TOKEN: string;
+  AGENT_TOKEN: string;
+  HARNESS_DIR: string;
+}
+
+/** Default location of the env file. */
+export const ENV_FILE = path.join(REPO_ROOT, 'test', '.harness', 'env');
+
+/** Writes the env file (mode 0600: it holds tokens). */
+export function writeEnvFile(env: HarnessEnv, file = ENV_FILE): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const text = Object.entries(env)
+    .map(([k, v]) => `export ${k}='${String(v).replace(/'/g, `'\\''`)}'`)
+    .join('\n');
+  writeFileSync(file, text + '\n', { mode: 0o600 });
+}
+
+/** Reads the env file written by `harness up` or the test runner; undefined when absent. */
+export function readEnvFile(file = process.env['KUBETRAIL_HARNESS_ENV'] ?? ENV_FILE): HarnessEnv | undefined {
+  if (!existsSync(file)) return undefined;
+  const env: Record<string, string> = {};
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const m = /^export ([A-Z_]+)='(.*)'$/.exec(line);
+    if (m) env[m[1] as string] = (m[2] as string).replace(/'\\''/g, "'");
+  }
+  return env as unknown as HarnessEnv;
+}
+
+/** Lists the harness directories under `test/.harness` (for cleanup). */
+export function harnessDirs(root = path.join(REPO_ROOT, 'test', '.harness')): string[] {
+  return existsSync(root) ? readdirSync(root).map((d) => path.join(root, d)) : [];
+}
