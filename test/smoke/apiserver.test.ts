@@ -6,17 +6,17 @@ import { test } from 'node:test';
 import { createCA, issueCert } from '../../certs/generate.ts';
 import { harness, kubectl } from '../support/env.ts';
 
-test('kubectl lists namespaces on the real API server with the admin kubeconfig', () => {
+test('kubectl lists namespaces on the real API server with the admin kubeconfig', async () => {
   const env = harness();
-  const r = kubectl(env.ADMIN_KUBECONFIG, ['get', 'namespaces', '-o', 'name']);
+  const r = await kubectl(env.ADMIN_KUBECONFIG, ['get', 'namespaces', '-o', 'name']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /namespace\/default/);
   assert.match(r.stdout, /namespace\/kube-system/);
 });
 
-test('the agent user is forbidden to create a ClusterRoleBinding (RBAC is real)', () => {
+test('the agent user is forbidden to create a ClusterRoleBinding (RBAC is real)', async () => {
   const env = harness();
-  const r = kubectl(env.AGENT_KUBECONFIG, ['create', 'clusterrolebinding', 'escalate', '--clusterrole=cluster-admin', '--user=agent-ci']);
+  const r = await kubectl(env.AGENT_KUBECONFIG, ['create', 'clusterrolebinding', 'escalate', '--clusterrole=cluster-admin', '--user=agent-ci']);
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /forbidden/i);
   assert.match(r.stderr, /agent-ci/);
@@ -67,20 +67,20 @@ test('a ValidatingWebhookConfiguration registered by URL makes the API server ca
       },
     ],
   };
-  const applied = kubectl(env.ADMIN_KUBECONFIG, ['apply', '-f', '-'], JSON.stringify(vwc));
+  const applied = await kubectl(env.ADMIN_KUBECONFIG, ['apply', '-f', '-'], JSON.stringify(vwc));
   assert.equal(applied.status, 0, applied.stderr);
-  t.after(() => void kubectl(env.ADMIN_KUBECONFIG, ['delete', 'validatingwebhookconfiguration', cfgName, '--ignore-not-found']));
+  t.after(async () => void await kubectl(env.ADMIN_KUBECONFIG, ['delete', 'validatingwebhookconfiguration', cfgName, '--ignore-not-found']));
 
   // The API server picks up new webhook configurations asynchronously; retry the allowed create until the webhook sees it.
   const deadline = Date.now() + 30_000;
   while (!seen.some((s) => s.name === 'smoke-allowed') && Date.now() < deadline) {
-    kubectl(env.ADMIN_KUBECONFIG, ['-n', 'default', 'delete', 'configmap', 'smoke-allowed', '--ignore-not-found']);
-    kubectl(env.ADMIN_KUBECONFIG, ['-n', 'default', 'create', 'configmap', 'smoke-allowed', '--from-literal=a=b']);
+    await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'default', 'delete', 'configmap', 'smoke-allowed', '--ignore-not-found']);
+    await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'default', 'create', 'configmap', 'smoke-allowed', '--from-literal=a=b']);
     await new Promise((r) => setTimeout(r, 300));
   }
   assert.ok(seen.some((s) => s.name === 'smoke-allowed' && s.operation === 'CREATE' && s.username === 'admin'), 'webhook was never called');
 
-  const denied = kubectl(env.ADMIN_KUBECONFIG, ['-n', 'default', 'create', 'configmap', 'smoke-denied', '--from-literal=a=b']);
+  const denied = await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'default', 'create', 'configmap', 'smoke-denied', '--from-literal=a=b']);
   assert.notEqual(denied.status, 0);
   assert.match(denied.stderr, /admission webhook "smoke.kubetrail.io" denied the request: smoke test says no/);
   const audit = readFileSync(env.APISERVER_AUDIT_LOG, 'utf8');
