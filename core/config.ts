@@ -381,7 +381,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   for (const [name, raw] of Object.entries(env)) {
     if (!name.startsWith('KUBETRAIL_') || raw === undefined || name === 'KUBETRAIL_CONFIG') continue;
     const suffix = name.slice('KUBETRAIL_'.length);
-    if (suffix === 'CACHE' || suffix.startsWith('HARNESS_')) continue; // read by the test harness, not config
+    // Read by the test harness and the test runner, not by the config.
+    if (suffix === 'CACHE' || suffix === 'KEEP_HARNESS' || suffix.startsWith('HARNESS_') || suffix.startsWith('TEST_')) continue;
     const p = ENV_PATHS.get(suffix);
     if (p === undefined) {
       issues.push({ path: name, message: 'unknown setting (no config field has this name)' });
