@@ -1,0 +1,285 @@
+/**
+ * ExecPolicy: command guardrails for exec, attach and port-forward sessions.
+ *
+ * A document selects sessions (`spec.match`) and carries rules, each a CEL
+ * expression that is true when the rule fires. Rules with `on: session` run
+ * once, before the upstream connection opens; rules with `on: line` run on each
+ * command line the tty line editor rebuilds from stdin, before its Enter is
+ * forwarded. Compilation validates everything and reports field paths;
+ * evaluation is pure (no I/O, no clock) and fails closed: a rule whose
+ * expression errors or does not yield a bool counts as firing.
+ *
+ * CEL variables: `command` (list<string>), `line` (string, "" for session
+ * rules), `container`, `pod`, `namespace`, `kind` (exec|attach|portforward),
+ * `tty` (bool), `user` (map: username, uid, groups, extra).
+ */
+import { Environment } from '@marcbachmann/cel-js';
+import { z } from 'zod';
+import { KubetrailError } from '../errors.ts';
+import type { Actor, Decision } from '../events/model.ts';
+
+/** Codes of ExecPolicy errors. */
+export type ExecPolicyErrorCode = 'POLICY_ERR_EXEC_INVALID';
+
+/** One problem in a policy document, with the dotted path of the field. */
+export interface PolicyIssue {
+  readonly path: string;
+  readonly message: string;
+}
+
+/** An ExecPolicy document was rejected; `issues` lists every problem with its field path. */
+export class ExecPolicyError extends KubetrailError<ExecPolicyErrorCode> {
+  readonly source: string;
+  readonly issues: readonly PolicyIssue[];
+  constructor(source: string, issues: readonly PolicyIssue[]) {
+    super('POLICY_ERR_EXEC_INVALID', `invalid ExecPolicy in ${source}:\n${issues.map((i) => `  - ${i.path || '(root)'}: ${i.message}`).join('\n')}`, { status: 400 });
+    this.source = source;
+    this.issues = issues;
+  }
+}
+
+/** The session kinds a policy can match. */
+export type SessionKind = 'exec' | 'attach' | 'portforward';
+
+const ruleSchema = z.strictObject({
+  name: z.string().min(1),
+  /** deny stops the session (or the line); audit only records the decision. */
+  action: z.enum(['deny', 'audit']).default('deny'),
+  /** When the rule is evaluated. */
+  on: z.enum(['session', 'line']).default('session'),
+  expression: z.string().min(1),
+  message: z.string().optional(),
+});
+
+const docSchema = z.strictObject({
+  apiVersion: z.literal('kubetrail.io/v1'),
+  kind: z.literal('ExecPolicy'),
+  metadata: z.looseObject({ name: z.string().min(1) }),
+  spec: z.strictObject({
+    match: z
+      .strictObject({
+        kinds: z.array(z.enum(['exec', 'attach', 'portforward'])).optional(),
+        namespaces: z.array(z.string().min(1)).optional(),
+        pods: z.array(z.string().min(1)).optional(),
+        containers: z.array(z.string().min(1)).optional(),
+        users: z.array(z.string().min(1)).optional(),
+        groups: z.array(z.string().min(1)).optional(),
+      })
+      .default({}),
+    /**
+     * For `on: line` rules: what to do with a line kubetrail could not follow
+     * (history recall, tab completion, reverse search): deny (default, fail
+     * closed) or allow.
+     */
+    opaqueLines: z.enum(['deny', 'allow']).default('deny'),
+    rules: z.array(ruleSchema).min(1),
+  }),
+});
+
+/** What an ExecPolicy evaluates: one session, and for line rules the typed line. */
+export interface ExecInput {
+  kind: SessionKind;
+  namespace: string;
+  pod: string;
+  container: string;
+  command: readonly string[];
+  tty: boolean;
+  user: Actor;
+  /** The rebuilt command line (line rules only). */
+  line?: string;
+}
+
+type CompiledExpr = (ctx: Record<string, unknown>) => unknown;
+
+/** A rule ready to run. */
+export interface CompiledExecRule {
+  readonly name: string;
+  readonly action: 'deny' | 'audit';
+  readonly on: 'session' | 'line';
+  readonly message: string;
+  readonly expression: string;
+  readonly program: CompiledExpr;
+}
+
+/** A validated ExecPolicy with its rules compiled. */
+export interface CompiledExecPolicy {
+  readonly kind: 'ExecPolicy';
+  readonly name: string;
+  readonly source: string;
+  readonly match: {
+    readonly kinds?: readonly SessionKind[];
+    readonly namespaces?: readonly string[];
+    readonly pods?: readonly string[];
+    readonly containers?: readonly string[];
+    readonly users?: readonly string[];
+    readonly groups?: readonly string[];
+  };
+  readonly opaqueLines: 'deny' | 'allow';
+  readonly rules: readonly CompiledExecRule[];
+}
+
+let sharedEnv: Environment | undefined;
+function celEnv(): Environment {
+  // One environment, variables typed so that a type error is caught at compile time.
+  sharedEnv ??= new Environment()
+    .registerVariable('command', 'list<string>')
+    .registerVariable('line', 'string')
+    .registerVariable('container', 'string')
+    .registerVariable('pod', 'string')
+    .registerVariable('namespace', 'string')
+    .registerVariable('kind', 'string')
+    .registerVariable('tty', 'bool')
+    .registerVariable('user', 'map<string, dyn>');
+  return sharedEnv;
+}
+
+/**
+ * Validates and compiles an ExecPolicy document. Throws {@link ExecPolicyError}
+ * listing every problem with its field path (schema, CEL syntax, CEL types).
+ */
+export function compileExecPolicy(doc: unknown, source: string): CompiledExecPolicy {
+  const parsed = docSchema.safeParse(doc);
+  if (!parsed.success) {
+    throw new ExecPolicyError(
+      source,
+      parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })),
+    );
+  }
+  const d = parsed.data;
+  const issues: PolicyIssue[] = [];
+  const rules: CompiledExecRule[] = [];
+  const names = new Set<string>();
+  for (const [i, r] of d.spec.rules.entries()) {
+    const path = `spec.rules.${i}.expression`;
+    if (names.has(r.name)) issues.push({ path: `spec.rules.${i}.name`, message: `duplicate rule name "${r.name}"` });
+    names.add(r.name);
+    try {
+      const program = celEnv().parse(r.expression);
+      const checked = program.check();
+      if (!checked.valid) {
+        issues.push({ path, message: `CEL type error: ${firstLine(checked.error?.message)}` });
+        continue;
+      }
+      if (checked.type !== 'bool' && checked.type !== 'dyn') {
+        issues.push({ path, message: `must evaluate to bool, not ${checked.type ?? 'unknown'}` });
+        continue;
+      }
+      rules.push({
+        name: r.name,
+        action: r.action,
+        on: r.on,
+        expression: r.expression,
+        message: r.message ?? `blocked by ExecPolicy ${d.metadata.name}/${r.name}`,
+        program: program as CompiledExpr,
+      });
+    } catch (err) {
+      issues.push({ path, message: `CEL syntax error: ${firstLine((err as Error).message)}` });
+    }
+  }
+  if (issues.length > 0) throw new ExecPolicyError(source, issues);
+  const m = d.spec.match;
+  const match: CompiledExecPolicy['match'] = {
+    ...(m.kinds ? { kinds: m.kinds } : {}),
+    ...(m.namespaces ? { namespaces: m.namespaces } : {}),
+    ...(m.pods ? { pods: m.pods } : {}),
+    ...(m.containers ? { containers: m.containers } : {}),
+    ...(m.users ? { users: m.users } : {}),
+    ...(m.groups ? { groups: m.groups } : {}),
+  };
+  return Object.freeze({ kind: 'ExecPolicy', name: d.metadata.name, source, match, opaqueLines: d.spec.opaqueLines, rules: Object.freeze(rules) });
+}
+
+function firstLine(s: string | undefined): string {
+  return (s ?? 'unknown error').split('\n')[0] ?? '';
+}
+
+/** True when the policy's `match` selects this session. */
+export function execPolicyMatches(p: CompiledExecPolicy, input: ExecInput): boolean {
+  const m = p.match;
+  if (m.kinds && !m.kinds.includes(input.kind)) return false;
+  if (m.namespaces && !m.namespaces.includes(input.namespace)) return false;
+  if (m.pods && !m.pods.includes(input.pod)) return false;
+  if (m.containers && !m.containers.includes(input.container)) return false;
+  if (m.users && !m.users.includes(input.user.username)) return false;
+  if (m.groups && !m.groups.some((g) => input.user.groups.includes(g))) return false;
+  return true;
+}
+
+/** The outcome of evaluating ExecPolicies: the decision plus every rule that fired. */
+export interface ExecEvaluation {
+  decision: Decision;
+  /** Every rule that fired (deny and audit), in policy order. */
+  fired: { policy: string; rule: string; action: 'deny' | 'audit'; message: string; error?: boolean }[];
+}
+
+function context(input: ExecInput): Record<string, unknown> {
+  const u = input.user;
+  return {
+    command: [...input.command],
+    line: input.line ?? '',
+    container: input.container,
+    pod: input.pod,
+    namespace: input.namespace,
+    kind: input.kind,
+    tty: input.tty,
+    user: { username: u.username, uid: u.uid ?? '', groups: [...u.groups], extra: u.extra ?? {} },
+  };
+}
+
+/**
+ * Evaluates the rules of `phase` ('session' before the upstream opens, 'line'
+ * for a typed line) of every matching policy. Pure. The first deny decides;
+ * a rule whose expression fails to evaluate counts as a deny (fail closed).
+ */
+export function evaluateExec(policies: readonly CompiledExecPolicy[], input: ExecInput, phase: 'session' | 'line'): ExecEvaluation {
+  const fired: ExecEvaluation['fired'] = [];
+  const ctx = context(input);
+  let deny: Decision | undefined;
+  for (const p of policies) {
+    if (!execPolicyMatches(p, input)) continue;
+    for (const r of p.rules) {
+      if (r.on !== phase) continue;
+      let result: unknown;
+      let error = false;
+      try {
+        result = r.program(ctx);
+      } catch {
+        error = true;
+      }
+      const fires = error || result !== false;
+      if (!fires) continue;
+      const action = error ? 'deny' : r.action;
+      const message = error ? `${r.message} (the rule could not be evaluated; failing closed)` : r.message;
+      fired.push({ policy: p.name, rule: r.name, action, message, ...(error ? { error } : {}) });
+      if (action === 'deny' && deny === undefined) deny = { allowed: false, action: 'deny', policy: p.name, rule: r.name, message };
+    }
+  }
+  if (deny) return { decision: deny, fired };
+  const audits = fired.filter((f) => f.action === 'audit');
+  const first = audits[0];
+  return {
+    decision: first ? { allowed: true, action: 'audit', policy: first.policy, rule: first.rule, message: first.message } : { allowed: true, action: 'allow' },
+    fired,
+  };
+}
+
+/** True when some matching policy has line rules, so typed lines must be checked. */
+export function hasLineRules(policies: readonly CompiledExecPolicy[], input: ExecInput): boolean {
+  return policies.some((p) => execPolicyMatches(p, input) && p.rules.some((r) => r.on === 'line'));
+}
+
+/** How to treat a line kubetrail could not follow: deny when any matching line-rule policy says so. */
+export function opaqueLineDecision(policies: readonly CompiledExecPolicy[], input: ExecInput): Decision {
+  for (const p of policies) {
+    if (execPolicyMatches(p, input) && p.opaqueLines === 'deny' && p.rules.some((r) => r.on === 'line')) {
+      return {
+        allowed: false,
+        action: 'deny',
+        policy: p.name,
+        rule: 'opaqueLines',
+        message: 'this line was edited with keys kubetrail cannot follow (history, completion, search); retype it in full',
+      };
+    }
+  }
+  return { allowed: true, action: 'allow' };
+}
