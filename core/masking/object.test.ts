@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { compileObjectMasking, LAST_APPLIED_ANNOTATION, MASK, maskObject, splitMaskPath } from './object.ts';
+
+const masking = compileObjectMasking({ envNamePatterns: ['PASSWORD', 'SECRET', 'TOKEN', 'KEY', 'CREDENTIAL'], paths: ['spec.template.spec.containers.*.args', 'data.note'] });
+
+function deepFrozen<T>(o: T): T {
+  if (o !== null && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFrozen(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+test('Secret data and stringData values are masked, keys kept, and the input is untouched', () => {
+  const secret = deepFrozen({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 's', annotations: { [LAST_APPLIED_ANNOTATION]: JSON.stringify({ apiVersion: 'v1', kind: 'Secret', data: { password: 'aHVudGVyMg==' } }) } },
+    data: { password: 'aHVudGVyMg==', user: 'YWRtaW4=' },
+    stringData: { token: 'plain-token' },
+    type: 'Opaque',
+  });
+  const masked = maskObject(masking, secret) as typeof secret;
+  assert.deepEqual(masked.data, { password: MASK, user: MASK });
+  assert.deepEqual(masked.stringData, { token: MASK });
+  assert.equal(masked.type, 'Opaque');
+  assert.equal(secret.data.password, 'aHVudGVyMg==');
+  const lastApplied = JSON.parse(masked.metadata.annotations[LAST_APPLIED_ANNOTATION]);
+  assert.deepEqual(lastApplied.data, { password: MASK });
+  assert.doesNotMatch(JSON.stringify(masked), /aHVudGVyMg|plain-token|YWRtaW4/);
+});
+
+test('env values whose names match are masked in pods, init, ephemeral containers and every workload template', () => {
+  const env = [
+    { name: 'DB_PASSWORD', value: 'hunter2' },
+    { name: 'api_token', value: 'tok' },
+    { name: 'LOG_LEVEL', value: 'debug' },
+    { name: 'FROM_SECRET', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } },
+  ];
+  const podSpec = { containers: [{ name: 'a', env }], initContainers: [{ name: 'i', env }], ephemeralContainers: [{ name: 'e', env }] };
+  const objects: [string, unknown, (o: any) => any[]][] = [
+    ['Pod', { kind: 'Pod', spec: podSpec }, (o) => [o.spec.containers[0], o.spec.initContainers[0], o.spec.ephemeralContainers[0]]],
+    ['Deployment', { kind: 'Deployment', spec: { template: { spec: podSpec } } }, (o) => [o.spec.template.spec.containers[0], o.spec.template.spec.initContainers[0]]],
+    ['StatefulSet', { kind: 'StatefulSet', spec: { template: { spec: podSpec } } }, (o) => [o.spec.template.spec.containers[0]]],
+    ['Job', { kind: 'Job', spec: { template: { spec: podSpec } } }, (o) => [o.spec.template.spec.containers[0]]],
+    ['CronJob', { kind: 'CronJob', spec: { jobTemplate: { spec: { template: { spec: podSpec } } } } }, (o) => [o.spec.jobTemplate.spec.template.spec.containers[0]]],
+  ];
+  for (const [kind, obj, containers] of objects) {
+    const input = deepFrozen(structuredClone(obj));
+    const out = maskObject(masking, input);
+    for (const c of containers(out)) {
+      assert.deepEqual(
+        c.env.map((e: { name: string; value?: string }) => [e.name, e.value]),
+        [
+          ['DB_PASSWORD', MASK],
+          ['api_token', MASK],
+          ['LOG_LEVEL', 'debug'],
+          ['FROM_SECRET', undefined],
+        ],
+        kind,
+      );
+      assert.deepEqual(c.env[3].valueFrom, { secretKeyRef: { name: 's', key: 'k' } }, kind);
+    }
+    assert.doesNotMatch(JSON.stringify(out), /hunter2|"tok"/, kind);
+  }
+});
+
+test('configured paths mask whatever is there, with * over keys and indexes; a ConfigMap is otherwise untouched', () => {
+  const d = maskObject(masking, {
+    kind: 'Deployment',
+    spec: { template: { spec: { containers: [{ name: 'a', args: ['--password', 'x'] }, { name: 'b' }] } } },
+  }) as any;
+  assert.equal(d.spec.template.spec.containers[0].args, MASK);
+  assert.deepEqual(d.spec.template.spec.containers[1], { name: 'b' });
+  const cm = maskObject(masking, { kind: 'ConfigMap', data: { note: 'n', other: 'o' } }) as any;
+  assert.deepEqual(cm.data, { note: MASK, other: 'o' });
+});
+
+test('a correlation key gives equal masks for equal values and different masks otherwise, never the value', () => {
+  const m = compileObjectMasking({ correlationKey: Buffer.from('k'.repeat(32)) });
+  const a = maskObject(m, { kind: 'Secret', apiVersion: 'v1', data: { x: 'same', y: 'same', z: 'other' } }) as any;
+  assert.match(a.data.x, /^\*\*\*MASKED:[0-9a-f]{16}\*\*\*$/);
+  assert.equal(a.data.x, a.data.y);
+  assert.notEqual(a.data.x, a.data.z);
+});
+
+test('non-objects and odd shapes pass through without throwing', () => {
+  for (const v of [null, 1, 'x', [1, { env: 'nope' }], { kind: 'Secret', apiVersion: 'v1', data: 'not-a-map' }, { metadata: { annotations: { [LAST_APPLIED_ANNOTATION]: 'not json' } } }]) {
+    assert.doesNotThrow(() => maskObject(masking, v));
+  }
+  assert.equal((maskObject(masking, { kind: 'Secret', apiVersion: 'v1', data: 'not-a-map' }) as any).data, MASK);
+  assert.equal((maskObject(masking, { metadata: { annotations: { [LAST_APPLIED_ANNOTATION]: 'not json' } } }) as any).metadata.annotations[LAST_APPLIED_ANNOTATION], MASK);
+  assert.deepEqual(splitMaskPath('metadata.annotations.a\\.b/c'), ['metadata', 'annotations', 'a.b/c']);
+  assert.throws(() => compileObjectMasking({ envNamePatterns: ['('] }), TypeError);
+});

@@ -1,0 +1,170 @@
+/**
+ * Masking of captured Kubernetes objects before they go into events. Pure:
+ * returns a masked deep copy and never mutates its input, so what the API
+ * server admits is never affected (masking happens in events only).
+ *
+ * What is masked:
+ * - Secret (`v1` `Secret`): every value of `data` and `stringData` (the keys stay,
+ *   so an event still says which keys changed).
+ * - `env` entries anywhere in the object (Pods, every workload's pod template,
+ *   CronJob job templates, init and ephemeral containers, and CRDs that embed
+ *   containers): the `value` of every entry whose `name` matches one of the
+ *   configured patterns (case-insensitive regexes, config.masking.envNamePatterns).
+ * - Configured JSON paths (config.masking.paths): dotted, `*` for any key or
+ *   index, e.g. `spec.template.spec.containers.*.args`; the whole value at the
+ *   path is replaced, whatever its type.
+ * - The `kubectl.kubernetes.io/last-applied-configuration` annotation holds a
+ *   full copy of the applied object (a Secret's data in clear): it is parsed
+ *   and masked by the same rules, or replaced whole when it is not JSON.
+ *
+ * Mask format: the string `***MASKED***`. With a `correlationKey`, it is
+ * `***MASKED:<16 hex of HMAC-SHA256(key, value)>***` instead, so equal values
+ * can be correlated across events without being revealed. A bare SHA-256 is
+ * deliberately not offered: passwords are low-entropy and an unkeyed hash of
+ * them can be reversed by guessing.
+ */
+import { createHmac } from 'node:crypto';
+
+/** The mask that replaces a value when no correlation key is set. */
+export const MASK = '***MASKED***';
+
+/** The annotation kubectl apply writes, holding the whole applied object. */
+export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/** Compiled masking rules. Build once with {@link compileObjectMasking}. */
+export interface ObjectMasking {
+  readonly envName: RegExp | undefined;
+  readonly paths: readonly (readonly string[])[];
+  readonly correlationKey: Uint8Array | undefined;
+}
+
+/** Options of {@link compileObjectMasking}. */
+export interface ObjectMaskingOptions {
+  /** Env var names whose values are masked (case-insensitive regexes; any match). */
+  envNamePatterns?: readonly string[];
+  /** Extra JSON paths: dotted, `*` for any key or index, `\.` for a dot inside a key. */
+  paths?: readonly string[];
+  /** When set, masks carry a keyed hash so equal values correlate. */
+  correlationKey?: Uint8Array;
+}
+
+/** Splits `a.b\.c.*` into `['a', 'b.c', '*']`. */
+export function splitMaskPath(p: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < p.length; i++) {
+    const ch = p[i] as string;
+    if (ch === '\\' && p[i + 1] === '.') {
+      cur += '.';
+      i++;
+    } else if (ch === '.') {
+      out.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  out.push(cur);
+  return out;
+}
+
+/**
+ * Compiles masking rules. Throws TypeError on an invalid regex or an empty
+ * path segment (config is validated at start, so this is a programming error
+ * or a bad config value caught before anything listens).
+ */
+export function compileObjectMasking(opts: ObjectMaskingOptions = {}): ObjectMasking {
+  const pats = opts.envNamePatterns ?? [];
+  let envName: RegExp | undefined;
+  if (pats.length > 0) {
+    try {
+      envName = new RegExp(pats.map((p) => `(?:${p})`).join('|'), 'i');
+    } catch (err) {
+      throw new TypeError(`masking.envNamePatterns: not a valid regex: ${(err as Error).message}`);
+    }
+  }
+  const paths = (opts.paths ?? []).map((p) => {
+    const segs = splitMaskPath(p);
+    if (segs.some((s) => s === '')) throw new TypeError(`masking.paths: empty segment in "${p}"`);
+    return segs;
+  });
+  return { envName, paths, correlationKey: opts.correlationKey };
+}
+
+function maskValue(m: ObjectMasking, v: unknown): string {
+  if (m.correlationKey === undefined) return MASK;
+  const text = typeof v === 'string' ? v : JSON.stringify(v) ?? '';
+  return `***MASKED:${createHmac('sha256', m.correlationKey).update(text).digest('hex').slice(0, 16)}***`;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** Deep copy, masking `env[].value` by name on the way. */
+function copyMaskingEnv(m: ObjectMasking, v: unknown, key: string | undefined): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) {
+    const isEnv = key === 'env' && m.envName !== undefined;
+    const out = new Array<unknown>(v.length);
+    for (let i = 0; i < v.length; i++) {
+      const e = v[i];
+      if (isEnv && isRecord(e) && typeof e['name'] === 'string' && 'value' in e && m.envName!.test(e['name'])) {
+        const copy = copyMaskingEnv(m, e, undefined) as Record<string, unknown>;
+        copy['value'] = maskValue(m, e['value']);
+        out[i] = copy;
+      } else out[i] = copyMaskingEnv(m, e, undefined);
+    }
+    return out;
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) out[k] = copyMaskingEnv(m, (v as Record<string, unknown>)[k], k);
+  return out;
+}
+
+/** Masks in place (on our own copy) every value at `segs`. */
+function maskPath(m: ObjectMasking, node: unknown, segs: readonly string[], i: number): void {
+  if (node === null || typeof node !== 'object') return;
+  const seg = segs[i] as string;
+  const last = i === segs.length - 1;
+  const keys = seg === '*' ? (Array.isArray(node) ? node.map((_, j) => String(j)) : Object.keys(node)) : [seg];
+  for (const k of keys) {
+    const container = node as Record<string, unknown>;
+    if (!Object.hasOwn(container, k)) continue;
+    if (last) container[k] = maskValue(m, container[k]);
+    else maskPath(m, container[k], segs, i + 1);
+  }
+}
+
+function isSecret(o: Record<string, unknown>): boolean {
+  return o['kind'] === 'Secret' && (o['apiVersion'] === 'v1' || o['apiVersion'] === undefined);
+}
+
+/**
+ * Returns a masked deep copy of `obj` (any JSON value; non-objects are
+ * returned as they are). Never mutates `obj`.
+ */
+export function maskObject(m: ObjectMasking, obj: unknown): unknown {
+  if (!isRecord(obj)) return obj === null || typeof obj !== 'object' ? obj : copyMaskingEnv(m, obj, undefined);
+  const out = copyMaskingEnv(m, obj, undefined) as Record<string, unknown>;
+  if (isSecret(out)) {
+    for (const field of ['data', 'stringData']) {
+      const d = out[field];
+      if (isRecord(d)) for (const k of Object.keys(d)) d[k] = maskValue(m, d[k]);
+      else if (d !== undefined && d !== null) out[field] = maskValue(m, d);
+    }
+  }
+  for (const segs of m.paths) maskPath(m, out, segs, 0);
+  const md = out['metadata'];
+  if (isRecord(md) && isRecord(md['annotations']) && typeof md['annotations'][LAST_APPLIED_ANNOTATION] === 'string') {
+    const ann = md['annotations'];
+    const raw = ann[LAST_APPLIED_ANNOTATION] as string;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      parsed = undefined;
+    }
+    // Recursion depth is one: the copy inside the annotation has no annotation of its own (kubectl strips it).
+    ann[LAST_APPLIED_ANNOTATION] = isRecord(parsed) ? JSON.stringify(maskObject(m, parsed)) : maskValue(m, raw);
+  }
+  return out;
+}
