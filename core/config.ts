@@ -41,6 +41,10 @@ const kafka = z.strictObject({
   ackDeadlineMs: duration.default(3000),
   connectTimeoutMs: duration.default(3000),
   requestTimeoutMs: duration.default(10000),
+  /** Memory bound: past this many bytes of events waiting for Kafka, emit() waits (backpressure). */
+  maxBufferedBytes: z.number().int().positive().default(64 * 1024 * 1024),
+  /** Brokers unreachable when the pipeline starts: `spool` (start, spool, drain later) or `fail` (refuse to start). */
+  onUnreachableAtStart: z.enum(['spool', 'fail']).default('spool'),
   ssl: z
     .strictObject({
       caFile: z.string().optional(),
@@ -166,6 +170,18 @@ const jwtIssuer = z.strictObject({
   userValidationRules: z.array(z.strictObject({ expression: z.string(), message: z.string().optional() })).default([]),
 });
 
+/** Defaults of proxy.exec (the stream relay), in one literal. */
+const EXEC_DEFAULTS = {
+  maxFrameBytes: 16 * 1024 * 1024,
+  chunkBytes: 32 * 1024,
+  maskHoldMs: 20,
+  recordFlushMs: 50,
+  maxRecordedBytes: 1024 * 1024 * 1024,
+  maxInflightRecordBytes: 8 * 1024 * 1024,
+  maxLineBytes: 8192,
+  upstreamTimeoutMs: 15000,
+};
+
 const proxy = z
   .strictObject({
     listen: hostPort.default('0.0.0.0:9443'),
@@ -199,8 +215,18 @@ const proxy = z
         chunkBytes: z.number().int().positive().default(32 * 1024),
         /** How long masking may hold back output to catch a secret split across frames (ms). */
         maskHoldMs: duration.default(20),
+        /** Group commit window of session recording (ms): stream bytes wait at most this long before they are emitted. */
+        recordFlushMs: duration.default(50),
+        /** Recorded bytes per session (all streams); past it the stream still flows but session.end says recordTruncated. */
+        maxRecordedBytes: z.number().int().positive().default(1024 * 1024 * 1024),
+        /** Recording bytes emitted but not yet durable before the relay pauses the stream (backpressure). */
+        maxInflightRecordBytes: z.number().int().positive().default(8 * 1024 * 1024),
+        /** Longest typed line the tty line editor rebuilds; longer lines are treated as opaque. */
+        maxLineBytes: z.number().int().positive().default(8192),
+        /** How long to wait for the upstream WebSocket to open (ms). */
+        upstreamTimeoutMs: z.number().int().positive().default(15000),
       })
-      .default({ maxFrameBytes: 16 * 1024 * 1024, chunkBytes: 32 * 1024, maskHoldMs: 20 }),
+      .default(EXEC_DEFAULTS),
   })
   .default({
     listen: '0.0.0.0:9443',
@@ -210,7 +236,7 @@ const proxy = z
     maxRecordedBodyBytes: 1024 * 1024,
     discoverySampleRate: 1,
     requestTimeoutMs: 60000,
-    exec: { maxFrameBytes: 16 * 1024 * 1024, chunkBytes: 32 * 1024, maskHoldMs: 20 },
+    exec: EXEC_DEFAULTS,
   });
 
 /** The schema of the whole configuration file. */

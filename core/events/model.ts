@@ -126,6 +126,20 @@ export interface SessionBody {
   /** How the session ended: completed, denied, client-closed, upstream-closed, error. */
   outcome?: string;
   error?: string;
+  /** Negotiated WebSocket subprotocol of the client side. */
+  subprotocol?: string;
+  /** Set when the recording stopped at proxy.exec.maxRecordedBytes (the stream itself went on). */
+  recordTruncated?: boolean;
+  /** Secrets replaced by inline masking, by pattern name. */
+  masked?: Record<string, number>;
+  /** Typed lines checked against ExecPolicy, and how many were blocked. */
+  linesChecked?: number;
+  linesBlocked?: number;
+  /** session.data chunks recorded (so a reader can tell a complete recording). */
+  chunks?: number;
+  /** Initial terminal size, when a resize arrived (for replay headers). */
+  width?: number;
+  height?: number;
 }
 
 /** Body of `session.data`: one ordered chunk of a recorded stream. */

@@ -1,0 +1,258 @@
+/**
+ * Inline masking of session streams: MaskingPolicy documents and the
+ * {@link StreamMasker}, a pure transform that replaces secrets in bytes as they
+ * flow. A secret split across two frames is still masked because the masker
+ * holds back only the tail of a frame that could be the start of a secret
+ * (a proper prefix of a pattern's start literal, or a started match still
+ * growing); the caller releases that tail with `flush()` when the bounded
+ * hold time (config.proxy.exec.maskHoldMs) passes without more data. No I/O,
+ * no clock: the caller owns the timer.
+ */
+import { z } from 'zod';
+import { KubetrailError } from '../errors.ts';
+import type { Actor } from '../events/model.ts';
+import { BUILTIN_PATTERNS, BUILTIN_PATTERN_NAMES, type MaskPattern } from './patterns.ts';
+
+/** Codes of MaskingPolicy errors. */
+export type MaskingPolicyErrorCode = 'POLICY_ERR_MASKING_INVALID';
+
+/** A MaskingPolicy document was rejected; `issues` lists every problem with its field path. */
+export class MaskingPolicyError extends KubetrailError<MaskingPolicyErrorCode> {
+  readonly source: string;
+  readonly issues: readonly { path: string; message: string }[];
+  constructor(source: string, issues: readonly { path: string; message: string }[]) {
+    super('POLICY_ERR_MASKING_INVALID', `invalid MaskingPolicy in ${source}:\n${issues.map((i) => `  - ${i.path || '(root)'}: ${i.message}`).join('\n')}`, { status: 400 });
+    this.source = source;
+    this.issues = issues;
+  }
+}
+
+/** The streams a MaskingPolicy can apply to. */
+export type MaskedStream = 'stdout' | 'stderr' | 'stdin';
+
+const docSchema = z.strictObject({
+  apiVersion: z.literal('kubetrail.io/v1'),
+  kind: z.literal('MaskingPolicy'),
+  metadata: z.looseObject({ name: z.string().min(1) }),
+  spec: z.strictObject({
+    match: z
+      .strictObject({
+        namespaces: z.array(z.string().min(1)).optional(),
+        users: z.array(z.string().min(1)).optional(),
+        groups: z.array(z.string().min(1)).optional(),
+      })
+      .default({}),
+    /** Built-in patterns to enable; default: all of them. */
+    builtins: z.array(z.string()).optional(),
+    patterns: z
+      .array(
+        z.strictObject({
+          name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and dashes'),
+          regex: z.string().min(1),
+          /** Literals every match starts with: lets a match split across frames be masked. */
+          startsWith: z.array(z.string().min(1)).default([]),
+          /** Longest possible match (bytes), bounding the hold-back. */
+          maxLength: z.number().int().positive().max(64 * 1024).default(256),
+        }),
+      )
+      .default([]),
+    /** Which streams are masked; stdin is masked in the recording only (the container still receives it). */
+    streams: z.array(z.enum(['stdout', 'stderr', 'stdin'])).default(['stdout', 'stderr', 'stdin']),
+  }),
+});
+
+/** A validated MaskingPolicy. */
+export interface CompiledMaskingPolicy {
+  readonly kind: 'MaskingPolicy';
+  readonly name: string;
+  readonly source: string;
+  readonly match: { readonly namespaces?: readonly string[]; readonly users?: readonly string[]; readonly groups?: readonly string[] };
+  readonly patterns: readonly MaskPattern[];
+  readonly streams: readonly MaskedStream[];
+}
+
+function escapeClass(s: string): string {
+  return s.replace(/[\\\]^-]/g, '\\$&');
+}
+
+/**
+ * Validates a MaskingPolicy document. Throws {@link MaskingPolicyError} with
+ * every problem and its field path (unknown built-in, bad regex, a regex that
+ * matches the empty string, a start literal the regex cannot begin with).
+ */
+export function compileMaskingPolicy(doc: unknown, source: string): CompiledMaskingPolicy {
+  const parsed = docSchema.safeParse(doc);
+  if (!parsed.success) {
+    throw new MaskingPolicyError(source, parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })));
+  }
+  const d = parsed.data;
+  const issues: { path: string; message: string }[] = [];
+  const patterns: MaskPattern[] = [];
+  for (const [i, name] of (d.spec.builtins ?? BUILTIN_PATTERN_NAMES).entries()) {
+    const p = BUILTIN_PATTERNS[name];
+    if (p === undefined) issues.push({ path: `spec.builtins.${i}`, message: `unknown built-in "${name}" (known: ${BUILTIN_PATTERN_NAMES.join(', ')})` });
+    else patterns.push(p);
+  }
+  for (const [i, p] of d.spec.patterns.entries()) {
+    let regex: RegExp;
+    try {
+      regex = new RegExp(p.regex, 'g');
+    } catch (err) {
+      issues.push({ path: `spec.patterns.${i}.regex`, message: `not a valid regular expression: ${(err as Error).message}` });
+      continue;
+    }
+    if (new RegExp(`^(?:${p.regex})$`).test('')) {
+      issues.push({ path: `spec.patterns.${i}.regex`, message: 'matches the empty string' });
+      continue;
+    }
+    // Characters that may continue a match: those of the start literals plus anything the
+    // regex's character classes allow would be ideal; a word-ish default is stated in the docs.
+    const startChars = [...new Set(p.startsWith.join(''))].map(escapeClass).join('');
+    patterns.push({ name: p.name, regex, starts: p.startsWith, chars: new RegExp(`[A-Za-z0-9_+/=.\\-${startChars}]`), maxLength: p.maxLength });
+  }
+  if (issues.length > 0) throw new MaskingPolicyError(source, issues);
+  const m = d.spec.match;
+  return Object.freeze({
+    kind: 'MaskingPolicy',
+    name: d.metadata.name,
+    source,
+    match: { ...(m.namespaces ? { namespaces: m.namespaces } : {}), ...(m.users ? { users: m.users } : {}), ...(m.groups ? { groups: m.groups } : {}) },
+    patterns: Object.freeze(patterns),
+    streams: d.spec.streams,
+  });
+}
+
+/** The patterns of every policy that applies to this session and stream, deduplicated by name. */
+export function patternsFor(policies: readonly CompiledMaskingPolicy[], who: { namespace: string; user: Actor }, stream: MaskedStream): MaskPattern[] {
+  const out = new Map<string, MaskPattern>();
+  for (const p of policies) {
+    const m = p.match;
+    if (m.namespaces && !m.namespaces.includes(who.namespace)) continue;
+    if (m.users && !m.users.includes(who.user.username)) continue;
+    if (m.groups && !m.groups.some((g) => who.user.groups.includes(g))) continue;
+    if (!p.streams.includes(stream)) continue;
+    for (const pat of p.patterns) if (!out.has(pat.name)) out.set(pat.name, pat);
+  }
+  return [...out.values()];
+}
+
+/** What a masked secret is replaced with. */
+export function maskReplacement(name: string): string {
+  return `[masked:${name}]`;
+}
+
+/**
+ * Masks one stream. `push` returns the bytes that are safe to release now and
+ * keeps back at most the longest pattern's `maxLength` bytes that could be the
+ * start of a secret; `flush` releases them (masking any complete match). Call
+ * `flush` when the hold time passes and at end of stream.
+ */
+export class StreamMasker {
+  readonly #patterns: readonly MaskPattern[];
+  readonly #startBytes: Buffer[];
+  readonly #alwaysScan: boolean;
+  readonly #sticky = new Map<MaskPattern, RegExp>();
+  #pending = '';
+  /** Secrets replaced so far, by pattern name. */
+  readonly counts = new Map<string, number>();
+
+  constructor(patterns: readonly MaskPattern[]) {
+    this.#patterns = patterns;
+    this.#startBytes = patterns.flatMap((p) => p.starts.map((s) => Buffer.from(s, 'latin1')));
+    // A pattern without start literals cannot be pre-filtered: scan every frame.
+    this.#alwaysScan = patterns.some((p) => p.starts.length === 0);
+    for (const p of patterns) this.#sticky.set(p, new RegExp(p.regex.source, 'y'));
+  }
+
+  /** Bytes currently held back. */
+  get pendingBytes(): number {
+    return this.#pending.length;
+  }
+
+  /** Feeds a frame; returns what can be released now (possibly empty). */
+  push(chunk: Buffer): Buffer {
+    if (this.#patterns.length === 0) return chunk;
+    if (this.#pending.length === 0 && !this.#alwaysScan && !this.#mayContainStart(chunk)) {
+      // Fast path (the common case): no start literal anywhere in the frame,
+      // so only a partial start literal at its very end could need holding.
+      const tail = chunk.subarray(Math.max(0, chunk.length - 64)).toString('latin1');
+      const h = this.#holdIndex(tail);
+      if (h === tail.length) return chunk;
+      const cut = chunk.length - (tail.length - h);
+      this.#pending = tail.slice(h);
+      return chunk.subarray(0, cut);
+    }
+    const text = this.#pending + chunk.toString('latin1');
+    const h = this.#holdIndex(text);
+    this.#pending = text.slice(h);
+    return Buffer.from(this.#mask(text.slice(0, h)), 'latin1');
+  }
+
+  /** Releases everything held back, masked. */
+  flush(): Buffer {
+    if (this.#pending.length === 0) return Buffer.alloc(0);
+    const text = this.#pending;
+    this.#pending = '';
+    return Buffer.from(this.#mask(text), 'latin1');
+  }
+
+  #mayContainStart(chunk: Buffer): boolean {
+    for (const s of this.#startBytes) if (chunk.indexOf(s) !== -1) return true;
+    return false;
+  }
+
+  #mask(text: string): string {
+    let out = text;
+    for (const p of this.#patterns) {
+      if (p.starts.length > 0 && !p.starts.some((s) => out.includes(s))) continue;
+      p.regex.lastIndex = 0;
+      out = out.replace(p.regex, () => {
+        this.counts.set(p.name, (this.counts.get(p.name) ?? 0) + 1);
+        return maskReplacement(p.name);
+      });
+    }
+    return out;
+  }
+
+  /** Index from which `text` must be held back (text.length: nothing). */
+  #holdIndex(text: string): number {
+    const n = text.length;
+    let hold = n;
+    for (const p of this.#patterns) {
+      if (p.starts.length === 0) continue;
+      // (a) the text ends with a proper prefix of a start literal
+      for (const s of p.starts) {
+        for (let k = Math.min(s.length - 1, n); k >= 1; k--) {
+          if (n - k < hold && text.endsWith(s.slice(0, k))) {
+            hold = n - k;
+            break;
+          }
+        }
+      }
+      // (b) a start literal inside the trailing run of match characters: the match may still grow
+      const floor = Math.max(0, n - p.maxLength);
+      let r = n;
+      while (r > floor && p.chars.test(text[r - 1] as string)) r--;
+      let pos = r;
+      while (pos < n && pos < hold) {
+        let best = -1;
+        for (const s of p.starts) {
+          const i = text.indexOf(s, pos);
+          if (i !== -1 && (best === -1 || i < best)) best = i;
+        }
+        if (best === -1) break;
+        // A match already complete and followed by more text cannot grow: skip past it.
+        const sticky = this.#sticky.get(p) as RegExp;
+        sticky.lastIndex = best;
+        const m = sticky.exec(text);
+        if (m !== null && best + m[0].length < n) {
+          pos = best + m[0].length;
+          continue;
+        }
+        if (best < hold) hold = best;
+        break;
+      }
+    }
+    return hold;
+  }
+}

@@ -1,0 +1,531 @@
+/**
+ * One exec/attach session: the client's WebSocket (already accepted), the
+ * upstream WebSocket to the API server (opened here, as the impersonated
+ * caller), and everything between them — parsing, guardrails, masking,
+ * recording, backpressure, close handling.
+ */
+import { WebSocket, type RawData } from 'ws';
+import type { IncomingMessage } from 'node:http';
+import type { SessionBody } from '../../core/events/model.ts';
+import { evaluateExec, hasLineRules, opaqueLineDecision, type ExecInput } from '../../core/policy/exec.ts';
+import { patternsFor, StreamMasker } from '../../core/masking/stream.ts';
+import { ChannelParser } from './channel-parser.ts';
+import { CLOSE, StreamError } from './errors.ts';
+import { LineEditor } from './line-editor.ts';
+import { CHANNEL, encodeFrame, exitCodeFromStatus, failureStatus, type StreamProtocol } from './protocol.ts';
+import { SessionRecorder } from './recorder.ts';
+import type { StreamContext } from './context.ts';
+
+/** Client/upstream send buffer bounds (bytes) for backpressure. */
+const HIGH_WATER = 1024 * 1024;
+const LOW_WATER = 256 * 1024;
+const MAX_STATUS_BYTES = 64 * 1024;
+
+/** Parsed exec/attach options from the request query (PodExecOptions / PodAttachOptions). */
+export interface ExecOptions {
+  command: string[];
+  container: string;
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  tty: boolean;
+}
+
+/** Booleans as the API server converts them: absent, "0" or "false" are false (apimachinery conversion.go). */
+function qbool(q: URLSearchParams, name: string): boolean {
+  const v = q.get(name);
+  return v !== null && v !== '0' && v !== 'false';
+}
+
+/** Reads PodExecOptions / PodAttachOptions from a query. */
+export function execOptions(q: URLSearchParams): ExecOptions {
+  return { command: q.getAll('command'), container: q.get('container') ?? '', stdin: qbool(q, 'stdin'), stdout: qbool(q, 'stdout'), stderr: qbool(q, 'stderr'), tty: qbool(q, 'tty') };
+}
+
+/** Builds the upstream URL for the subresource. */
+export function upstreamUrl(ctx: StreamContext): URL {
+  const t = ctx.target;
+  const base = new URL(ctx.upstream.url);
+  base.protocol = base.protocol === 'http:' ? 'ws:' : 'wss:';
+  const prefix = base.pathname.replace(/\/$/, '');
+  base.pathname = `${prefix}/api/v1/namespaces/${encodeURIComponent(t.namespace)}/pods/${encodeURIComponent(t.pod)}/${t.subresource}`;
+  base.search = t.query.toString();
+  return base;
+}
+
+type Outcome = 'completed' | 'denied' | 'client-closed' | 'upstream-closed' | 'error';
+
+/** Sends a Failure to the client the way kubectl reads it, then closes normally. */
+export function sendFailureAndClose(ws: WebSocket, proto: StreamProtocol, message: string, reason = 'Forbidden', code = 403): void {
+  // v4/v5 carry a metav1.Status on channel 3; v1 protocols carry plain text there.
+  const payload = proto.version >= 4 ? Buffer.from(JSON.stringify(failureStatus(message, reason, code))) : Buffer.from(message);
+  const f = encodeFrame(proto, CHANNEL.STATUS, payload);
+  ws.send(f.data, { binary: f.binary }, () => ws.close(CLOSE.NORMAL));
+}
+
+/** Runs one exec/attach session to its end; resolves when session.end is recorded. */
+export class ExecSession {
+  readonly #ctx: StreamContext;
+  readonly #client: WebSocket;
+  readonly #proto: StreamProtocol;
+  readonly #opts: ExecOptions;
+  readonly #recorder: SessionRecorder;
+  readonly #input: ExecInput;
+  #upstream: WebSocket | undefined;
+  #fromClient: ChannelParser;
+  #fromUpstream: ChannelParser;
+  #maskers = new Map<number, StreamMasker>();
+  #stdinMasker: StreamMasker | undefined;
+  #maskTimer: NodeJS.Timeout | undefined;
+  #editor: LineEditor | undefined;
+  #bytesIn = 0;
+  #bytesOut = 0;
+  #status = '';
+  #outcome: Outcome | undefined;
+  #error: string | undefined;
+  #linesChecked = 0;
+  #linesBlocked = 0;
+  #size: { width: number; height: number } | undefined;
+  #ended = false;
+  #done: Promise<void>;
+  #resolveDone!: () => void;
+  #paused = { client: new Set<string>(), upstream: new Set<string>() };
+
+  constructor(ctx: StreamContext, client: WebSocket, proto: StreamProtocol) {
+    this.#ctx = ctx;
+    this.#client = client;
+    this.#proto = proto;
+    this.#opts = execOptions(ctx.target.query);
+    const limits = ctx.limits;
+    this.#fromClient = new ChannelParser(proto, { maxFrameBytes: limits.maxFrameBytes });
+    this.#fromUpstream = new ChannelParser(proto, { maxFrameBytes: limits.maxFrameBytes });
+    this.#recorder = new SessionRecorder(
+      ctx.sink,
+      {
+        actor: ctx.identity,
+        target: { group: '', version: 'v1', resource: 'pods', subresource: ctx.target.subresource, namespace: ctx.target.namespace, name: ctx.target.pod },
+        session: ctx.sessionId,
+      },
+      { chunkBytes: limits.chunkBytes, flushMs: limits.recordFlushMs, maxRecordedBytes: limits.maxRecordedBytes, maxInflightBytes: limits.maxInflightRecordBytes },
+    );
+    this.#recorder.onError = (err) => this.#fail(err, 'error');
+    this.#input = {
+      kind: ctx.target.subresource === 'attach' ? 'attach' : 'exec',
+      namespace: ctx.target.namespace,
+      pod: ctx.target.pod,
+      container: this.#opts.container,
+      command: this.#opts.command,
+      tty: this.#opts.tty,
+      user: ctx.identity,
+    };
+    this.#done = new Promise((r) => (this.#resolveDone = r));
+  }
+
+  /** Resolves once the session is over and session.end is recorded (or failed to be). */
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
+  #body(): SessionBody {
+    const t = this.#ctx.target;
+    return {
+      kind: this.#input.kind,
+      pod: t.pod,
+      namespace: t.namespace,
+      ...(this.#opts.container ? { container: this.#opts.container } : {}),
+      ...(this.#input.kind === 'exec' ? { command: this.#opts.command } : {}),
+      tty: this.#opts.tty,
+      stdin: this.#opts.stdin,
+      protocol: this.#proto.name,
+      subprotocol: this.#proto.name,
+    };
+  }
+
+  /** Starts the session: guardrails, session.start, upstream, relay. */
+  async run(): Promise<void> {
+    // Hold client frames until the upstream is open; ws buffers nothing while paused.
+    this.#pause('client', 'upstream-not-open');
+    this.#client.on('error', () => {
+      /* surfaced as 'close' with 1006 */
+    });
+    this.#client.on('close', (code) => this.#onClientClose(code));
+    const ev = evaluateExec(this.#ctx.execPolicies(), this.#input, 'session');
+    try {
+      await this.#recorder.start({ ...this.#body(), decision: ev.decision });
+      for (const f of ev.fired) await this.#recorder.decision({ allowed: f.action !== 'deny', action: f.action, policy: f.policy, rule: f.rule, message: f.message }, { command: this.#opts.command, container: this.#opts.container });
+    } catch {
+      // Fail closed: a session we cannot record does not open.
+      this.#outcome = 'error';
+      this.#error = 'STREAM_ERR_RECORDING';
+      if (this.#client.readyState === WebSocket.OPEN) sendFailureAndClose(this.#client, this.#proto, 'kubetrail: the session cannot be recorded right now, so it is not opened', 'ServiceUnavailable', 503);
+      await this.#finish();
+      return;
+    }
+    if (!ev.decision.allowed) {
+      this.#outcome = 'denied';
+      this.#ctx.log.info({ policy: ev.decision.policy, rule: ev.decision.rule }, 'exec session denied by policy');
+      sendFailureAndClose(this.#client, this.#proto, `kubetrail: ${ev.decision.message ?? 'denied by policy'} (ExecPolicy ${ev.decision.policy}/${ev.decision.rule})`);
+      await this.#finish();
+      return;
+    }
+    const who = { namespace: this.#ctx.target.namespace, user: this.#ctx.identity };
+    const masking = this.#ctx.masking();
+    for (const [ch, name] of [[CHANNEL.STDOUT, 'stdout'], [CHANNEL.STDERR, 'stderr']] as const) {
+      const pats = patternsFor(masking, who, name);
+      if (pats.length > 0) this.#maskers.set(ch, new StreamMasker(pats));
+    }
+    const stdinPats = patternsFor(masking, who, 'stdin');
+    if (stdinPats.length > 0) this.#stdinMasker = new StreamMasker(stdinPats);
+    if (this.#opts.tty && this.#opts.stdin && hasLineRules(this.#ctx.execPolicies(), this.#input)) {
+      this.#editor = new LineEditor({ maxLineBytes: this.#ctx.limits.maxLineBytes });
+    }
+    this.#client.on('message', (data, isBinary) => this.#onClientMessage(data, isBinary));
+    this.#openUpstream();
+  }
+
+  #openUpstream(): void {
+    const url = upstreamUrl(this.#ctx);
+    const up = new WebSocket(url, this.#proto.name ? [this.#proto.name] : [], {
+      ...this.#ctx.upstream.tls,
+      headers: { ...flattenHeaders(this.#ctx.upstream.headers) },
+      perMessageDeflate: false,
+      maxPayload: wireLimit(this.#ctx.limits.maxFrameBytes, this.#proto),
+      handshakeTimeout: this.#ctx.limits.upstreamTimeoutMs,
+    });
+    this.#upstream = up;
+    up.on('unexpected-response', (_req, res) => this.#onUpstreamRefused(res));
+    up.on('error', (err) => {
+      if (this.#outcome === undefined) {
+        this.#ctx.log.warn({ err: { code: (err as NodeJS.ErrnoException).code } }, 'upstream stream connection failed');
+        if (up.readyState !== WebSocket.OPEN && this.#client.readyState === WebSocket.OPEN) {
+          this.#outcome = 'error';
+          this.#error = 'STREAM_ERR_UPSTREAM';
+          sendFailureAndClose(this.#client, this.#proto, 'kubetrail: the API server could not be reached', 'ServiceUnavailable', 503);
+          void this.#finish();
+        }
+      }
+    });
+    up.on('open', () => {
+      if (up.protocol !== this.#proto.name) {
+        this.#fail(new StreamError('STREAM_ERR_UPSTREAM', 'upstream chose another subprotocol'), 'error');
+        return;
+      }
+      if (this.#ended || this.#client.readyState !== WebSocket.OPEN) {
+        up.close(CLOSE.NORMAL);
+        return;
+      }
+      this.#resume('client', 'upstream-not-open');
+    });
+    up.on('message', (data, isBinary) => this.#onUpstreamMessage(data, isBinary));
+    up.on('close', (code) => this.#onUpstreamClose(code));
+  }
+
+  #onUpstreamRefused(res: IncomingMessage): void {
+    // The API server refused the upgrade (RBAC, no such pod ...): show the client its Status.
+    const chunks: Buffer[] = [];
+    let len = 0;
+    res.on('data', (c: Buffer) => {
+      if (len < MAX_STATUS_BYTES) chunks.push(c);
+      len += c.length;
+    });
+    res.on('end', () => {
+      let message = `kubetrail: the API server refused the stream (HTTP ${res.statusCode ?? 0})`;
+      let reason = 'BadGateway';
+      try {
+        const s = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { message?: unknown; reason?: unknown };
+        if (typeof s.message === 'string') message = s.message;
+        if (typeof s.reason === 'string') reason = s.reason;
+      } catch {
+        /* keep the generic message: never echo a non-Status body */
+      }
+      this.#outcome = 'error';
+      this.#error = `upstream HTTP ${res.statusCode ?? 0}`;
+      if (this.#client.readyState === WebSocket.OPEN) sendFailureAndClose(this.#client, this.#proto, message, reason, res.statusCode ?? 502);
+      void this.#finish();
+    });
+    res.on('error', () => void this.#finish());
+  }
+
+  #pause(side: 'client' | 'upstream', reason: string): void {
+    const set = this.#paused[side];
+    const ws = side === 'client' ? this.#client : this.#upstream;
+    if (set.size === 0) ws?.pause();
+    set.add(reason);
+  }
+
+  #resume(side: 'client' | 'upstream', reason: string): void {
+    const set = this.#paused[side];
+    if (!set.delete(reason)) return;
+    const ws = side === 'client' ? this.#client : this.#upstream;
+    if (set.size === 0) ws?.resume();
+  }
+
+  /** Sends to `dst`, pausing `src` while `dst` is backed up. */
+  #send(dst: WebSocket, srcSide: 'client' | 'upstream', data: Buffer | string, binary: boolean): void {
+    if (dst.readyState !== WebSocket.OPEN) return;
+    const reason = `backpressure`;
+    dst.send(data, { binary }, () => {
+      if (dst.bufferedAmount <= LOW_WATER) this.#resume(srcSide, reason);
+    });
+    if (dst.bufferedAmount > HIGH_WATER) this.#pause(srcSide, reason);
+  }
+
+  #checkRecorder(side: 'client' | 'upstream'): void {
+    if (!this.#recorder.congested) return;
+    this.#pause(side, 'recording');
+    void this.#recorder.drained().then(() => this.#resume(side, 'recording'));
+  }
+
+  #onClientMessage(raw: RawData, isBinary: boolean): void {
+    if (this.#ended) return;
+    const data = toBuffer(raw);
+    let frame;
+    try {
+      frame = this.#fromClient.parse(data, isBinary);
+    } catch (err) {
+      this.#fail(err, 'error');
+      return;
+    }
+    const up = this.#upstream;
+    if (!up) return;
+    if (frame.type === 'close') {
+      this.#forwardRaw(up, 'client', data, isBinary);
+      return;
+    }
+    if (frame.channel === CHANNEL.STDIN) {
+      this.#bytesIn += frame.payload.length;
+      this.#record('stdin', frame.payload);
+      if (this.#editor) {
+        for (const ev of this.#editor.feed(frame.payload)) {
+          if (ev.type === 'bytes') this.#sendChannel(up, 'client', CHANNEL.STDIN, ev.data);
+          else this.#onEnter(up, ev.line, ev.opaque, ev.data);
+        }
+      } else {
+        this.#forwardRaw(up, 'client', data, isBinary);
+      }
+    } else if (frame.channel === CHANNEL.RESIZE) {
+      this.#recordResize(frame.payload);
+      this.#forwardRaw(up, 'client', data, isBinary);
+    } else {
+      // stdout/stderr/status from a client have no meaning; the API server ignores them, so do we.
+      this.#ctx.log.debug({ channel: frame.channel }, 'client frame on a server channel dropped');
+    }
+    this.#checkRecorder('client');
+  }
+
+  #onEnter(up: WebSocket, line: string, opaque: boolean, enter: Buffer): void {
+    this.#linesChecked++;
+    const input = { ...this.#input, line };
+    const decision = opaque && line.trim() !== '' ? opaqueLineDecision(this.#ctx.execPolicies(), input) : evaluateExec(this.#ctx.execPolicies(), input, 'line').decision;
+    if (decision.allowed) {
+      if (decision.action === 'audit') void this.#recorder.decision(decision, { line });
+      this.#sendChannel(up, 'client', CHANNEL.STDIN, enter);
+      return;
+    }
+    this.#linesBlocked++;
+    void this.#recorder.decision(decision, { line, opaque });
+    // Not executed: clear the line in the remote shell, and tell the user why on their terminal.
+    this.#sendChannel(up, 'client', CHANNEL.STDIN, Buffer.from([0x15]));
+    const msg = Buffer.from(`\r\nkubetrail: line blocked: ${decision.message ?? 'denied by policy'} (ExecPolicy ${decision.policy}/${decision.rule})\r\n`);
+    this.#deliverOutput(CHANNEL.STDOUT, msg, false);
+  }
+
+  #sendChannel(dst: WebSocket, srcSide: 'client' | 'upstream', channel: number, payload: Buffer): void {
+    const f = encodeFrame(this.#proto, channel, payload);
+    this.#send(dst, srcSide, f.data, f.binary);
+  }
+
+  #forwardRaw(dst: WebSocket, srcSide: 'client' | 'upstream', data: Buffer, isBinary: boolean): void {
+    this.#send(dst, srcSide, isBinary ? data : data.toString('latin1'), isBinary);
+  }
+
+  #record(stream: 'stdin' | 'stdout' | 'stderr', bytes: Buffer): void {
+    if (stream === 'stdin' && this.#stdinMasker) {
+      // stdin is masked in the recording only: the container must receive what was typed.
+      this.#recorder.data('stdin', this.#stdinMasker.push(bytes));
+      this.#armMaskTimer();
+      return;
+    }
+    this.#recorder.data(stream, bytes);
+  }
+
+  #recordResize(payload: Buffer): void {
+    const text = payload.toString('utf8');
+    for (const line of text.split('\n')) {
+      if (!line.trim()) continue;
+      try {
+        const s = JSON.parse(line) as { Width?: unknown; Height?: unknown };
+        if (typeof s.Width === 'number' && typeof s.Height === 'number') this.#size ??= { width: s.Width, height: s.Height };
+      } catch {
+        /* recorded as-is below; the container decides what a bad resize means */
+      }
+    }
+    this.#recorder.data('resize', payload);
+  }
+
+  #onUpstreamMessage(raw: RawData, isBinary: boolean): void {
+    if (this.#ended) return;
+    const data = toBuffer(raw);
+    let frame;
+    try {
+      frame = this.#fromUpstream.parse(data, isBinary);
+    } catch (err) {
+      this.#fail(err, 'error');
+      return;
+    }
+    if (frame.type === 'close') {
+      this.#flushMaskers();
+      this.#forwardRaw(this.#client, 'upstream', data, isBinary);
+      return;
+    }
+    const ch = frame.channel;
+    if (ch === CHANNEL.STDOUT || ch === CHANNEL.STDERR) {
+      this.#bytesOut += frame.payload.length;
+      if (frame.payload.length === 0) {
+        // The server's initial empty frame: pass it on unchanged.
+        this.#forwardRaw(this.#client, 'upstream', data, isBinary);
+        return;
+      }
+      this.#deliverOutput(ch, frame.payload, true);
+    } else if (ch === CHANNEL.STATUS) {
+      this.#flushMaskers();
+      if (this.#status.length < MAX_STATUS_BYTES) this.#status += frame.payload.toString('utf8');
+      this.#forwardRaw(this.#client, 'upstream', data, isBinary);
+    } else {
+      this.#forwardRaw(this.#client, 'upstream', data, isBinary);
+    }
+    this.#checkRecorder('upstream');
+  }
+
+  /** Masks, records and sends output; `fromUpstream` false for kubetrail's own messages. */
+  #deliverOutput(ch: number, payload: Buffer, fromUpstream: boolean): void {
+    const masker = this.#maskers.get(ch);
+    let out = payload;
+    if (masker && fromUpstream) {
+      out = masker.push(payload);
+      this.#armMaskTimer();
+    } else if (masker) {
+      // Our own message goes after whatever is held back, in order.
+      out = Buffer.concat([masker.flush(), payload]);
+    }
+    if (out.length === 0) return;
+    this.#record(ch === CHANNEL.STDOUT ? 'stdout' : 'stderr', out);
+    this.#sendChannel(this.#client, 'upstream', ch, out);
+  }
+
+  #armMaskTimer(): void {
+    const held = [...this.#maskers.values()].some((m) => m.pendingBytes > 0) || (this.#stdinMasker?.pendingBytes ?? 0) > 0;
+    if (!held || this.#maskTimer !== undefined) return;
+    this.#maskTimer = setTimeout(() => {
+      this.#maskTimer = undefined;
+      this.#flushMaskers();
+    }, this.#ctx.limits.maskHoldMs);
+  }
+
+  #flushMaskers(): void {
+    if (this.#maskTimer !== undefined) {
+      clearTimeout(this.#maskTimer);
+      this.#maskTimer = undefined;
+    }
+    for (const [ch, m] of this.#maskers) {
+      const rest = m.flush();
+      if (rest.length > 0) {
+        this.#record(ch === CHANNEL.STDOUT ? 'stdout' : 'stderr', rest);
+        this.#sendChannel(this.#client, 'upstream', ch, rest);
+      }
+    }
+    if (this.#stdinMasker) this.#recorder.data('stdin', this.#stdinMasker.flush());
+  }
+
+  #onUpstreamClose(code: number): void {
+    if (this.#ended) return;
+    this.#flushMaskers();
+    // 1000 after the status is a completed command; anything else is an upstream drop.
+    this.#outcome ??= code === CLOSE.NORMAL ? 'completed' : 'upstream-closed';
+    if (this.#client.readyState === WebSocket.OPEN) this.#client.close(relayableCloseCode(code, CLOSE.INTERNAL_ERROR));
+    void this.#finish();
+  }
+
+  #onClientClose(code: number): void {
+    if (this.#ended) return;
+    this.#outcome ??= 'client-closed';
+    const up = this.#upstream;
+    if (up && (up.readyState === WebSocket.OPEN || up.readyState === WebSocket.CONNECTING)) {
+      if (code === 1006 || up.readyState === WebSocket.CONNECTING) up.terminate();
+      else up.close(relayableCloseCode(code, CLOSE.NORMAL));
+    }
+    void this.#finish();
+  }
+
+  #fail(err: unknown, outcome: Outcome): void {
+    if (this.#ended) return;
+    const e = err instanceof StreamError ? err : new StreamError('STREAM_ERR_BAD_REQUEST', 'stream error', { cause: err });
+    this.#outcome ??= outcome;
+    this.#error ??= e.code;
+    this.#ctx.log.warn({ code: e.code }, 'exec session ended by a stream error');
+    if (this.#client.readyState === WebSocket.OPEN) this.#client.close(e.closeCode, e.message.slice(0, 120));
+    const up = this.#upstream;
+    if (up && up.readyState !== WebSocket.CLOSED) up.terminate();
+    void this.#finish();
+  }
+
+  async #finish(): Promise<void> {
+    if (this.#ended) return this.#done;
+    this.#ended = true;
+    if (this.#maskTimer !== undefined) clearTimeout(this.#maskTimer);
+    // Give sockets a bounded time to close on their own, then cut them.
+    const cut = setTimeout(() => {
+      if (this.#client.readyState !== WebSocket.CLOSED) this.#client.terminate();
+      if (this.#upstream && this.#upstream.readyState !== WebSocket.CLOSED) this.#upstream.terminate();
+    }, 5000);
+    cut.unref();
+    const st = exitCodeFromStatus(this.#status);
+    const masked: Record<string, number> = {};
+    for (const m of [...this.#maskers.values(), ...(this.#stdinMasker ? [this.#stdinMasker] : [])]) for (const [k, v] of m.counts) masked[k] = (masked[k] ?? 0) + v;
+    const body: SessionBody = {
+      ...this.#body(),
+      outcome: this.#outcome ?? 'error',
+      bytesIn: this.#bytesIn,
+      bytesOut: this.#bytesOut,
+      durationMs: this.#recorder.elapsed(),
+      ...(st.exitCode !== undefined ? { exitCode: st.exitCode } : {}),
+      ...(this.#error !== undefined ? { error: this.#error } : st.failure !== undefined ? { error: st.failure } : {}),
+      ...(Object.keys(masked).length > 0 ? { masked } : {}),
+      ...(this.#editor ? { linesChecked: this.#linesChecked, linesBlocked: this.#linesBlocked } : {}),
+      ...(this.#size ? { width: this.#size.width, height: this.#size.height } : {}),
+    };
+    try {
+      await this.#recorder.end(body);
+    } catch (err) {
+      this.#ctx.log.error({ err: { code: (err as StreamError).code } }, 'session recording incomplete');
+    } finally {
+      this.#resolveDone();
+    }
+  }
+}
+
+/** ws `maxPayload` for a decoded limit: channel byte, and base64 growth for text protocols. */
+export function wireLimit(maxFrameBytes: number, proto: Pick<StreamProtocol, 'encoding'>): number {
+  return proto.encoding === 'base64' ? Math.ceil(maxFrameBytes / 3) * 4 + 1 : maxFrameBytes + 1;
+}
+
+/** A close code that may be sent on the wire (1005/1006/1015 are reserved for local use). */
+export function relayableCloseCode(code: number, fallback: number): number {
+  if (code === 1005 || code === 1006 || code === 1015) return fallback;
+  if ((code >= 1000 && code <= 1014) || (code >= 3000 && code <= 4999)) return code;
+  return fallback;
+}
+
+/** ws delivers Buffer, ArrayBuffer or Buffer[] depending on binaryType. */
+export function toBuffer(raw: RawData): Buffer {
+  if (Buffer.isBuffer(raw)) return raw;
+  if (Array.isArray(raw)) return Buffer.concat(raw);
+  return Buffer.from(raw);
+}
+
+/** Header values as ws/http accept them. */
+export function flattenHeaders(h: Record<string, string | string[]>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(h)) out[k] = v;
+  return out;
+}
