@@ -1,0 +1,135 @@
+/**
+ * Wiring of the gateway: builds the upstream, the authenticators, the
+ * impersonation authorizer, the auditor and the guardrail source from the
+ * configuration, and starts the HTTPS listener. Used by `kubetrail proxy`,
+ * `kubetrail start` and tests; it owns no logic of its own.
+ */
+import { existsSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+import type { Config } from '../core/config.ts';
+import type { Logger } from '../core/logger.ts';
+import type { EventSink } from '../core/sinks/sink.ts';
+import { splitHostPort } from '../core/health-server.ts';
+import { compileGuardrail, type GuardrailPolicy } from '../core/policy/guardrail.ts';
+import { PolicyStore } from '../core/policy/store.ts';
+import { Authenticator } from './authn/index.ts';
+import { JwtAuthenticator } from './authn/jwt.ts';
+import { TokenReviewAuthenticator } from './authn/token-review.ts';
+import { ApiAuditor, createDefaultMasker, type BodyMasker } from './audit.ts';
+import { ImpersonationAuthorizer } from './impersonation.ts';
+import { createGatewayMetrics, createGatewayServer, type GatewayContext, type ListenerTls } from './server.ts';
+import { loadUpstream, type Upstream } from './upstream.ts';
+
+/** What {@link startGateway} needs beyond the configuration. */
+export interface GatewayOptions {
+  config: Config;
+  log: Logger;
+  /** Where api.request and guardrail.decision events go. */
+  sink: EventSink;
+  /** Listener certificate and key. */
+  tls: ListenerTls;
+  registry?: Registry;
+  /** Overrides `config.proxy.listen` (e.g. `127.0.0.1:0` in tests). */
+  listen?: string;
+  /**
+   * Gateway guardrails. Default: a PolicyStore on `config.policies.dir`
+   * (when the directory exists), watched for changes.
+   */
+  guardrails?: () => readonly GuardrailPolicy[];
+  /** Masking of recorded write bodies; default {@link createDefaultMasker} with `config.masking.envNamePatterns`. */
+  mask?: BodyMasker;
+  /** Test hook: the OIDC verification clock. */
+  now?: () => Date;
+}
+
+/** A running gateway. */
+export interface Gateway {
+  /** `https://host:port` of the listener. */
+  readonly url: string;
+  readonly port: number;
+  readonly upstream: Upstream;
+  readonly context: GatewayContext;
+  /** Stops accepting, ends idle keep-alive connections, stops the policy watch and the upstream agent. */
+  close(): Promise<void>;
+}
+
+/** Builds everything and starts listening. Throws (before listening) on a bad upstream, issuer rule or policy set. */
+export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
+  const cfg = opts.config.proxy;
+  const log = opts.log.child({ component: 'gateway' });
+  const upstream = await loadUpstream({ kubeconfig: cfg.upstream.kubeconfig, context: cfg.upstream.context, inCluster: cfg.upstream.inCluster, log });
+  try {
+    const jwt = cfg.authn.jwt.length > 0 ? new JwtAuthenticator(cfg.authn.jwt, { leewaySeconds: cfg.authn.leewaySeconds, ...(opts.now ? { now: opts.now } : {}) }) : undefined;
+    if (jwt) {
+      // Not fatal: an issuer that is down now may be up by the first request; it is retried then.
+      for (const f of await jwt.warmUp()) log.warn({ issuer: f.issuer, err: f.err }, 'OIDC issuer discovery failed at start');
+    }
+    const tokenReview = cfg.authn.tokenReview ? new TokenReviewAuthenticator({ upstream, cacheTtlMs: cfg.authn.tokenReviewCacheTtlMs }) : undefined;
+    const authenticator = new Authenticator({ ...(jwt ? { jwt } : {}), ...(tokenReview ? { tokenReview } : {}) });
+
+    let guardrails = opts.guardrails;
+    let store: PolicyStore | undefined;
+    if (!guardrails) {
+      if (existsSync(opts.config.policies.dir)) {
+        store = new PolicyStore({
+          dir: opts.config.policies.dir,
+          debounceMs: opts.config.policies.reloadDebounceMs,
+          log,
+          ...(opts.registry ? { registry: opts.registry } : {}),
+          compilers: { GuardrailPolicy: compileGuardrail },
+        });
+        await store.load();
+        store.watch();
+        const s = store;
+        guardrails = () => s.current().of<GuardrailPolicy>('GuardrailPolicy');
+      } else {
+        log.info({ dir: opts.config.policies.dir }, 'no policy directory; the gateway enforces no guardrails');
+        guardrails = () => [];
+      }
+    }
+
+    const ctx: GatewayContext = {
+      upstream,
+      authenticator,
+      impersonation: new ImpersonationAuthorizer({ upstream, cacheTtlMs: cfg.authn.tokenReviewCacheTtlMs }),
+      auditor: new ApiAuditor({
+        sink: opts.sink,
+        log,
+        discoverySampleRate: cfg.discoverySampleRate,
+        mask: opts.mask ?? createDefaultMasker(opts.config.masking.envNamePatterns),
+      }),
+      sink: opts.sink,
+      log,
+      guardrails,
+      limits: { maxRecordedBodyBytes: cfg.maxRecordedBodyBytes, requestTimeoutMs: cfg.requestTimeoutMs },
+      metrics: opts.registry ? createGatewayMetrics(opts.registry) : undefined,
+    };
+    const server = createGatewayServer(ctx, opts.tls);
+    const { host, port } = splitHostPort(opts.listen ?? cfg.listen);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    const actual = (server.address() as AddressInfo).port;
+    const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+    log.info({ listen: `${host}:${actual}`, upstream: upstream.url.origin, issuers: cfg.authn.jwt.length, tokenReview: cfg.authn.tokenReview }, 'gateway listening');
+    return {
+      url: `https://${shownHost}:${actual}`,
+      port: actual,
+      upstream,
+      context: ctx,
+      close: async () => {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+        await store?.close();
+        upstream.close();
+      },
+    };
+  } catch (err) {
+    upstream.close();
+    throw err;
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * The faithful HTTP relay: one upstream request per client request, built
+ * from scratch (an allow-list of end-to-end headers plus the gateway's own
+ * credentials and impersonation), bodies streamed both ways with
+ * backpressure, watches and chunked streams flushed chunk by chunk, content
+ * types untouched (JSON, protobuf, CBOR, YAML), and only write bodies up to
+ * the recorded-body limit ever buffered.
+ *
+ * For writes the caller passes `beforeEnd`: the last chunk of the response is
+ * held back until it resolves (the event is durable), so a client never sees
+ * a complete write response whose record could still be lost. If it rejects,
+ * the connection is cut and the client sees an incomplete response.
+ */
+import https from 'node:https';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { ProxyError } from './errors.ts';
+import type { UpstreamTarget } from './upstream.ts';
+
+/**
+ * Request headers copied from the client. Everything else — Authorization,
+ * Impersonate-*, X-Remote-*, cookies, proxy and hop-by-hop headers — is
+ * dropped: the upstream request is built from scratch.
+ */
+export const FORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
+  'accept',
+  'accept-encoding',
+  'accept-language',
+  'content-type',
+  'content-encoding',
+  'content-length',
+  'user-agent',
+  'if-match',
+  'if-none-match',
+  'if-modified-since',
+  'if-unmodified-since',
+  'audit-id',
+  'x-request-id',
+  'traceparent',
+  'tracestate',
+  'kubectl-command',
+  'kubectl-session',
+  'x-stream-protocol-version',
+  'sec-websocket-key',
+  'sec-websocket-version',
+  'sec-websocket-extensions',
+]);
+
+// Response headers that describe one hop, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
+
+/** Copies the allow-listed request headers (each repeated line kept apart), then adds `identityHeaders`. */
+export function forwardedHeaders(req: IncomingMessage, identityHeaders: OutgoingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, values] of Object.entries(req.headersDistinct)) {
+    if (values === undefined || !FORWARDED_REQUEST_HEADERS.has(name)) continue;
+    out[name] = values.length === 1 ? (values[0] as string) : values;
+  }
+  return Object.assign(out, identityHeaders);
+}
+
+/** Response headers to send back to the client. */
+export function responseHeaders(upRes: IncomingMessage): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, values] of Object.entries(upRes.headersDistinct)) {
+    if (values === undefined || HOP_BY_HOP.has(name)) continue;
+    out[name] = values.length === 1 ? (values[0] as string) : values;
+  }
+  return out;
+}
+
+/** What the relay observed. */
+export interface RelayResult {
+  /** Upstream status, or the gateway's error status when there was no upstream response. */
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** The API server's Audit-Id response header. */
+  auditId: string | undefined;
+  /** Set when the exchange did not complete (upstream error, timeout, client gone, record not durable). */
+  error?: unknown;
+}
+
+/** One relayed exchange. */
+export interface RelayArgs {
+  upstream: UpstreamTarget;
+  req: IncomingMessage;
+  res: ServerResponse;
+  headers: OutgoingHttpHeaders;
+  /**
+   * The request body already read (writes up to the recorded-body limit).
+   * With `bodyComplete` false it is only a prefix and the rest still flows from `req`.
+   */
+  body?: Buffer;
+  bodyComplete?: boolean;
+  /** Idle timeout towards the API server (ms); undefined for long-running requests (watch, follow). */
+  timeoutMs: number | undefined;
+  /** Extra response headers (e.g. guardrail warnings). */
+  extraResponseHeaders?: OutgoingHttpHeaders;
+  /** Awaited before the last byte of the response is released (writes: the event is durable). */
+  beforeEnd?: (partial: Omit<RelayResult, 'error'>) => Promise<void>;
+}
+
+/** Relays one request; resolves when the exchange is over (never rejects). */
+export function relay(a: RelayArgs): Promise<RelayResult> {
+  return new Promise<RelayResult>((resolve) => {
+    const { req, res, upstream } = a;
+    const result: RelayResult = { status: 0, bytesIn: 0, bytesOut: 0, auditId: undefined };
+    let done = false;
+    const finish = (error?: unknown): void => {
+      if (done) return;
+      done = true;
+      if (error !== undefined) result.error = error;
+      resolve(result);
+    };
+
+    const headers = { ...a.headers };
+    if (a.body !== undefined && a.bodyComplete) {
+      headers['content-length'] = a.body.length;
+    }
+    const upReq = https.request({
+      protocol: 'https:',
+      hostname: upstream.url.hostname,
+      port: upstream.url.port || 443,
+      method: req.method ?? 'GET',
+      path: upstream.url.pathname.replace(/\/$/, '') + (req.url ?? '/'),
+      headers,
+      agent: upstream.agent,
+    });
+    if (a.timeoutMs !== undefined) {
+      upReq.setTimeout(a.timeoutMs, () => upReq.destroy(new ProxyError('PROXY_ERR_UPSTREAM_TIMEOUT', 'upstream idle timeout')));
+    }
+
+    // The client went away (e.g. kubectl ended a watch): stop the upstream exchange too.
+    res.on('close', () => {
+      if (!res.writableFinished) {
+        upReq.destroy();
+        finish(result.error ?? new ProxyError('PROXY_ERR_CLIENT_ABORTED', 'client closed the connection'));
+      }
+    });
+
+    upReq.on('error', (err) => {
+      const e = err instanceof ProxyError ? err : new ProxyError('PROXY_ERR_UPSTREAM_UNAVAILABLE', 'upstream request failed', { cause: err });
+      if (!res.headersSent) {
+        result.status = e.status;
+        // Let the caller write the Status; we only report.
+      } else {
+        res.destroy();
+      }
+      finish(e);
+    });
+
+    upReq.on('response', (upRes) => {
+      result.status = upRes.statusCode ?? 502;
+      const auditId = upRes.headers['audit-id'];
+      result.auditId = typeof auditId === 'string' ? auditId : undefined;
+      // Once streaming, the idle timeout no longer applies to long responses such as large lists.
+      if (a.timeoutMs !== undefined) upReq.setTimeout(a.timeoutMs);
+      res.writeHead(result.status, { ...responseHeaders(upRes), ...(a.extraResponseHeaders ?? {}) });
+      // Long-running responses (watch, follow) must show their headers at once: kubectl waits for them.
+      if (a.timeoutMs === undefined) res.flushHeaders();
+      let held: Buffer | undefined;
+      const write = (chunk: Buffer): void => {
+        if (!res.write(chunk)) {
+          upRes.pause();
+          res.once('drain', () => upRes.resume());
+        }
+      };
+      upRes.on('data', (chunk: Buffer) => {
+        result.bytesOut += chunk.length;
+        if (a.beforeEnd) {
+          if (held !== undefined) write(held);
+          held = chunk;
+        } else {
+          write(chunk);
+        }
+      });
+      upRes.on('error', (err) => {
+        res.destroy();
+        finish(new ProxyError('PROXY_ERR_UPSTREAM_UNAVAILABLE', 'upstream response failed', { cause: err }));
+      });
+      upRes.on('end', () => {
+        if (!a.beforeEnd) {
+          res.end(() => finish());
+          return;
+        }
+        a.beforeEnd({ status: result.status, bytesIn: result.bytesIn, bytesOut: result.bytesOut, auditId: result.auditId }).then(
+          () => {
+            if (held !== undefined) res.end(held, () => finish());
+            else res.end(() => finish());
+          },
+          (err: unknown) => {
+            // Not durable: cut the connection before the last bytes, so the response is visibly incomplete.
+            res.destroy();
+            finish(err);
+          },
+        );
+      });
+    });
+
+    // Request body.
+    if (a.body !== undefined) {
+      result.bytesIn += a.body.length;
+      if (a.bodyComplete) {
+        upReq.end(a.body);
+        return;
+      }
+      upReq.write(a.body);
+    }
+    req.on('data', (c: Buffer) => {
+      result.bytesIn += c.length;
+    });
+    req.pipe(upReq);
+  });
+}
+
+/**
+ * Reads a write body up to `limit` bytes. Returns the bytes and whether that
+ * is the whole body; when it is not, the request is paused with the rest
+ * unread (the relay streams it on).
+ */
+export function readBodyPrefix(req: IncomingMessage, limit: number): Promise<{ body: Buffer; complete: boolean }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    const onData = (c: Buffer): void => {
+      chunks.push(c);
+      size += c.length;
+      if (size > limit) {
+        req.pause();
+        cleanup();
+        resolve({ body: Buffer.concat(chunks), complete: false });
+      }
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve({ body: Buffer.concat(chunks), complete: true });
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(new ProxyError('PROXY_ERR_CLIENT_ABORTED', 'client request failed', { cause: err }));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}

@@ -1,0 +1,396 @@
+/**
+ * The gateway's HTTPS listener and its handler chain, after
+ * jetstack/kube-oidc-proxy: authenticate → authorize client impersonation
+ * (SubjectAccessReview) → gateway guardrails → forward (relay or upgrade)
+ * → audit. Every failure goes through `sendError`, the one place that turns
+ * errors into Kubernetes `Status` responses.
+ */
+import https from 'node:https';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import { v7 as uuidv7 } from 'uuid';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Decision } from '../core/events/model.ts';
+import { guardrailDecision } from '../core/events/builders.ts';
+import type { Identity } from '../core/identity.ts';
+import type { Logger } from '../core/logger.ts';
+import type { EventSink } from '../core/sinks/sink.ts';
+import { evaluateGuardrails, toDecision, type GuardrailPolicy } from '../core/policy/guardrail.ts';
+import type { PolicyInput } from '../core/policy/match.ts';
+import { extractCredential, type Authenticator } from './authn/index.ts';
+import { ApiAuditor, decodeBody } from './audit.ts';
+import { AuthError, ProxyError, sendError, statusResponseBytes, toKubeStatus } from './errors.ts';
+import { buildUpstreamHeaders, hasImpersonationHeaders, readClientImpersonation, type ImpersonationAuthorizer } from './impersonation.ts';
+import { forwardedHeaders, readBodyPrefix, relay } from './relay.ts';
+import { isStreamSubresource, parseRequestInfo, type RequestInfo } from './request-info.ts';
+import { passThroughUpgrade } from './upgrade.ts';
+import type { UpstreamTarget } from './upstream.ts';
+
+/** The extra key under which an event records who used `kubectl --as` (never forwarded upstream). */
+export const IMPERSONATOR_EXTRA_KEY = 'kubetrail.io/impersonator';
+
+/** Everything the handler chain needs; built once by main.ts. */
+export interface GatewayContext {
+  upstream: UpstreamTarget;
+  authenticator: Authenticator;
+  impersonation: ImpersonationAuthorizer;
+  auditor: ApiAuditor;
+  sink: EventSink;
+  log: Logger;
+  /** The active gateway guardrails (from the PolicyStore); empty when none. */
+  guardrails: () => readonly GuardrailPolicy[];
+  limits: {
+    /** Write bodies up to this size are buffered, recorded and visible to guardrails. */
+    maxRecordedBodyBytes: number;
+    /** Idle timeout of non-long-running requests towards the API server (ms). */
+    requestTimeoutMs: number;
+  };
+  metrics: GatewayMetrics | undefined;
+}
+
+/** Prometheus metrics of the gateway. */
+export interface GatewayMetrics {
+  requests: Counter<'verb' | 'code'>;
+  latency: Histogram<'verb'>;
+  auditFailures: Counter;
+}
+
+/** Registers the gateway metrics in `registry` (idempotent per registry). */
+export function createGatewayMetrics(registry: Registry): GatewayMetrics {
+  const get = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
+  return {
+    requests: get('kubetrail_gateway_requests_total', () => new Counter({ name: 'kubetrail_gateway_requests_total', help: 'API requests through the gateway by verb and status code.', labelNames: ['verb', 'code'] as const, registers: [registry] })),
+    latency: get('kubetrail_gateway_request_duration_seconds', () => new Histogram({ name: 'kubetrail_gateway_request_duration_seconds', help: 'Gateway request latency (to response end) by verb.', labelNames: ['verb'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] })),
+    auditFailures: get('kubetrail_gateway_audit_failures_total', () => new Counter({ name: 'kubetrail_gateway_audit_failures_total', help: 'api.request events that could not be made durable.', registers: [registry] })),
+  };
+}
+
+/** A request that passed authentication and impersonation checks. */
+export interface AuthenticatedRequest {
+  /** Who the request is forwarded as (the caller, or whom they were allowed to impersonate). */
+  identity: Identity;
+  /** The identity as recorded in events (adds who impersonated, if anyone). */
+  actor: Identity;
+  sessionId: string;
+  info: RequestInfo;
+  /** WebSocket subprotocols minus any bearer-token entry. */
+  subprotocols: string[] | undefined;
+  startedAt: number;
+}
+
+/** Per-upgrade arguments handed to the upgrade dispatcher. */
+export interface UpgradeCall {
+  req: IncomingMessage;
+  socket: Duplex;
+  head: Buffer;
+  auth: AuthenticatedRequest;
+}
+
+function sourceIp(req: IncomingMessage): string | undefined {
+  return req.socket.remoteAddress;
+}
+
+function splitUrl(url: string): { path: string; query: string | undefined } {
+  const i = url.indexOf('?');
+  return i === -1 ? { path: url, query: undefined } : { path: url.slice(0, i), query: url.slice(i + 1) };
+}
+
+/** Authentication and client impersonation, shared by plain requests and upgrades. */
+async function authenticate(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, startedAt: number): Promise<AuthenticatedRequest> {
+  const cred = extractCredential(req);
+  const caller = await ctx.authenticator.authenticate(cred.token);
+  let identity = caller;
+  let actor = caller;
+  if (hasImpersonationHeaders(req.headers)) {
+    const requested = readClientImpersonation(req.headersDistinct);
+    if (requested) {
+      identity = await ctx.impersonation.authorize(caller, requested);
+      actor = { ...identity, extra: { ...(identity.extra ?? {}), [IMPERSONATOR_EXTRA_KEY]: [caller.username] } };
+    }
+  }
+  return { identity, actor, sessionId: uuidv7(), info, subprotocols: cred.subprotocols, startedAt };
+}
+
+const OPERATION_BY_VERB: Record<string, string> = { create: 'CREATE', update: 'UPDATE', patch: 'PATCH', delete: 'DELETE', deletecollection: 'DELETE', get: 'GET', list: 'LIST', watch: 'WATCH' };
+
+/** The PolicyInput a gateway guardrail sees: request attributes, and the decoded body of a create/update as `object`. */
+export function gatewayPolicyInput(auth: AuthenticatedRequest, object: unknown): PolicyInput {
+  const t = auth.info.target;
+  const request: PolicyInput['request'] = {
+    operation: isStreamSubresource(auth.info) ? 'CONNECT' : (OPERATION_BY_VERB[auth.info.verb] ?? auth.info.verb.toUpperCase()),
+    userInfo: { username: auth.identity.username, groups: auth.identity.groups },
+    resource: { group: t.group ?? '', version: t.version ?? '', resource: t.resource ?? '' },
+    verb: auth.info.verb,
+  };
+  if (auth.identity.uid !== undefined) request.userInfo.uid = auth.identity.uid;
+  if (auth.identity.extra !== undefined) request.userInfo.extra = auth.identity.extra;
+  if (t.subresource !== undefined) request.subResource = t.subresource;
+  if (t.namespace !== undefined) request.namespace = t.namespace;
+  if (t.name !== undefined) request.name = t.name;
+  return { request, object: object ?? null, oldObject: null };
+}
+
+/**
+ * Evaluates the gateway guardrails; records every violated rule as a
+ * `guardrail.decision` (durably, before answering); throws
+ * PROXY_ERR_GUARDRAIL_DENIED when the request must not reach the API server.
+ * Returns the Decision and admission-style warnings.
+ */
+async function applyGuardrails(ctx: GatewayContext, auth: AuthenticatedRequest, object: unknown): Promise<{ decision: Decision | undefined; warnings: string[] }> {
+  const policies = ctx.guardrails();
+  if (policies.length === 0 || !auth.info.isResourceRequest) return { decision: undefined, warnings: [] };
+  const outcome = evaluateGuardrails(policies, gatewayPolicyInput(auth, object), 'gateway');
+  if (outcome.errors.length > 0) ctx.log.warn({ errors: outcome.errors, session: auth.sessionId }, 'gateway guardrail evaluation errors');
+  if (outcome.matchedPolicies.length === 0) return { decision: undefined, warnings: [] };
+  const target = auth.info.target;
+  await Promise.all(
+    outcome.decisions.map((d) => ctx.sink.emit(guardrailDecision({ actor: auth.actor, target, correlation: { session: auth.sessionId } }, d))),
+  );
+  const decision = toDecision(outcome);
+  if (!outcome.allowed) {
+    throw new ProxyError('PROXY_ERR_GUARDRAIL_DENIED', 'denied by a gateway guardrail', {
+      clientMessage: `kubetrail guardrail "${outcome.policy ?? ''}" denied the request: ${outcome.message ?? ''}`,
+    });
+  }
+  return { decision, warnings: outcome.warnings };
+}
+
+/** `Warning` headers as the API server writes them (RFC 7234 299 with the text quoted). */
+function warningHeaders(warnings: readonly string[]): OutgoingHttpHeaders {
+  const h: OutgoingHttpHeaders = {};
+  if (warnings.length > 0) (h as Record<string, string[]>)['warning'] = warnings.map((w) => `299 - "${w.replace(/["\\]/g, (c) => `\\${c}`).replace(/[\r\n]/g, ' ')}"`);
+  return h;
+}
+
+/** Records a request that never reached the API server (refused by the gateway). */
+function recordRefusal(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, auth: AuthenticatedRequest | undefined, err: unknown, startedAt: number): void {
+  const status = toKubeStatus(err);
+  const { path, query } = splitUrl(req.url ?? '/');
+  const decision: Decision = { allowed: false, message: err instanceof AuthError || err instanceof ProxyError ? err.code : 'internal' };
+  if (err instanceof ProxyError && err.code === 'PROXY_ERR_GUARDRAIL_DENIED') {
+    decision.action = 'deny';
+    if (err.clientMessage !== undefined) decision.message = err.clientMessage;
+  }
+  const p = ctx.auditor.record({
+    identity: auth?.actor,
+    info,
+    method: req.method ?? 'GET',
+    path,
+    query,
+    status: status.code,
+    latencyMs: performance.now() - startedAt,
+    bytesIn: 0,
+    bytesOut: 0,
+    userAgent: req.headers['user-agent'],
+    sourceIp: sourceIp(req),
+    sessionId: auth?.sessionId ?? uuidv7(),
+    auditId: undefined,
+    decision,
+  });
+  p?.catch((e: unknown) => {
+    ctx.metrics?.auditFailures.inc();
+    ctx.log.error({ err: e }, 'could not record a refused request');
+  });
+}
+
+function logRefusal(ctx: GatewayContext, req: IncomingMessage, err: unknown, auth: AuthenticatedRequest | undefined): void {
+  const code = err instanceof AuthError || err instanceof ProxyError ? err.code : 'PROXY_ERR_INTERNAL';
+  const fields = { code, method: req.method, path: splitUrl(req.url ?? '/').path, user: auth?.identity.username, session: auth?.sessionId };
+  if (err instanceof AuthError || err instanceof ProxyError) ctx.log.info(fields, 'request refused');
+  else ctx.log.error({ ...fields, err }, 'request failed');
+}
+
+/** Handles one plain (non-upgrade) request through the whole chain. */
+export async function handleRequest(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const startedAt = performance.now();
+  const info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
+  let auth: AuthenticatedRequest | undefined;
+  let body: { body: Buffer; complete: boolean } | undefined;
+  let decision: Decision | undefined;
+  let warnings: string[] = [];
+  try {
+    auth = await authenticate(ctx, req, info, startedAt);
+    const mayHaveBody = req.method !== 'DELETE' || req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (info.isWrite && mayHaveBody) {
+      body = await readBodyPrefix(req, ctx.limits.maxRecordedBodyBytes);
+    }
+    let object: unknown = null;
+    if (body?.complete && (info.verb === 'create' || info.verb === 'update')) {
+      const d = decodeBody(req.headers['content-type'], body.body);
+      if (d.ok) object = d.value;
+    }
+    ({ decision, warnings } = await applyGuardrails(ctx, auth, object));
+  } catch (err) {
+    logRefusal(ctx, req, err, auth);
+    recordRefusal(ctx, req, info, auth, err, startedAt);
+    ctx.metrics?.requests.inc({ verb: info.verb, code: String(toKubeStatus(err).code) });
+    // Drain what the client is still sending so the connection can answer cleanly.
+    if (!req.readableEnded) req.resume();
+    sendError(res, err);
+    return;
+  }
+
+  const a = auth;
+  const { path, query } = splitUrl(req.url ?? '/');
+  const record = (r: { status: number; bytesIn: number; bytesOut: number; auditId: string | undefined }): Promise<unknown> | undefined =>
+    ctx.auditor.record({
+      identity: a.actor,
+      info,
+      method: req.method ?? 'GET',
+      path,
+      query,
+      status: r.status,
+      latencyMs: performance.now() - startedAt,
+      bytesIn: r.bytesIn,
+      bytesOut: r.bytesOut,
+      userAgent: req.headers['user-agent'],
+      sourceIp: sourceIp(req),
+      sessionId: a.sessionId,
+      auditId: r.auditId,
+      body: body?.body,
+      bodyContentType: req.headers['content-type'],
+      bodyTruncated: body !== undefined && !body.complete,
+      ...(decision ? { decision } : {}),
+    });
+
+  let recorded = false;
+  const relayArgs: Parameters<typeof relay>[0] = {
+    upstream: ctx.upstream,
+    req,
+    res,
+    headers: forwardedHeaders(req, buildUpstreamHeaders(a.identity, a.sessionId, ctx.upstream)),
+    timeoutMs: info.isLongRunning ? undefined : ctx.limits.requestTimeoutMs,
+    extraResponseHeaders: warningHeaders(warnings),
+  };
+  if (body !== undefined) {
+    relayArgs.body = body.body;
+    relayArgs.bodyComplete = body.complete;
+  }
+  if (info.isWrite) {
+    relayArgs.beforeEnd = async (partial) => {
+      recorded = true;
+      try {
+        await record(partial);
+      } catch (err) {
+        ctx.metrics?.auditFailures.inc();
+        ctx.log.error({ err, session: a.sessionId }, 'write not recorded durably; cutting the response');
+        throw new ProxyError('PROXY_ERR_AUDIT_NOT_DURABLE', 'api.request event not durable', { cause: err });
+      }
+    };
+  }
+  const result = await relay(relayArgs);
+  if (result.error !== undefined && !res.headersSent) sendError(res, result.error);
+  ctx.metrics?.requests.inc({ verb: info.verb, code: String(result.status) });
+  ctx.metrics?.latency.observe({ verb: info.verb }, (performance.now() - startedAt) / 1000);
+  if (!recorded) {
+    // Reads (and writes that failed before the response ended) are recorded after the fact; a failure is counted and logged, never silent.
+    record(result)?.catch((err: unknown) => {
+      ctx.metrics?.auditFailures.inc();
+      ctx.log.error({ err, session: a.sessionId }, 'api.request event not recorded');
+    });
+  }
+}
+
+/**
+ * THE dispatch point for authenticated upgrades. Today every upgrade
+ * (including pods/exec, attach and portforward) passes through transparently;
+ * to hand exec/attach/port-forward to the recording stream relay, replace the
+ * marked line with `return handleStreamUpgrade(ctx, call.req, call.socket, call.head)`
+ * (exec-proxy/stream/index.ts).
+ */
+export function dispatchUpgrade(ctx: GatewayContext, call: UpgradeCall): void {
+  if (isStreamSubresource(call.auth.info)) {
+    void passThrough(ctx, call); // ← switch to handleStreamUpgrade here
+    return;
+  }
+  void passThrough(ctx, call);
+}
+
+async function passThrough(ctx: GatewayContext, call: UpgradeCall): Promise<void> {
+  const { req, auth } = call;
+  const result = await passThroughUpgrade({
+    upstream: ctx.upstream,
+    req,
+    socket: call.socket,
+    head: call.head,
+    identityHeaders: buildUpstreamHeaders(auth.identity, auth.sessionId, ctx.upstream),
+    subprotocols: auth.subprotocols,
+  });
+  const { path, query } = splitUrl(req.url ?? '/');
+  ctx.metrics?.requests.inc({ verb: auth.info.verb, code: String(result.status) });
+  ctx.auditor
+    .record({
+      identity: auth.actor,
+      info: auth.info,
+      method: req.method ?? 'GET',
+      path,
+      query,
+      status: result.status,
+      latencyMs: performance.now() - auth.startedAt,
+      bytesIn: result.bytesIn,
+      bytesOut: result.bytesOut,
+      userAgent: req.headers['user-agent'],
+      sourceIp: sourceIp(req),
+      sessionId: auth.sessionId,
+      auditId: result.auditId,
+    })
+    ?.catch((err: unknown) => {
+      ctx.metrics?.auditFailures.inc();
+      ctx.log.error({ err, session: auth.sessionId }, 'api.request event of an upgrade not recorded');
+    });
+}
+
+/** Handles an upgrade request: the same chain as plain requests, then {@link dispatchUpgrade}. */
+export async function handleUpgrade(ctx: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  const startedAt = performance.now();
+  const info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
+  socket.on('error', () => socket.destroy());
+  let auth: AuthenticatedRequest | undefined;
+  try {
+    auth = await authenticate(ctx, req, info, startedAt);
+    await applyGuardrails(ctx, auth, null);
+  } catch (err) {
+    logRefusal(ctx, req, err, auth);
+    recordRefusal(ctx, req, info, auth, err, startedAt);
+    socket.end(statusResponseBytes(err));
+    return;
+  }
+  dispatchUpgrade(ctx, { req, socket, head, auth });
+}
+
+/** TLS material of the listener. */
+export interface ListenerTls {
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
+/** Creates (does not start) the gateway's HTTPS server. */
+export function createGatewayServer(ctx: GatewayContext, tls: ListenerTls): https.Server {
+  const server = https.createServer({
+    cert: tls.cert,
+    key: tls.key,
+    // HTTP/1.1 only: upgrades (exec, attach, port-forward) need it, and kubectl speaks it.
+    ALPNProtocols: ['http/1.1'],
+    // Watches and follows last long; the API server ends them itself.
+    requestTimeout: 0,
+    keepAliveTimeout: 65_000,
+    noDelay: true,
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    handleRequest(ctx, req, res).catch((err: unknown) => {
+      ctx.log.error({ err }, 'unhandled gateway error');
+      sendError(res, new ProxyError('PROXY_ERR_INTERNAL', 'unhandled', { cause: err }));
+    });
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    handleUpgrade(ctx, req, socket, head).catch((err: unknown) => {
+      ctx.log.error({ err }, 'unhandled gateway upgrade error');
+      socket.destroy();
+    });
+  });
+  server.on('clientError', (_err, socket: Duplex) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+  });
+  return server;
+}
