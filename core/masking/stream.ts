@@ -9,32 +9,16 @@
  * no clock: the caller owns the timer.
  */
 import { z } from 'zod';
-import { KubetrailError } from '../errors.ts';
+import { PolicyError } from '../policy/errors.ts';
+import { parseEnvelope, parseSpec, type PolicyDocument } from '../policy/document.ts';
+import type { PolicyCompiler } from '../policy/store.ts';
 import type { Actor } from '../events/model.ts';
 import { BUILTIN_PATTERNS, BUILTIN_PATTERN_NAMES, type MaskPattern } from './patterns.ts';
-
-/** Codes of MaskingPolicy errors. */
-export type MaskingPolicyErrorCode = 'POLICY_ERR_MASKING_INVALID';
-
-/** A MaskingPolicy document was rejected; `issues` lists every problem with its field path. */
-export class MaskingPolicyError extends KubetrailError<MaskingPolicyErrorCode> {
-  readonly source: string;
-  readonly issues: readonly { path: string; message: string }[];
-  constructor(source: string, issues: readonly { path: string; message: string }[]) {
-    super('POLICY_ERR_MASKING_INVALID', `invalid MaskingPolicy in ${source}:\n${issues.map((i) => `  - ${i.path || '(root)'}: ${i.message}`).join('\n')}`, { status: 400 });
-    this.source = source;
-    this.issues = issues;
-  }
-}
 
 /** The streams a MaskingPolicy can apply to. */
 export type MaskedStream = 'stdout' | 'stderr' | 'stdin';
 
-const docSchema = z.strictObject({
-  apiVersion: z.literal('kubetrail.io/v1'),
-  kind: z.literal('MaskingPolicy'),
-  metadata: z.looseObject({ name: z.string().min(1) }),
-  spec: z.strictObject({
+const specSchema = z.strictObject({
     match: z
       .strictObject({
         namespaces: z.array(z.string().min(1)).optional(),
@@ -58,7 +42,6 @@ const docSchema = z.strictObject({
       .default([]),
     /** Which streams are masked; stdin is masked in the recording only (the container still receives it). */
     streams: z.array(z.enum(['stdout', 'stderr', 'stdin'])).default(['stdout', 'stderr', 'stdin']),
-  }),
 });
 
 /** A validated MaskingPolicy. */
@@ -76,16 +59,26 @@ function escapeClass(s: string): string {
 }
 
 /**
- * Validates a MaskingPolicy document. Throws {@link MaskingPolicyError} with
- * every problem and its field path (unknown built-in, bad regex, a regex that
- * matches the empty string, a start literal the regex cannot begin with).
+ * Validates a MaskingPolicy document (envelope `kubetrail.io/v1alpha1`).
+ * Throws {@link PolicyError} with every problem and its field path (unknown
+ * built-in, bad regex, a regex that matches the empty string); `source` (a
+ * file name) is stamped on the issues.
  */
 export function compileMaskingPolicy(doc: unknown, source: string): CompiledMaskingPolicy {
-  const parsed = docSchema.safeParse(doc);
-  if (!parsed.success) {
-    throw new MaskingPolicyError(source, parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })));
+  try {
+    return compile(parseEnvelope(doc), source);
+  } catch (err) {
+    if (err instanceof PolicyError && source) throw new PolicyError(err.code, err.issues.map((i) => ({ ...i, file: i.file ?? source })), { cause: err.cause });
+    throw err;
   }
-  const d = parsed.data;
+}
+
+/** The compiler to register with PolicyStore for kind MaskingPolicy. */
+export const maskingPolicyCompiler: PolicyCompiler<CompiledMaskingPolicy> = (doc) => compile(doc, '');
+
+function compile(doc: PolicyDocument, source: string): CompiledMaskingPolicy {
+  if (doc.kind !== 'MaskingPolicy') throw new PolicyError('POLICY_ERR_INVALID', [{ path: 'kind', message: 'must be MaskingPolicy' }]);
+  const d = { metadata: doc.metadata, spec: parseSpec(specSchema, doc) };
   const issues: { path: string; message: string }[] = [];
   const patterns: MaskPattern[] = [];
   for (const [i, name] of (d.spec.builtins ?? BUILTIN_PATTERN_NAMES).entries()) {
@@ -110,7 +103,7 @@ export function compileMaskingPolicy(doc: unknown, source: string): CompiledMask
     const startChars = [...new Set(p.startsWith.join(''))].map(escapeClass).join('');
     patterns.push({ name: p.name, regex, starts: p.startsWith, chars: new RegExp(`[A-Za-z0-9_+/=.\\-${startChars}]`), maxLength: p.maxLength });
   }
-  if (issues.length > 0) throw new MaskingPolicyError(source, issues);
+  if (issues.length > 0) throw new PolicyError('POLICY_ERR_INVALID', issues);
   const m = d.spec.match;
   return Object.freeze({
     kind: 'MaskingPolicy',

@@ -10,33 +10,17 @@
  * expression errors or does not yield a bool counts as firing.
  *
  * CEL variables: `command` (list<string>), `line` (string, "" for session
- * rules), `container`, `pod`, `namespace`, `kind` (exec|attach|portforward),
- * `tty` (bool), `user` (map: username, uid, groups, extra).
+ * rules), `container`, `pod`, `kind` (exec|attach|portforward), `tty` (bool),
+ * `user` (map: username, uid, groups, extra), and `session` (map with all of
+ * them plus `namespace`). `namespace` is a reserved word in CEL, so the pod's
+ * namespace is `session.namespace`.
  */
 import { Environment } from '@marcbachmann/cel-js';
 import { z } from 'zod';
-import { KubetrailError } from '../errors.ts';
+import { PolicyError, type PolicyIssue } from './errors.ts';
+import { parseEnvelope, parseSpec, type PolicyDocument } from './document.ts';
+import type { PolicyCompiler } from './store.ts';
 import type { Actor, Decision } from '../events/model.ts';
-
-/** Codes of ExecPolicy errors. */
-export type ExecPolicyErrorCode = 'POLICY_ERR_EXEC_INVALID';
-
-/** One problem in a policy document, with the dotted path of the field. */
-export interface PolicyIssue {
-  readonly path: string;
-  readonly message: string;
-}
-
-/** An ExecPolicy document was rejected; `issues` lists every problem with its field path. */
-export class ExecPolicyError extends KubetrailError<ExecPolicyErrorCode> {
-  readonly source: string;
-  readonly issues: readonly PolicyIssue[];
-  constructor(source: string, issues: readonly PolicyIssue[]) {
-    super('POLICY_ERR_EXEC_INVALID', `invalid ExecPolicy in ${source}:\n${issues.map((i) => `  - ${i.path || '(root)'}: ${i.message}`).join('\n')}`, { status: 400 });
-    this.source = source;
-    this.issues = issues;
-  }
-}
 
 /** The session kinds a policy can match. */
 export type SessionKind = 'exec' | 'attach' | 'portforward';
@@ -51,11 +35,7 @@ const ruleSchema = z.strictObject({
   message: z.string().optional(),
 });
 
-const docSchema = z.strictObject({
-  apiVersion: z.literal('kubetrail.io/v1'),
-  kind: z.literal('ExecPolicy'),
-  metadata: z.looseObject({ name: z.string().min(1) }),
-  spec: z.strictObject({
+const specSchema = z.strictObject({
     match: z
       .strictObject({
         kinds: z.array(z.enum(['exec', 'attach', 'portforward'])).optional(),
@@ -73,7 +53,6 @@ const docSchema = z.strictObject({
      */
     opaqueLines: z.enum(['deny', 'allow']).default('deny'),
     rules: z.array(ruleSchema).min(1),
-  }),
 });
 
 /** What an ExecPolicy evaluates: one session, and for line rules the typed line. */
@@ -119,6 +98,11 @@ export interface CompiledExecPolicy {
 }
 
 let sharedEnv: Environment | undefined;
+/**
+ * ExecPolicy has its own CEL environment: its variables are not the
+ * admission ones core/policy/cel.ts declares, and typing them lets a wrong
+ * expression fail at load time.
+ */
 function celEnv(): Environment {
   // One environment, variables typed so that a type error is caught at compile time.
   sharedEnv ??= new Environment()
@@ -126,7 +110,7 @@ function celEnv(): Environment {
     .registerVariable('line', 'string')
     .registerVariable('container', 'string')
     .registerVariable('pod', 'string')
-    .registerVariable('namespace', 'string')
+    .registerVariable('session', 'map<string, dyn>')
     .registerVariable('kind', 'string')
     .registerVariable('tty', 'bool')
     .registerVariable('user', 'map<string, dyn>');
@@ -134,22 +118,30 @@ function celEnv(): Environment {
 }
 
 /**
- * Validates and compiles an ExecPolicy document. Throws {@link ExecPolicyError}
- * listing every problem with its field path (schema, CEL syntax, CEL types).
+ * Validates and compiles an ExecPolicy document (envelope `kubetrail.io/v1alpha1`,
+ * see core/policy/document.ts). Throws {@link PolicyError} listing every
+ * problem with its field path (schema, CEL syntax, CEL types); `source` (a
+ * file name) is stamped on the issues.
  */
 export function compileExecPolicy(doc: unknown, source: string): CompiledExecPolicy {
-  const parsed = docSchema.safeParse(doc);
-  if (!parsed.success) {
-    throw new ExecPolicyError(
-      source,
-      parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })),
-    );
+  try {
+    return compile(parseEnvelope(doc), source);
+  } catch (err) {
+    if (err instanceof PolicyError && source) throw new PolicyError(err.code, err.issues.map((i) => ({ ...i, file: i.file ?? source })), { cause: err.cause });
+    throw err;
   }
-  const d = parsed.data;
+}
+
+/** The compiler to register with PolicyStore for kind ExecPolicy. */
+export const execPolicyCompiler: PolicyCompiler<CompiledExecPolicy> = (doc) => compile(doc, '');
+
+function compile(doc: PolicyDocument, source: string): CompiledExecPolicy {
+  if (doc.kind !== 'ExecPolicy') throw new PolicyError('POLICY_ERR_INVALID', [{ path: 'kind', message: 'must be ExecPolicy' }]);
+  const spec = parseSpec(specSchema, doc);
   const issues: PolicyIssue[] = [];
   const rules: CompiledExecRule[] = [];
   const names = new Set<string>();
-  for (const [i, r] of d.spec.rules.entries()) {
+  for (const [i, r] of spec.rules.entries()) {
     const path = `spec.rules.${i}.expression`;
     if (names.has(r.name)) issues.push({ path: `spec.rules.${i}.name`, message: `duplicate rule name "${r.name}"` });
     names.add(r.name);
@@ -169,15 +161,15 @@ export function compileExecPolicy(doc: unknown, source: string): CompiledExecPol
         action: r.action,
         on: r.on,
         expression: r.expression,
-        message: r.message ?? `blocked by ExecPolicy ${d.metadata.name}/${r.name}`,
+        message: r.message ?? `blocked by ExecPolicy ${doc.metadata.name}/${r.name}`,
         program: program as CompiledExpr,
       });
     } catch (err) {
       issues.push({ path, message: `CEL syntax error: ${firstLine((err as Error).message)}` });
     }
   }
-  if (issues.length > 0) throw new ExecPolicyError(source, issues);
-  const m = d.spec.match;
+  if (issues.length > 0) throw new PolicyError('POLICY_ERR_CEL_COMPILE', issues);
+  const m = spec.match;
   const match: CompiledExecPolicy['match'] = {
     ...(m.kinds ? { kinds: m.kinds } : {}),
     ...(m.namespaces ? { namespaces: m.namespaces } : {}),
@@ -186,7 +178,7 @@ export function compileExecPolicy(doc: unknown, source: string): CompiledExecPol
     ...(m.users ? { users: m.users } : {}),
     ...(m.groups ? { groups: m.groups } : {}),
   };
-  return Object.freeze({ kind: 'ExecPolicy', name: d.metadata.name, source, match, opaqueLines: d.spec.opaqueLines, rules: Object.freeze(rules) });
+  return Object.freeze({ kind: 'ExecPolicy', name: doc.metadata.name, source, match, opaqueLines: spec.opaqueLines, rules: Object.freeze(rules) });
 }
 
 function firstLine(s: string | undefined): string {
@@ -214,16 +206,16 @@ export interface ExecEvaluation {
 
 function context(input: ExecInput): Record<string, unknown> {
   const u = input.user;
-  return {
+  const vars = {
     command: [...input.command],
     line: input.line ?? '',
     container: input.container,
     pod: input.pod,
-    namespace: input.namespace,
     kind: input.kind,
     tty: input.tty,
     user: { username: u.username, uid: u.uid ?? '', groups: [...u.groups], extra: u.extra ?? {} },
   };
+  return { ...vars, session: { ...vars, namespace: input.namespace } };
 }
 
 /**

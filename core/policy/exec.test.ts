@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { compileExecPolicy, evaluateExec, hasLineRules, opaqueLineDecision, type ExecInput } from './exec.ts';
+import { PolicyError } from './errors.ts';
+
+const doc = (spec: Record<string, unknown>, name = 'p'): unknown => ({ apiVersion: 'kubetrail.io/v1alpha1', kind: 'ExecPolicy', metadata: { name }, spec });
+const input = (over: Partial<ExecInput> = {}): ExecInput => ({
+  kind: 'exec', namespace: 'agents', pod: 'web-1', container: 'app', command: ['sh'], tty: true,
+  user: { username: 'agent-ci', groups: ['agents'], authn: 'token' }, ...over,
+});
+
+const policy = compileExecPolicy(
+  doc({
+    match: { namespaces: ['agents'] },
+    rules: [
+      { name: 'no-rm', on: 'session', expression: 'command.exists(c, c == "rm")', message: 'rm is not allowed' },
+      { name: 'no-shell-for-bots', on: 'session', expression: '"bots" in user.groups && command[0] == "sh"' },
+      { name: 'audit-cat', action: 'audit', expression: 'command.size() > 0 && command[0] == "cat" && session.namespace == "agents"' },
+      { name: 'no-typed-rm', on: 'line', expression: 'line.matches("^\\\\s*rm\\\\s")', message: 'no rm in shells' },
+    ],
+  }),
+  'exec.yaml',
+);
+
+test('session rules decide on command, identity and match', () => {
+  const cases = [
+    { name: 'allowed command', in: input({ command: ['ls'] }), allowed: true, action: 'allow' },
+    { name: 'rm anywhere in argv is denied', in: input({ command: ['busybox', 'rm', '-rf', '/'] }), allowed: false, rule: 'no-rm' },
+    { name: 'group-based rule', in: input({ user: { username: 'b', groups: ['bots'], authn: 'token' } }), allowed: false, rule: 'no-shell-for-bots' },
+    { name: 'audit rule allows but is reported', in: input({ command: ['cat', '/etc/hosts'] }), allowed: true, action: 'audit', rule: 'audit-cat' },
+    { name: 'other namespaces are not matched', in: input({ namespace: 'prod', command: ['rm'] }), allowed: true, action: 'allow' },
+  ];
+  for (const c of cases) {
+    const ev = evaluateExec([policy], c.in, 'session');
+    assert.equal(ev.decision.allowed, c.allowed, c.name);
+    if (c.action) assert.equal(ev.decision.action, c.action, c.name);
+    if (c.rule) assert.equal(ev.decision.rule, c.rule, c.name);
+  }
+});
+
+test('line rules see the typed line, and only in the line phase', () => {
+  assert.equal(hasLineRules([policy], input()), true);
+  assert.equal(evaluateExec([policy], input({ line: 'rm -rf /tmp/x' }), 'line').decision.allowed, false);
+  assert.equal(evaluateExec([policy], input({ line: 'ls -l' }), 'line').decision.allowed, true);
+  assert.equal(evaluateExec([policy], input({ line: 'rm -rf /' }), 'session').decision.allowed, true);
+  assert.equal(opaqueLineDecision([policy], input()).allowed, false);
+});
+
+test('a rule that fails at run time denies (fail closed)', () => {
+  const p = compileExecPolicy(doc({ rules: [{ name: 'idx', expression: 'command[3] == "x"' }] }), 't');
+  const ev = evaluateExec([p], input({ command: ['ls'] }), 'session');
+  assert.equal(ev.decision.allowed, false);
+  assert.equal(ev.fired[0]?.error, true);
+});
+
+test('bad ExecPolicy documents are rejected with every issue and its path', () => {
+  const cases = [
+    { d: doc({ rules: [] }), path: 'spec.rules' },
+    { d: doc({ rules: [{ name: 'a', expression: 'command ==' }] }), path: 'spec.rules.0.expression' },
+    { d: doc({ rules: [{ name: 'a', expression: 'command + 1' }] }), path: 'spec.rules.0.expression' },
+    { d: doc({ rules: [{ name: 'a', expression: '"x"' }] }), path: 'spec.rules.0.expression' },
+    { d: doc({ rules: [{ name: 'a', expression: 'true', action: 'explode' }] }), path: 'spec.rules.0.action' },
+    { d: doc({ rules: [{ name: 'a', expression: 'nosuchvar' }] }), path: 'spec.rules.0.expression' },
+    { d: { ...(doc({ rules: [{ name: 'a', expression: 'true' }] }) as object), apiVersion: 'v1' }, path: 'apiVersion' },
+  ];
+  for (const c of cases) {
+    assert.throws(() => compileExecPolicy(c.d, 'bad.yaml'), (e: unknown) => e instanceof PolicyError && e.issues.some((i) => i.path === c.path && i.file === 'bad.yaml'), c.path);
+  }
+});
