@@ -35,6 +35,8 @@ const kafka = z.strictObject({
   compression: z.enum(['none', 'gzip']).default('none'),
   /** Producer batching: at most this many events in one produce call. */
   batchMaxEvents: z.number().int().positive().default(2000),
+  /** Producer batching: at most about this many bytes in one produce call (the broker's message.max.bytes, 1 MiB by default, bounds one partition's batch). */
+  batchMaxBytes: z.number().int().positive().default(900 * 1024),
   /** Producer batching: wait at most this long (ms) to fill a batch. */
   lingerMs: duration.default(2),
   /** Past this deadline (ms) without an ack, an event is made durable in the spool instead. */

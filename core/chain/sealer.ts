@@ -1,0 +1,148 @@
+/**
+ * Turns drafts into final events: assigns id (UUIDv7), time, source and the
+ * chain link, in the order `seal()` is called, and produces the signed
+ * `chain.checkpoint` events. Pure in-memory state; sinks decide durability.
+ */
+import { v7 as uuidv7 } from 'uuid';
+import type { CheckpointBody, EventDraft, EventSource, EventType, KubetrailEvent } from '../events/model.ts';
+import { EVENT_TYPES } from '../events/builders.ts';
+import { SinkError } from '../sinks/errors.ts';
+import { CanonicalizationError } from './canonical.ts';
+import { seal, type SealedEvent } from './hash.ts';
+import type { ChainHead } from './head-store.ts';
+import { signCheckpoint, type SigningKey } from './signing.ts';
+
+/** Options of {@link ChainSealer}. */
+export interface SealerOptions {
+  source: EventSource;
+  /** Head to continue from ({seq: 0, hash: zeros} for a new chain). */
+  head: ChainHead;
+  /** Signs checkpoints; without one, checkpoints are not produced (memory sink). */
+  signer?: SigningKey | undefined;
+  /** A checkpoint is due after this many events. */
+  checkpointEvery?: number;
+  /** Clock, injectable for tests. */
+  now?: () => Date;
+}
+
+/** Assigns ids, time, source and chain links; creates checkpoints. */
+export class ChainSealer {
+  readonly source: EventSource;
+  #seq: number;
+  #hash: string;
+  #sinceCheckpoint = 0;
+  readonly #signer: SigningKey | undefined;
+  readonly #every: number;
+  readonly #now: () => Date;
+
+  constructor(opts: SealerOptions) {
+    this.source = Object.freeze({ ...opts.source });
+    this.#seq = opts.head.seq;
+    this.#hash = opts.head.hash;
+    this.#signer = opts.signer;
+    this.#every = opts.checkpointEvery ?? 1000;
+    this.#now = opts.now ?? (() => new Date());
+  }
+
+  /** Link of the last sealed event. */
+  get head(): ChainHead {
+    return { seq: this.#seq, hash: this.#hash };
+  }
+
+  /** True when `checkpointEvery` events were sealed since the last checkpoint. */
+  get checkpointDue(): boolean {
+    return this.#signer !== undefined && this.#sinceCheckpoint >= this.#every;
+  }
+
+  /** True when events were sealed since the last checkpoint. */
+  get uncheckpointed(): boolean {
+    return this.#sinceCheckpoint > 0;
+  }
+
+  /**
+   * Validates a draft and seals it as the next event of the chain. Throws
+   * SinkError SINK_ERR_INVALID_EVENT (and consumes no sequence number) when
+   * the draft is not a valid event.
+   */
+  seal<T extends EventType>(draft: EventDraft<T>): SealedEvent & { event: KubetrailEvent<T> } {
+    const p = this.prepare(draft);
+    p.commit();
+    return p.sealed;
+  }
+
+  /**
+   * Seals the draft as the next event WITHOUT advancing the chain; `commit()`
+   * advances it. Lets a sink refuse an event (spool full) without leaving a
+   * gap in the sequence. Nothing else may be sealed between the two calls.
+   */
+  prepare<T extends EventType>(draft: EventDraft<T>): { sealed: SealedEvent & { event: KubetrailEvent<T> }; commit: () => void } {
+    const sealed = this.#sealNext(this.#build(draft)) as SealedEvent & { event: KubetrailEvent<T> };
+    const seq = this.#seq;
+    return {
+      sealed,
+      commit: () => {
+        if (this.#seq !== seq) throw new Error('ChainSealer: another event was sealed between prepare() and commit()');
+        this.#advance(sealed);
+      },
+    };
+  }
+
+  /** Seals a signed checkpoint over the current head, or returns undefined when nothing happened since the last one. */
+  checkpoint(): SealedEvent | undefined {
+    if (this.#signer === undefined || this.#sinceCheckpoint === 0) return undefined;
+    const body: CheckpointBody = {
+      seq: this.#seq,
+      hash: this.#hash,
+      keyId: this.#signer.keyId,
+      signature: signCheckpoint(this.#signer, this.source.instance, this.#seq, this.#hash),
+    };
+    const sealed = this.#append({ apiVersion: 'kubetrail.io/v1', id: uuidv7(), time: this.#now().toISOString(), type: 'chain.checkpoint', source: this.source, body });
+    this.#sinceCheckpoint = 0;
+    return sealed;
+  }
+
+  #append(event: Omit<KubetrailEvent, 'chain'>): SealedEvent {
+    const sealed = this.#sealNext(event);
+    this.#advance(sealed);
+    return sealed;
+  }
+
+  #sealNext(event: Omit<KubetrailEvent, 'chain'>): SealedEvent {
+    try {
+      return seal(event, this.#seq + 1, this.#hash);
+    } catch (err) {
+      if (err instanceof CanonicalizationError) {
+        throw new SinkError('SINK_ERR_INVALID_EVENT', `event ${event.type}: ${err.message}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  #advance(sealed: SealedEvent): void {
+    this.#seq += 1;
+    this.#hash = (sealed.event.chain as { hash: string }).hash;
+    this.#sinceCheckpoint += 1;
+  }
+
+  #build(draft: EventDraft): Omit<KubetrailEvent, 'chain'> {
+    if (draft === null || typeof draft !== 'object') throw new SinkError('SINK_ERR_INVALID_EVENT', 'event draft must be an object');
+    if (!EVENT_TYPES.includes(draft.type) || draft.type === 'chain.checkpoint') {
+      throw new SinkError('SINK_ERR_INVALID_EVENT', `unknown or reserved event type ${JSON.stringify(String(draft.type))}`);
+    }
+    if (draft.body === null || typeof draft.body !== 'object' || Array.isArray(draft.body)) {
+      throw new SinkError('SINK_ERR_INVALID_EVENT', `event ${draft.type}: body must be an object`);
+    }
+    const event: Omit<KubetrailEvent, 'chain'> = {
+      apiVersion: 'kubetrail.io/v1',
+      id: draft.id ?? uuidv7(),
+      time: draft.time ?? this.#now().toISOString(),
+      type: draft.type,
+      source: this.source,
+      body: draft.body,
+    };
+    if (draft.actor !== undefined) event.actor = draft.actor;
+    if (draft.target !== undefined) event.target = draft.target;
+    if (draft.correlation !== undefined) event.correlation = draft.correlation;
+    return event;
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * The event pipeline every component emits into: `createEventPipeline`
+ * returns a KafkaSink (with spool fallback) when `config.kafka` is set, the
+ * local log under `config.dataDir` otherwise.
+ *
+ * Data dir layout (per component, so the webhook and the gateway of
+ * `kubetrail start` can share one dir without sharing a chain):
+ *
+ *   dataDir/instance-id              stable instance id, generated once
+ *   dataDir/locks/<component>.lock   pid of the process using this component's files
+ *   dataDir/chain/<component>-<instance>.head   chain head {seq, hash}
+ *   dataDir/keys/dev-signing.pem     dev signing key (only when signing.keyFile is unset)
+ *   dataDir/log/<component>/NNN.ndjson    local log segments (no Kafka)
+ *   dataDir/spool/<component>/NNN.ndjson  spool segments + cursor (Kafka)
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync, accessSync, constants } from 'node:fs';
+import path from 'node:path';
+import type { Registry } from 'prom-client';
+import type { Config } from './config.ts';
+import type { EventSource, KubetrailEvent } from './events/model.ts';
+import type { Logger } from './logger.ts';
+import type { EventSink } from './sinks/sink.ts';
+import { HeadStore, type ChainHead } from './chain/head-store.ts';
+import { ChainSealer } from './chain/sealer.ts';
+import { loadSigningKey } from './chain/signing.ts';
+import { SinkError } from './sinks/errors.ts';
+import { sinkMetrics } from './sinks/metrics.ts';
+import { SegmentLog } from './sinks/segment-log.ts';
+import { LocalLogSink } from './sinks/local-log-sink.ts';
+import { Spool } from './sinks/spool.ts';
+import { KafkaSink } from './sinks/kafka-sink.ts';
+import { createKafka, probeKafka } from './sinks/kafka-client.ts';
+
+/** The pipeline as components see it: an EventSink plus what health checks need. */
+export interface EventPipeline extends EventSink {
+  readonly kind: 'kafka' | 'local';
+  /** False once closed, or while refusing work (spool full, fail-closed). */
+  ready(): boolean;
+}
+
+/** Options of {@link createEventPipeline}. */
+export interface PipelineOptions {
+  config: Config;
+  log: Logger;
+  registry: Registry;
+  component: EventSource['component'];
+  /** Overrides config.instance and the stored id (tests, several pipelines per process). */
+  instance?: string;
+}
+
+/** Directory of the local log of one component. */
+export function localLogDir(dataDir: string, component: string): string {
+  return path.join(dataDir, 'log', component);
+}
+
+/** Directory of the spool of one component. */
+export function spoolDir(dataDir: string, component: string): string {
+  return path.join(dataDir, 'spool', component);
+}
+
+function dataDirError(dir: string, err: unknown): SinkError {
+  return new SinkError('SINK_ERR_DATA_DIR', `dataDir: ${dir} is not a writable directory (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { setting: 'dataDir', cause: err });
+}
+
+/** The stable instance id of this data dir: config.instance, or generated once and stored. */
+export function instanceId(config: Config): string {
+  if (config.instance !== undefined) return config.instance;
+  const file = path.join(config.dataDir, 'instance-id');
+  try {
+    const id = readFileSync(file, 'utf8').trim();
+    if (id !== '') return id;
+  } catch {
+    // not there yet
+  }
+  const id = `kt-${randomBytes(6).toString('hex')}`;
+  try {
+    writeFileSync(file, `${id}\n`, { flag: 'wx' });
+    return id;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return readFileSync(file, 'utf8').trim();
+    throw dataDirError(config.dataDir, err);
+  }
+}
+
+/** Takes the per-component lock; a lock left by a dead process is taken over. Returns the release function. */
+function lock(dataDir: string, component: string): () => void {
+  const dir = path.join(dataDir, 'locks');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${component}.lock`);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(file, 'wx');
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return () => {
+        try {
+          if (readFileSync(file, 'utf8').trim() === String(process.pid)) unlinkSync(file);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(readFileSync(file, 'utf8').trim());
+      let alive = false;
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
+        try {
+          process.kill(pid, 0);
+          alive = true;
+        } catch (e) {
+          alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+        }
+      }
+      if (alive || pid === process.pid) {
+        throw new SinkError('SINK_ERR_LOCKED', `dataDir: ${dataDir} is in use by process ${pid} for component ${component}; give each process its own dataDir`, { setting: 'dataDir' });
+      }
+      unlinkSync(file);
+    }
+  }
+  throw new SinkError('SINK_ERR_LOCKED', `dataDir: cannot lock ${file}`, { setting: 'dataDir' });
+}
+
+/** The highest link found in a log's last line for this source, if newer than `head`. */
+function newerHead(head: ChainHead, lastLine: string | undefined, source: EventSource): ChainHead {
+  if (lastLine === undefined) return head;
+  try {
+    const e = JSON.parse(lastLine) as KubetrailEvent;
+    if (e.chain && e.source?.instance === source.instance && e.source.component === source.component && e.chain.seq > head.seq) {
+      return { seq: e.chain.seq, hash: e.chain.hash };
+    }
+  } catch {
+    // torn lines were truncated at open; anything else is not ours
+  }
+  return head;
+}
+
+/**
+ * Builds the event pipeline of one component. Throws SinkError naming the
+ * setting at fault: `dataDir` (not writable, locked), `signing.keyFile`,
+ * `kafka.sasl` (credentials refused), `kafka.ssl`, and `kafka.brokers` when
+ * unreachable with `kafka.onUnreachableAtStart: fail` (with `spool`, the
+ * default, it logs that error and starts spooling).
+ */
+export async function createEventPipeline(opts: PipelineOptions): Promise<EventPipeline> {
+  const { config, log, component } = opts;
+  try {
+    mkdirSync(config.dataDir, { recursive: true });
+    accessSync(config.dataDir, constants.W_OK);
+  } catch (err) {
+    throw dataDirError(config.dataDir, err);
+  }
+  const instance = opts.instance ?? instanceId(config);
+  const source: EventSource = { component, instance, cluster: config.cluster };
+  let release: () => void;
+  try {
+    release = lock(config.dataDir, component);
+  } catch (err) {
+    if (err instanceof SinkError) throw err;
+    throw dataDirError(config.dataDir, err);
+  }
+  const plog = log.child({ component: 'event-pipeline', source: component, instance });
+  try {
+    const signer = loadSigningKey({ keyFile: config.signing.keyFile, dataDir: config.dataDir, log: plog });
+    let headStore: HeadStore;
+    try {
+      headStore = new HeadStore(path.join(config.dataDir, 'chain'), `${component}-${instance}`);
+    } catch (err) {
+      throw dataDirError(config.dataDir, err);
+    }
+    const metrics = sinkMetrics(opts.registry);
+    if (config.kafka === undefined) {
+      const segs = SegmentLog.open({
+        dir: localLogDir(config.dataDir, component),
+        segmentBytes: config.localLog.segmentBytes,
+        groupCommitMs: config.spool.groupCommitMs,
+        retention: { bytes: config.localLog.retentionBytes, hours: config.localLog.retentionHours },
+      });
+      const head = newerHead(headStore.head, segs.lastLineAtOpen, source);
+      const sealer = new ChainSealer({ source, head, signer, checkpointEvery: config.signing.checkpointEvery });
+      plog.info({ dir: segs.dir, seq: head.seq }, 'event pipeline: local log');
+      return new LocalLogSink({ sealer, head: headStore, log: segs, metrics, logger: plog, checkpointIntervalMs: config.signing.checkpointIntervalMs, onClose: release });
+    }
+    const k = config.kafka;
+    const spool = Spool.open({ dir: spoolDir(config.dataDir, component), segmentBytes: config.spool.segmentBytes, groupCommitMs: config.spool.groupCommitMs });
+    const head = newerHead(headStore.head, spool.log.lastLineAtOpen, source);
+    let reachable = true;
+    try {
+      await probeKafka(k, plog);
+    } catch (err) {
+      const se = err as SinkError;
+      if (se.code !== 'SINK_ERR_KAFKA_UNREACHABLE' || k.onUnreachableAtStart === 'fail') {
+        await spool.close();
+        throw se;
+      }
+      reachable = false;
+      plog.warn({ setting: se.setting, error: se.message }, 'kafka unreachable at start; spooling until it is (kafka.onUnreachableAtStart=spool)');
+    }
+    const sealer = new ChainSealer({ source, head, signer, checkpointEvery: config.signing.checkpointEvery });
+    const sink = new KafkaSink({
+      kafka: createKafka(k, plog),
+      settings: k,
+      spoolSettings: config.spool,
+      sealer,
+      head: headStore,
+      spool,
+      metrics,
+      logger: plog,
+      checkpointIntervalMs: config.signing.checkpointIntervalMs,
+      startSpooling: !reachable || !spool.empty,
+      onClose: release,
+    });
+    if (reachable && spool.empty) await sink.connect();
+    plog.info({ brokers: k.brokers, format: k.format, seq: head.seq, spooling: sink.spooling }, 'event pipeline: kafka');
+    return sink;
+  } catch (err) {
+    release();
+    throw err;
+  }
+}

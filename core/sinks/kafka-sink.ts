@@ -1,0 +1,471 @@
+/**
+ * KafkaSink: events to Kafka with an idempotent kafkajs producer (acks=all,
+ * one request in flight, so records of one source never reorder), falling
+ * back to the fsync'd spool when Kafka is unreachable or misses
+ * `kafka.ackDeadlineMs`.
+ *
+ * Modes:
+ * - direct: emit() seals the event and queues it; one sender takes up to
+ *   `kafka.batchMaxEvents` queued events per produce request (group commit:
+ *   everything that arrived while the previous request was in flight shares
+ *   the next one). emit() resolves on the broker's ack.
+ * - spool: entered when a produce request fails or misses the deadline. The
+ *   unacknowledged batch and everything queued behind it are appended to the
+ *   spool (fdatasync) and their emits resolve then; new events go straight
+ *   to the spool while it is non-empty, so Kafka receives one source's events
+ *   in chain order. A drainer sends the spool in order and, once it is empty,
+ *   switches back to direct. A request that missed its deadline may still
+ *   land later: that only duplicates events with the same id and hash, which
+ *   verify accepts.
+ *
+ * Memory is bounded by `kafka.maxBufferedBytes` (emit waits for room); the
+ * spool by `spool.maxBytes` with `spool.overflow` deciding what happens when
+ * it is full: fail-closed (emit rejects SINK_ERR_SPOOL_FULL) or drop (emit
+ * rejects SINK_ERR_EVENT_DROPPED, kubetrail_events_dropped_total counts it,
+ * and a warning logs the count). A refused or dropped event consumes no
+ * sequence number, so the chain stays gap-free.
+ */
+import { CompressionTypes, type Kafka, type Producer, type TopicMessages } from 'kafkajs';
+import type { EventDraft, EventType, KubetrailEvent } from '../events/model.ts';
+import type { ChainSealer } from '../chain/sealer.ts';
+import type { HeadStore } from '../chain/head-store.ts';
+import type { SealedEvent } from '../chain/hash.ts';
+import type { Logger } from '../logger.ts';
+import type { EventPipeline } from '../pipeline.ts';
+import type { Config } from '../config.ts';
+import { SinkError } from './errors.ts';
+import { toRecord, type EventRecord } from './kafka-record.ts';
+import type { KafkaSettings } from './kafka-client.ts';
+import type { SinkMetrics } from './metrics.ts';
+import type { Spool } from './spool.ts';
+
+/** Options of {@link KafkaSink}. */
+export interface KafkaSinkOptions {
+  kafka: Kafka;
+  settings: KafkaSettings;
+  spoolSettings: Config['spool'];
+  sealer: ChainSealer;
+  head: HeadStore;
+  spool: Spool;
+  metrics: SinkMetrics;
+  logger: Logger;
+  checkpointIntervalMs: number;
+  /** Start spooling (brokers were unreachable at start, or the spool holds events from a previous run). */
+  startSpooling: boolean;
+  onClose?: () => void;
+}
+
+interface Pending {
+  sealed: SealedEvent;
+  record: EventRecord;
+  bytes: number;
+  started: number;
+  resolve: (e: KubetrailEvent) => void;
+  reject: (err: unknown) => void;
+}
+
+type Outcome<T> = { ok: true; value: T } | { ok: false; timedOut: boolean; err: unknown; promise: Promise<T> };
+
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<Outcome<T>> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve({ ok: false, timedOut: true, err: undefined, promise: p }), ms);
+    p.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve({ ok: true, value });
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        resolve({ ok: false, timedOut: false, err, promise: p });
+      },
+    );
+  });
+}
+
+/** Estimated bytes of a record beyond its value (key, CloudEvents headers, record framing). */
+const RECORD_OVERHEAD_BYTES = 320;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
+
+/** EventSink producing to Kafka with spool fallback. */
+export class KafkaSink implements EventPipeline {
+  readonly kind = 'kafka' as const;
+  readonly #o: KafkaSinkOptions;
+  readonly #producer: Producer;
+  readonly #component: string;
+  #connecting: Promise<void> | undefined;
+  #connected = false;
+  #mode: 'direct' | 'spool';
+  #queue: Pending[] = [];
+  #queuedBytes = 0;
+  #sending = false;
+  #draining: Promise<void> | undefined;
+  #stuck: Promise<unknown> | undefined;
+  #spaceWaiters: (() => void)[] = [];
+  readonly #outstanding = new Set<Promise<unknown>>();
+  #closed = false;
+  #stopped = false;
+  #closing: Promise<void> | undefined;
+  readonly #timer: NodeJS.Timeout;
+  #droppedUnlogged = 0;
+  #dropLogTimer: NodeJS.Timeout | undefined;
+
+  constructor(o: KafkaSinkOptions) {
+    this.#o = o;
+    this.#component = o.sealer.source.component;
+    // Idempotent producer: the broker de-duplicates retries by producer id +
+    // sequence, which with one request in flight also keeps order. Retries
+    // are unbounded (kafkajs requires that for idempotence); the ack deadline,
+    // not the retry count, decides when events go to the spool.
+    this.#producer = o.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: true,
+      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 1000 },
+    });
+    this.#mode = o.startSpooling ? 'spool' : 'direct';
+    o.metrics.spooling.set({ component: this.#component }, this.#mode === 'spool' ? 1 : 0);
+    o.metrics.spoolBytes.set({ component: this.#component }, o.spool.bytes);
+    this.#timer = setInterval(() => this.#checkpoint(), o.checkpointIntervalMs);
+    this.#timer.unref();
+    if (this.#mode === 'spool') void this.#drain();
+  }
+
+  /** Connects the producer (call once after construction when brokers were reachable). */
+  async connect(): Promise<void> {
+    const r = await withDeadline(this.#ensureConnected(), this.#o.settings.connectTimeoutMs + this.#o.settings.requestTimeoutMs);
+    if (!r.ok) {
+      this.#o.logger.warn({ setting: 'kafka.brokers' }, 'kafka producer did not connect in time; spooling until it does');
+      this.#enterSpool([], r.err);
+    }
+  }
+
+  #ensureConnected(): Promise<void> {
+    if (this.#connected) return Promise.resolve();
+    this.#connecting ??= this.#producer.connect().then(
+      () => {
+        this.#connected = true;
+      },
+      (err: unknown) => {
+        this.#connecting = undefined;
+        throw err;
+      },
+    );
+    return this.#connecting;
+  }
+
+  /** Ready unless closed or refusing work (spool full with fail-closed). */
+  ready(): boolean {
+    if (this.#closed) return false;
+    return !(this.#mode === 'spool' && this.#o.spoolSettings.overflow === 'fail-closed' && this.#o.spool.bytes >= this.#o.spoolSettings.maxBytes);
+  }
+
+  /** True while events go to the spool (for tests and /readyz detail). */
+  get spooling(): boolean {
+    return this.#mode === 'spool';
+  }
+
+  /** Seals the event and resolves once Kafka acknowledged it or the spool fsync'd it. */
+  emit<T extends EventType>(draft: EventDraft<T>): Promise<KubetrailEvent<T>> {
+    if (this.#closed) return Promise.reject(new SinkError('SINK_ERR_CLOSED', 'event pipeline is closed'));
+    if (this.#mode === 'direct' && this.#queuedBytes >= this.#o.settings.maxBufferedBytes) {
+      return new Promise<void>((r) => this.#spaceWaiters.push(r)).then(() => this.emit(draft));
+    }
+    let prepared: ReturnType<ChainSealer['prepare']>;
+    try {
+      prepared = this.#o.sealer.prepare(draft);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const sealed = prepared.sealed;
+    let p: Promise<KubetrailEvent>;
+    if (this.#mode === 'spool') {
+      const bytes = Buffer.byteLength(sealed.line) + 1;
+      if (this.#o.spool.bytes + bytes > this.#o.spoolSettings.maxBytes) return Promise.reject(this.#overflow());
+      prepared.commit();
+      p = this.#toSpool([sealed]).then(() => sealed.event);
+    } else {
+      let record: EventRecord;
+      try {
+        record = toRecord(sealed.event, sealed.line, this.#o.settings.format, this.#o.settings.topics);
+      } catch (err) {
+        return Promise.reject(new SinkError('SINK_ERR_INVALID_EVENT', `event ${sealed.event.type} cannot be rendered as ${this.#o.settings.format}`, { cause: err }));
+      }
+      prepared.commit();
+      p = this.#enqueue(sealed, record);
+    }
+    if (this.#o.sealer.checkpointDue) this.#checkpoint();
+    return this.#track(p) as Promise<KubetrailEvent<T>>;
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#outstanding.add(p);
+    const done = (): void => void this.#outstanding.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  #overflow(): SinkError {
+    const component = this.#component;
+    if (this.#o.spoolSettings.overflow === 'drop') {
+      this.#o.metrics.dropped.inc({ component });
+      this.#droppedUnlogged += 1;
+      this.#dropLogTimer ??= setTimeout(() => {
+        this.#o.logger.warn({ dropped: this.#droppedUnlogged, setting: 'spool.overflow', maxBytes: this.#o.spoolSettings.maxBytes }, 'spool full: events dropped (spool.overflow=drop)');
+        this.#droppedUnlogged = 0;
+        this.#dropLogTimer = undefined;
+      }, 1000);
+      this.#dropLogTimer.unref();
+      return new SinkError('SINK_ERR_EVENT_DROPPED', 'event dropped: the spool is full (spool.maxBytes) and spool.overflow=drop', { setting: 'spool.maxBytes' });
+    }
+    this.#o.metrics.refused.inc({ component });
+    return new SinkError('SINK_ERR_SPOOL_FULL', 'event refused: Kafka is unavailable and the spool is full (spool.maxBytes, spool.overflow=fail-closed)', { setting: 'spool.maxBytes' });
+  }
+
+  #enqueue(sealed: SealedEvent, record: EventRecord): Promise<KubetrailEvent> {
+    return new Promise((resolve, reject) => {
+      const bytes = record.value.length + (sealed.line === record.value ? 0 : sealed.line.length) + RECORD_OVERHEAD_BYTES;
+      this.#queue.push({ sealed, record, bytes, started: performance.now(), resolve, reject });
+      this.#queuedBytes += bytes;
+      void this.#pump();
+    });
+  }
+
+  /** Appends to the spool; resolves when fsync'd. Used for spool-mode emits and for batches Kafka did not take. */
+  #toSpool(events: readonly SealedEvent[]): Promise<void> {
+    const started = performance.now();
+    const p = this.#o.spool.append(events.map((e) => e.line)).then(
+      () => {
+        const last = events.at(-1);
+        if (last) this.#o.head.save(last.event.chain as { seq: number; hash: string });
+        for (const e of events) this.#o.metrics.durable.inc({ component: this.#component, sink: 'spool', type: e.event.type });
+        this.#o.metrics.latency.observe({ component: this.#component, sink: 'spool' }, (performance.now() - started) / 1000);
+        this.#o.metrics.spoolBytes.set({ component: this.#component }, this.#o.spool.bytes);
+      },
+      (err: unknown) => {
+        throw err instanceof SinkError ? err : new SinkError('SINK_ERR_IO', 'cannot write the spool under dataDir', { setting: 'dataDir', cause: err });
+      },
+    );
+    void this.#drain();
+    return p;
+  }
+
+  #send(records: readonly EventRecord[]): Promise<unknown> {
+    const byTopic = new Map<string, TopicMessages>();
+    for (const r of records) {
+      let t = byTopic.get(r.topic);
+      if (t === undefined) byTopic.set(r.topic, (t = { topic: r.topic, messages: [] }));
+      t.messages.push({ key: r.key, value: r.value, headers: r.headers });
+    }
+    return this.#producer.sendBatch({
+      acks: -1,
+      timeout: this.#o.settings.requestTimeoutMs,
+      compression: this.#o.settings.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+      topicMessages: [...byTopic.values()],
+    });
+  }
+
+  async #pump(): Promise<void> {
+    if (this.#sending) return;
+    this.#sending = true;
+    try {
+      if (this.#o.settings.lingerMs > 0 && this.#queue.length < this.#o.settings.batchMaxEvents) await sleep(this.#o.settings.lingerMs);
+      while (this.#mode === 'direct' && this.#queue.length > 0) {
+        if (!this.#connected) {
+          const c = await withDeadline(this.#ensureConnected(), this.#o.settings.ackDeadlineMs);
+          if (!c.ok) {
+            const batch = this.#queue.splice(0, this.#queue.length);
+            this.#release(batch);
+            this.#enterSpool(batch, c.err);
+            break;
+          }
+        }
+        const batch = this.#queue.splice(0, this.#batchLength());
+        this.#release(batch);
+        const r = await withDeadline(
+          this.#send(batch.map((p) => p.record)),
+          this.#o.settings.ackDeadlineMs,
+        );
+        if (r.ok) {
+          const last = batch.at(-1);
+          if (last) this.#o.head.save(last.sealed.event.chain as { seq: number; hash: string });
+          const now = performance.now();
+          for (const p of batch) {
+            this.#o.metrics.durable.inc({ component: this.#component, sink: 'kafka', type: p.sealed.event.type });
+            this.#o.metrics.latency.observe({ component: this.#component, sink: 'kafka' }, (now - p.started) / 1000);
+            p.resolve(p.sealed.event);
+          }
+        } else {
+          if (r.timedOut) this.#stuck = r.promise.catch(() => undefined);
+          this.#enterSpool(batch, r.err);
+        }
+      }
+    } finally {
+      this.#sending = false;
+    }
+  }
+
+  /** How many queued events fit one produce request (batchMaxEvents, batchMaxBytes; at least one). */
+  #batchLength(): number {
+    const s = this.#o.settings;
+    let bytes = 0;
+    let n = 0;
+    for (const p of this.#queue) {
+      if (n >= s.batchMaxEvents || (n > 0 && bytes + p.bytes > s.batchMaxBytes)) break;
+      bytes += p.bytes;
+      n += 1;
+    }
+    return n;
+  }
+
+  #release(batch: readonly Pending[]): void {
+    for (const p of batch) this.#queuedBytes -= p.bytes;
+    if (this.#queuedBytes < this.#o.settings.maxBufferedBytes) {
+      const waiters = this.#spaceWaiters.splice(0, this.#spaceWaiters.length);
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Moves `batch` and everything queued behind it to the spool, in order, and starts the drainer. */
+  #enterSpool(batch: readonly Pending[], err: unknown): void {
+    if (this.#mode !== 'spool') {
+      this.#o.logger.warn(
+        { setting: 'kafka.ackDeadlineMs', ackDeadlineMs: this.#o.settings.ackDeadlineMs, error: err === undefined ? 'ack deadline missed' : (err as { name?: string }).name },
+        'kafka did not acknowledge in time; events go to the spool until it drains',
+      );
+    }
+    this.#mode = 'spool';
+    this.#o.metrics.spooling.set({ component: this.#component }, 1);
+    const rest = this.#queue.splice(0, this.#queue.length);
+    this.#release(rest);
+    const all = [...batch, ...rest];
+    if (all.length > 0) {
+      this.#toSpool(all.map((p) => p.sealed)).then(
+        () => {
+          for (const p of all) p.resolve(p.sealed.event);
+        },
+        (e: unknown) => {
+          for (const p of all) p.reject(e);
+        },
+      );
+    }
+    void this.#drain();
+  }
+
+  #drain(): Promise<void> {
+    this.#draining ??= this.#drainLoop().finally(() => {
+      this.#draining = undefined;
+      // An append may have landed after the loop decided to stop.
+      if (this.#mode === 'spool' && !this.#stopped) void this.#drain();
+    });
+    return this.#draining;
+  }
+
+  async #drainLoop(): Promise<void> {
+    const s = this.#o.settings;
+    let backoff = 100;
+    const wait = async (): Promise<void> => {
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, 2000);
+    };
+    while (this.#mode === 'spool' && !this.#stopped) {
+      if (this.#stuck !== undefined) {
+        // A request that missed its deadline is still being retried by kafkajs;
+        // sending more before it settles could interleave it with the spool.
+        const r = await withDeadline(this.#stuck, 500);
+        if (!r.ok) continue;
+        this.#stuck = undefined;
+      }
+      if (!this.#connected) {
+        const c = await withDeadline(this.#ensureConnected(), s.connectTimeoutMs);
+        if (!c.ok) {
+          await wait();
+          continue;
+        }
+      }
+      const { lines, next } = this.#o.spool.peek(
+        s.batchMaxEvents,
+        // Non-native records carry the native line as a header as well as the rendered value.
+        s.format === 'native' ? s.batchMaxBytes : Math.floor(s.batchMaxBytes / 2),
+        RECORD_OVERHEAD_BYTES,
+      );
+      if (lines.length === 0) {
+        if (this.#o.spool.log.busy) {
+          await this.#o.spool.log.flush();
+          continue;
+        }
+        this.#o.spool.ack(next);
+        if (this.#o.spool.empty) {
+          this.#mode = 'direct';
+          this.#o.metrics.spooling.set({ component: this.#component }, 0);
+          this.#o.metrics.spoolBytes.set({ component: this.#component }, this.#o.spool.bytes);
+          this.#o.logger.info({}, 'spool drained; events go to kafka directly again');
+          void this.#pump();
+          return;
+        }
+        continue;
+      }
+      const records: EventRecord[] = [];
+      for (const line of lines) {
+        try {
+          const e = JSON.parse(line) as KubetrailEvent;
+          records.push(toRecord(e, line, s.format, s.topics));
+        } catch (err) {
+          // Only a damaged spool file gets here; the event's absence will show as a gap in verify.
+          this.#o.logger.error({ err, spoolDir: this.#o.spool.log.dir }, 'unreadable line in the spool skipped');
+        }
+      }
+      const r = records.length === 0 ? ({ ok: true, value: undefined } as const) : await withDeadline(this.#send(records), s.ackDeadlineMs);
+      if (r.ok) {
+        this.#o.spool.ack(next);
+        this.#o.metrics.drained.inc({ component: this.#component }, records.length);
+        this.#o.metrics.spoolBytes.set({ component: this.#component }, this.#o.spool.bytes);
+        backoff = 100;
+      } else {
+        if (r.timedOut) this.#stuck = r.promise.catch(() => undefined);
+        await wait();
+      }
+    }
+  }
+
+  #checkpoint(): void {
+    if (this.#closed) return;
+    const cp = this.#o.sealer.checkpoint();
+    if (cp === undefined) return;
+    const p: Promise<unknown> =
+      this.#mode === 'spool'
+        ? this.#toSpool([cp])
+        : this.#enqueue(cp, toRecord(cp.event, cp.line, this.#o.settings.format, this.#o.settings.topics));
+    this.#track(p).catch((err: unknown) => this.#o.logger.error({ err }, 'checkpoint could not be made durable'));
+  }
+
+  /** Resolves when everything emitted so far is durable (in Kafka or the spool). */
+  async flush(): Promise<void> {
+    while (this.#outstanding.size > 0) await Promise.allSettled([...this.#outstanding]);
+  }
+
+  /**
+   * Writes a final checkpoint, waits until every emitted event is durable,
+   * stops the drainer (the spool keeps what it holds for the next start) and
+   * disconnects.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#timer);
+      this.#checkpoint();
+      this.#closed = true;
+      await this.flush();
+      this.#stopped = true;
+      await this.#draining;
+      if (this.#dropLogTimer !== undefined) {
+        clearTimeout(this.#dropLogTimer);
+        if (this.#droppedUnlogged > 0) this.#o.logger.warn({ dropped: this.#droppedUnlogged, setting: 'spool.overflow' }, 'spool full: events dropped (spool.overflow=drop)');
+      }
+      await this.#o.spool.close();
+      await withDeadline(this.#producer.disconnect(), 3000);
+      this.#o.head.close();
+      this.#o.onClose?.();
+    })();
+    return this.#closing;
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * The embedded default sink: with no `kafka.brokers`, events are appended
+ * (group commit, fdatasync) to segment files under `dataDir/log/<component>/`
+ * with size/time retention (`localLog.*`). Same line format as the spool.
+ */
+import type { EventDraft, EventType, KubetrailEvent } from '../events/model.ts';
+import type { ChainSealer } from '../chain/sealer.ts';
+import type { HeadStore } from '../chain/head-store.ts';
+import type { SealedEvent } from '../chain/hash.ts';
+import type { Logger } from '../logger.ts';
+import type { EventPipeline } from '../pipeline.ts';
+import { SinkError } from './errors.ts';
+import type { SinkMetrics } from './metrics.ts';
+import type { SegmentLog } from './segment-log.ts';
+
+/** Options of {@link LocalLogSink}. */
+export interface LocalLogSinkOptions {
+  sealer: ChainSealer;
+  head: HeadStore;
+  log: SegmentLog;
+  metrics: SinkMetrics;
+  logger: Logger;
+  checkpointIntervalMs: number;
+  /** Called once on close (releases the data-dir lock). */
+  onClose?: () => void;
+}
+
+/** EventSink writing to the local segment log. */
+export class LocalLogSink implements EventPipeline {
+  readonly kind = 'local' as const;
+  readonly #o: LocalLogSinkOptions;
+  readonly #timer: NodeJS.Timeout;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  readonly #component: string;
+
+  constructor(o: LocalLogSinkOptions) {
+    this.#o = o;
+    this.#component = o.sealer.source.component;
+    this.#timer = setInterval(() => this.#checkpoint(), o.checkpointIntervalMs);
+    this.#timer.unref();
+  }
+
+  /** Ready while the log accepts writes. */
+  ready(): boolean {
+    return !this.#closed;
+  }
+
+  /** Seals the event and resolves once it is fdatasync'd in the local log. */
+  emit<T extends EventType>(draft: EventDraft<T>): Promise<KubetrailEvent<T>> {
+    if (this.#closed) return Promise.reject(new SinkError('SINK_ERR_CLOSED', 'event pipeline is closed'));
+    let sealed: SealedEvent & { event: KubetrailEvent<T> };
+    try {
+      sealed = this.#o.sealer.seal(draft);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const started = performance.now();
+    const p = this.#write(sealed);
+    if (this.#o.sealer.checkpointDue) this.#checkpoint();
+    return p.then(() => {
+      this.#o.metrics.latency.observe({ component: this.#component, sink: 'local' }, (performance.now() - started) / 1000);
+      return sealed.event;
+    });
+  }
+
+  #write(s: SealedEvent): Promise<void> {
+    return this.#o.log.append([s.line]).then(() => {
+      this.#o.head.save(s.event.chain as { seq: number; hash: string });
+      this.#o.metrics.durable.inc({ component: this.#component, sink: 'local', type: s.event.type });
+    });
+  }
+
+  #checkpoint(): void {
+    const cp = this.#o.sealer.checkpoint();
+    if (cp === undefined) return;
+    this.#write(cp).catch((err: unknown) => this.#o.logger.error({ err }, 'checkpoint could not be written to the local log'));
+  }
+
+  /** Resolves when everything emitted so far is durable. */
+  flush(): Promise<void> {
+    return this.#o.log.flush();
+  }
+
+  /** Writes a final checkpoint, flushes and closes the log. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#timer);
+      this.#checkpoint();
+      this.#closed = true;
+      await this.#o.log.close();
+      this.#o.head.close();
+      this.#o.onClose?.();
+    })();
+    return this.#closing;
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Pipeline metrics on the caller's prom-client registry. Several pipelines
+ * (webhook and gateway in `kubetrail start`) may share one registry, so each
+ * metric is created once per registry and labelled by component.
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** The pipeline's metrics. */
+export interface SinkMetrics {
+  /** Events made durable, by component, sink (kafka|spool|local) and type. */
+  durable: Counter<'component' | 'sink' | 'type'>;
+  /** Events dropped because the spool was full with spool.overflow=drop. */
+  dropped: Counter<'component'>;
+  /** Events refused because the spool was full with spool.overflow=fail-closed. */
+  refused: Counter<'component'>;
+  /** Events sent from the spool to Kafka. */
+  drained: Counter<'component'>;
+  /** Bytes waiting in the spool. */
+  spoolBytes: Gauge<'component'>;
+  /** 1 while new events go to the spool instead of Kafka. */
+  spooling: Gauge<'component'>;
+  /** emit() to durable, seconds. */
+  latency: Histogram<'component' | 'sink'>;
+}
+
+function once<T>(registry: Registry, name: string, make: () => T): T {
+  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+}
+
+/** Creates (or reuses) the pipeline metrics on `registry`. */
+export function sinkMetrics(registry: Registry): SinkMetrics {
+  const registers = [registry];
+  return {
+    durable: once(registry, 'kubetrail_events_durable_total', () => new Counter({ name: 'kubetrail_events_durable_total', help: 'Events made durable (Kafka ack, spool or local log fsync).', labelNames: ['component', 'sink', 'type'] as const, registers })),
+    dropped: once(registry, 'kubetrail_events_dropped_total', () => new Counter({ name: 'kubetrail_events_dropped_total', help: 'Events dropped because the spool was full (spool.overflow=drop).', labelNames: ['component'] as const, registers })),
+    refused: once(registry, 'kubetrail_events_refused_total', () => new Counter({ name: 'kubetrail_events_refused_total', help: 'Events refused because the spool was full (spool.overflow=fail-closed).', labelNames: ['component'] as const, registers })),
+    drained: once(registry, 'kubetrail_spool_drained_total', () => new Counter({ name: 'kubetrail_spool_drained_total', help: 'Events sent from the spool to Kafka.', labelNames: ['component'] as const, registers })),
+    spoolBytes: once(registry, 'kubetrail_spool_bytes', () => new Gauge({ name: 'kubetrail_spool_bytes', help: 'Bytes waiting in the spool.', labelNames: ['component'] as const, registers })),
+    spooling: once(registry, 'kubetrail_spool_active', () => new Gauge({ name: 'kubetrail_spool_active', help: '1 while new events go to the spool instead of Kafka.', labelNames: ['component'] as const, registers })),
+    latency: once(registry, 'kubetrail_event_durable_seconds', () => new Histogram({ name: 'kubetrail_event_durable_seconds', help: 'Time from emit() to durable.', labelNames: ['component', 'sink'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5], registers })),
+  };
+}
