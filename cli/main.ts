@@ -9,6 +9,7 @@ export type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   start: { summary: 'run the webhook and the gateway locally (dev certificates, local log)', load: async () => (await import('./start.ts')).run },
+  webhook: { summary: 'run the admission webhook (/validate, /mutate) with guardrails, mutation stamp and capture', load: async () => (await import('./webhook.ts')).run },
   certs: { summary: 'create or renew the CA and serving certificate; prints the caBundle', load: async () => (await import('./certs.ts')).run },
 };
 

@@ -1,0 +1,274 @@
+/**
+ * What the webhook does with a valid AdmissionRequest: decide (guardrails),
+ * mutate (stamp + MutationPolicy), and capture (an `admission.review` event,
+ * durable before the answer).
+ *
+ * Which webhook records what (settled here, documented in docs/policies.md):
+ * - `/validate` records every review it sees, all operations, as an
+ *   `admission.review` event with `webhook: validate`, the decision, matched
+ *   policies, masked object and oldObject (the object as finally admitted,
+ *   since validating webhooks run after mutation), plus one
+ *   `guardrail.decision` event per violated rule.
+ * - `/mutate` records an `admission.review` with `webhook: mutate` for each
+ *   patch it returns (object as received, and the patch). Its event id is the
+ *   `kubetrail.io/event` annotation it stamps.
+ * - Both carry `correlation.admissionUid` (the request uid), so they join;
+ *   both put their event id in `auditAnnotations` (`<webhook name>/event` in
+ *   the API server's audit log).
+ * - Dry-run: evaluated (same decision, same patch minus the event id) but not
+ *   recorded, so no event id is stamped or annotated.
+ * - When the event cannot be made durable before the API server's deadline:
+ *   with `webhook.failClosed` (default) a request matched by an enforcing
+ *   guardrail (deny/requireApproval) is denied; everything else is admitted
+ *   with a warning and without an event id.
+ */
+import { v7 as uuidv7 } from 'uuid';
+import fastJsonPatch, { type Operation } from 'fast-json-patch';
+import type { Actor, AdmissionReviewBody, Correlation, Decision, EventDraft, Target } from '../core/events/model.ts';
+import type { EventSink } from '../core/sinks/sink.ts';
+import type { Logger } from '../core/logger.ts';
+import { maskObject, type ObjectMasking } from '../core/masking/object.ts';
+import { evaluateGuardrails, guardrailActivation, isGuardrailed, toDecision, type GuardrailOutcome, type GuardrailPolicy } from '../core/policy/guardrail.ts';
+import { applyMutations, setMetadataEntry, type MutationPolicy } from '../core/policy/mutation.ts';
+import type { PolicyInput } from '../core/policy/match.ts';
+import type { PolicySet } from '../core/policy/store.ts';
+import type { AdmissionRequest, AdmissionResponse } from './review.ts';
+
+// fast-json-patch is CommonJS: only its default export is visible to ESM.
+const { compare } = fastJsonPatch;
+
+/** Annotation: who last created or updated the object. */
+export const ANN_LAST_MODIFIED_BY = 'kubetrail.io/last-modified-by';
+/** Annotation: the gateway session that made the change (when it came through the gateway). */
+export const ANN_SESSION = 'kubetrail.io/session';
+/** Annotation: the admission.review event that recorded the change. */
+export const ANN_EVENT = 'kubetrail.io/event';
+/** The userInfo.extra key the gateway sets (Impersonate-Extra-kubetrail.io%2Fsession). */
+export const EXTRA_SESSION = 'kubetrail.io/session';
+
+/** Looks up a Namespace object by name: the object, null when it does not exist, undefined when unknown. */
+export type NamespaceLookup = (name: string) => Promise<unknown>;
+
+/** Counters the handler reports (wired to Prometheus by the server). */
+export interface HandlerMetrics {
+  review(webhook: 'validate' | 'mutate', operation: string, allowed: boolean, seconds: number): void;
+  recordFailure(webhook: 'validate' | 'mutate', failedClosed: boolean): void;
+}
+
+/** Options of {@link AdmissionHandler}. */
+export interface AdmissionHandlerOptions {
+  sink: EventSink;
+  policies: () => PolicySet;
+  masking: ObjectMasking;
+  log: Logger;
+  failClosed: boolean;
+  namespaceLookup?: NamespaceLookup;
+  metrics?: HandlerMetrics;
+  now?: () => number;
+}
+
+class DeadlineError extends Error {}
+
+function withDeadline<T>(p: Promise<T>, deadline: number, now: () => number): Promise<T> {
+  const ms = deadline - now();
+  if (ms <= 0) return Promise.reject(new DeadlineError('deadline passed'));
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineError('deadline passed')), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Decides, mutates and records admission requests. */
+export class AdmissionHandler {
+  readonly #o: AdmissionHandlerOptions;
+  readonly #now: () => number;
+
+  constructor(opts: AdmissionHandlerOptions) {
+    this.#o = opts;
+    this.#now = opts.now ?? (() => performance.now());
+  }
+
+  async #input(req: AdmissionRequest): Promise<PolicyInput> {
+    const input: PolicyInput = {
+      request: {
+        operation: req.operation,
+        userInfo: req.userInfo,
+        resource: req.resource,
+        subResource: req.subResource,
+        namespace: req.namespace,
+        name: req.name,
+        uid: req.uid,
+        kind: req.kind,
+        dryRun: req.dryRun,
+      },
+      object: req.object,
+      oldObject: req.oldObject,
+    };
+    if (req.resource.group === '' && req.resource.resource === 'namespaces') {
+      input.namespaceObject = req.object ?? req.oldObject;
+    } else if (req.namespace === '') {
+      input.namespaceObject = null;
+    } else if (this.#o.namespaceLookup) {
+      try {
+        input.namespaceObject = await this.#o.namespaceLookup(req.namespace);
+      } catch (err) {
+        this.#o.log.warn({ err, namespace: req.namespace }, 'namespace lookup failed; label selectors match (fail closed)');
+      }
+    }
+    return input;
+  }
+
+  #draft(req: AdmissionRequest, body: AdmissionReviewBody, id?: string): EventDraft<'admission.review'> {
+    const actor: Actor = { username: req.userInfo.username, groups: req.userInfo.groups, authn: 'apiserver' };
+    if (req.userInfo.uid) actor.uid = req.userInfo.uid;
+    if (Object.keys(req.userInfo.extra).length > 0) actor.extra = req.userInfo.extra;
+    const target: Target = { group: req.resource.group, version: req.resource.version, resource: req.resource.resource };
+    if (req.subResource) target.subresource = req.subResource;
+    if (req.namespace) target.namespace = req.namespace;
+    if (req.name) target.name = req.name;
+    const objUid = ((req.object ?? req.oldObject) as { metadata?: { uid?: unknown } } | null)?.metadata?.uid;
+    if (typeof objUid === 'string') target.uid = objUid;
+    const correlation: Correlation = { admissionUid: req.uid };
+    const session = req.userInfo.extra[EXTRA_SESSION]?.[0];
+    if (session) correlation.session = session;
+    return { type: 'admission.review', actor, target, correlation, body, ...(id === undefined ? {} : { id }) };
+  }
+
+  #body(req: AdmissionRequest, webhook: 'validate' | 'mutate', decision: Decision, extra: Partial<AdmissionReviewBody>): AdmissionReviewBody {
+    const body: AdmissionReviewBody = {
+      operation: req.operation,
+      dryRun: req.dryRun,
+      kind: req.kind,
+      decision,
+      webhook,
+      ...extra,
+    };
+    if (body.object === undefined && req.object !== null) body.object = maskObject(this.#o.masking, req.object);
+    if (req.oldObject !== null) body.oldObject = maskObject(this.#o.masking, req.oldObject);
+    return body;
+  }
+
+  /** Records `draft` (and `more`) durably before `deadline`; resolves the event id, or undefined when it could not. */
+  async #record(webhook: 'validate' | 'mutate', draft: EventDraft<'admission.review'>, deadline: number, more: EventDraft[] = []): Promise<string | undefined> {
+    try {
+      const emitted = withDeadline(Promise.all([this.#o.sink.emit(draft), ...more.map((d) => this.#o.sink.emit(d))]), deadline, this.#now);
+      const [ev] = await emitted;
+      return ev.id;
+    } catch (err) {
+      this.#o.log.error(
+        { err: err instanceof DeadlineError ? undefined : err, deadline: err instanceof DeadlineError, webhook, uid: draft.correlation?.admissionUid },
+        'admission event could not be made durable',
+      );
+      return undefined;
+    }
+  }
+
+  #failClosed(req: AdmissionRequest, guardrailed: boolean, webhook: 'validate' | 'mutate'): AdmissionResponse | undefined {
+    const closed = this.#o.failClosed && guardrailed;
+    this.#o.metrics?.recordFailure(webhook, closed);
+    if (!closed) return undefined;
+    return {
+      uid: req.uid,
+      allowed: false,
+      status: { code: 503, reason: 'ServiceUnavailable', message: 'kubetrail could not record this request durably, and guardrailed requests are denied when they cannot be recorded (webhook.failClosed)' },
+    };
+  }
+
+  /** Evaluates the guardrails (admission stage) for a request: exported for the gateway-free unit tests and the benchmark. */
+  async evaluate(req: AdmissionRequest): Promise<{ input: PolicyInput; outcome: GuardrailOutcome }> {
+    const input = await this.#input(req);
+    const outcome = evaluateGuardrails(this.#o.policies().of<GuardrailPolicy>('GuardrailPolicy'), input, 'admission');
+    return { input, outcome };
+  }
+
+  /** The validating webhook: decide and record. `deadline` is on the handler's clock (performance.now by default). */
+  async validate(req: AdmissionRequest, deadline: number): Promise<AdmissionResponse> {
+    const started = this.#now();
+    const { outcome } = await this.evaluate(req);
+    const res: AdmissionResponse = { uid: req.uid, allowed: outcome.allowed };
+    if (!outcome.allowed) res.status = { code: 403, reason: 'Forbidden', message: outcome.message ?? 'denied by kubetrail policy' };
+    const warnings = [...outcome.warnings];
+    for (const e of outcome.errors) this.#o.log.warn({ policy: e.policy, rule: e.rule, error: e.message, uid: req.uid }, 'policy evaluation error');
+    if (!req.dryRun) {
+      const decision = toDecision(outcome);
+      const body = this.#body(req, 'validate', decision, {
+        matchedPolicies: outcome.matchedPolicies,
+        latencyMs: Math.round((this.#now() - started) * 1000) / 1000,
+      });
+      const draft = this.#draft(req, body);
+      const decisions: EventDraft[] = outcome.decisions.map((d) => ({
+        type: 'guardrail.decision',
+        ...(draft.actor ? { actor: draft.actor } : {}),
+        ...(draft.target ? { target: draft.target } : {}),
+        ...(draft.correlation ? { correlation: draft.correlation } : {}),
+        body: d,
+      }));
+      const id = await this.#record('validate', draft, deadline, decisions);
+      if (id === undefined) {
+        const closed = this.#failClosed(req, outcome.guardrailed, 'validate');
+        if (closed) return this.#done('validate', req, closed, started);
+        warnings.push('kubetrail could not record this request');
+      } else {
+        res.auditAnnotations = { event: id };
+        if (outcome.policy) res.auditAnnotations['policy'] = outcome.policy;
+      }
+    }
+    if (warnings.length > 0) res.warnings = warnings;
+    return this.#done('validate', req, res, started);
+  }
+
+  /** The mutating webhook: stamp, apply MutationPolicy, record the patch. */
+  async mutate(req: AdmissionRequest, deadline: number): Promise<AdmissionResponse> {
+    const started = this.#now();
+    const res: AdmissionResponse = { uid: req.uid, allowed: true };
+    const obj = req.object;
+    // Only whole-object writes are stamped: subresource writes (status, scale...) would churn annotations controllers do not own.
+    if ((req.operation !== 'CREATE' && req.operation !== 'UPDATE') || req.subResource !== '' || obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
+      return this.#done('mutate', req, res, started);
+    }
+    const md = (obj as { metadata?: unknown }).metadata;
+    if (md === null || typeof md !== 'object' || Array.isArray(md)) return this.#done('mutate', req, res, started);
+    const input = await this.#input(req);
+    const set = this.#o.policies();
+    const activation = guardrailActivation(input);
+    const mutated = applyMutations(set.of<MutationPolicy>('MutationPolicy'), input, { activation });
+    for (const e of mutated.errors) this.#o.log.warn({ policy: e.policy, error: e.message, uid: req.uid }, 'mutation policy condition error; not applied');
+    const base = (mutated.object === obj ? structuredClone(obj) : mutated.object) as Record<string, unknown>;
+    setMetadataEntry(base, 'annotations', ANN_LAST_MODIFIED_BY, req.userInfo.username);
+    const session = req.userInfo.extra[EXTRA_SESSION]?.[0];
+    if (session) setMetadataEntry(base, 'annotations', ANN_SESSION, session);
+    if (req.dryRun) {
+      res.patch = compare(obj, base) as Operation[];
+      return this.#done('mutate', req, res, started);
+    }
+    const eventId = uuidv7();
+    const stamped = structuredClone(base);
+    setMetadataEntry(stamped, 'annotations', ANN_EVENT, eventId);
+    const patch = compare(obj, stamped) as Operation[];
+    const body = this.#body(req, 'mutate', { allowed: true, action: 'allow' }, {
+      patch,
+      ...(mutated.applied.length > 0 ? { matchedPolicies: mutated.applied } : {}),
+      latencyMs: Math.round((this.#now() - started) * 1000) / 1000,
+    });
+    const id = await this.#record('mutate', this.#draft(req, body, eventId), deadline);
+    if (id === undefined) {
+      const closed = this.#failClosed(req, isGuardrailed(set.of<GuardrailPolicy>('GuardrailPolicy'), input, 'admission'), 'mutate');
+      if (closed) return this.#done('mutate', req, closed, started);
+      // Not recorded: do not stamp an event id that does not exist.
+      res.patch = compare(obj, base) as Operation[];
+      res.warnings = ['kubetrail could not record this request'];
+      return this.#done('mutate', req, res, started);
+    }
+    res.patch = patch;
+    res.auditAnnotations = { event: id };
+    return this.#done('mutate', req, res, started);
+  }
+
+  #done(webhook: 'validate' | 'mutate', req: AdmissionRequest, res: AdmissionResponse, started: number): AdmissionResponse {
+    this.#o.metrics?.review(webhook, req.operation, res.allowed, (this.#now() - started) / 1000);
+    return res;
+  }
+}

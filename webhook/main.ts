@@ -1,0 +1,121 @@
+/**
+ * Wiring of the admission webhook: policy store, masking, handler, HTTPS
+ * listener and metrics, from the configuration. Used by `kubetrail webhook`,
+ * `kubetrail start` and tests; it owns no logic of its own.
+ */
+import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Config } from '../core/config.ts';
+import type { Logger } from '../core/logger.ts';
+import type { EventSink } from '../core/sinks/sink.ts';
+import { compileObjectMasking } from '../core/masking/object.ts';
+import { compileGuardrail } from '../core/policy/guardrail.ts';
+import { compileMutation } from '../core/policy/mutation.ts';
+import { PolicyStore } from '../core/policy/store.ts';
+import { AdmissionHandler, type HandlerMetrics, type NamespaceLookup } from './handler.ts';
+import { startWebhookServer, type WebhookServer } from './server.ts';
+
+/** What {@link startWebhook} needs beyond the configuration. */
+export interface WebhookOptions {
+  config: Config;
+  log: Logger;
+  /** Where admission.review and guardrail.decision events go (the pipeline, durable). */
+  sink: EventSink;
+  registry: Registry;
+  /** Overrides config.webhook.listen (e.g. 127.0.0.1:0 in tests). */
+  listen?: string;
+  /** Overrides config.webhook.tls. */
+  tls?: { certFile: string; keyFile: string };
+  /** Overrides config.policies.dir. */
+  policiesDir?: string;
+  namespaceLookup?: NamespaceLookup;
+}
+
+/** A running webhook. */
+export interface Webhook {
+  readonly port: number;
+  readonly server: WebhookServer;
+  readonly policies: PolicyStore;
+  readonly handler: AdmissionHandler;
+  /** True when the policy set is loaded and its last reload succeeded. */
+  ready(): boolean;
+  /** Stops accepting, answers in-flight reviews, stops watching policies (the sink is the caller's to close). */
+  close(): Promise<void>;
+}
+
+function handlerMetrics(registry: Registry): HandlerMetrics {
+  const get = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
+  const reviews = get('kubetrail_webhook_reviews_total', () => new Counter({ name: 'kubetrail_webhook_reviews_total', help: 'Admission reviews answered.', labelNames: ['webhook', 'operation', 'allowed'], registers: [registry] }));
+  const duration = get(
+    'kubetrail_webhook_review_duration_seconds',
+    () =>
+      new Histogram({
+        name: 'kubetrail_webhook_review_duration_seconds',
+        help: 'Time to answer an admission review, event durable included.',
+        labelNames: ['webhook'],
+        buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+        registers: [registry],
+      }),
+  );
+  const failures = get(
+    'kubetrail_webhook_record_failures_total',
+    () => new Counter({ name: 'kubetrail_webhook_record_failures_total', help: 'Reviews whose event could not be made durable, by whether the review was then denied.', labelNames: ['webhook', 'failed_closed'], registers: [registry] }),
+  );
+  return {
+    review: (webhook, operation, allowed, seconds) => {
+      reviews.inc({ webhook, operation, allowed: String(allowed) });
+      duration.observe({ webhook }, seconds);
+    },
+    recordFailure: (webhook, failedClosed) => failures.inc({ webhook, failed_closed: String(failedClosed) }),
+  };
+}
+
+/** Loads the policies (throws PolicyError if the initial set is invalid), then listens. */
+export async function startWebhook(opts: WebhookOptions): Promise<Webhook> {
+  const cfg = opts.config;
+  const log = opts.log.child({ component: 'webhook' });
+  const tls = opts.tls ?? cfg.webhook.tls;
+  if (!tls) throw new TypeError('webhook.tls (certFile, keyFile) is required: the API server only calls webhooks over HTTPS');
+  const policies = new PolicyStore({
+    dir: opts.policiesDir ?? cfg.policies.dir,
+    debounceMs: cfg.policies.reloadDebounceMs,
+    log,
+    registry: opts.registry,
+    compilers: { GuardrailPolicy: compileGuardrail, MutationPolicy: compileMutation },
+  });
+  await policies.load();
+  policies.watch();
+  const handler = new AdmissionHandler({
+    sink: opts.sink,
+    policies: () => policies.current(),
+    masking: compileObjectMasking({ envNamePatterns: cfg.masking.envNamePatterns, paths: cfg.masking.paths }),
+    log,
+    failClosed: cfg.webhook.failClosed,
+    metrics: handlerMetrics(opts.registry),
+    ...(opts.namespaceLookup ? { namespaceLookup: opts.namespaceLookup } : {}),
+  });
+  let server: WebhookServer;
+  try {
+    server = await startWebhookServer({
+      listen: opts.listen ?? cfg.webhook.listen,
+      tls,
+      handler,
+      log,
+      maxBodyBytes: cfg.webhook.maxBodyBytes,
+      defaultTimeoutMs: cfg.webhook.defaultTimeoutMs,
+    });
+  } catch (err) {
+    await policies.close();
+    throw err;
+  }
+  return {
+    port: server.port,
+    server,
+    policies,
+    handler,
+    ready: () => policies.current().generation > 0 && policies.lastError() === undefined,
+    close: async () => {
+      await server.close();
+      await policies.close();
+    },
+  };
+}
