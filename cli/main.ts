@@ -8,6 +8,8 @@ import { KubetrailError } from '../core/errors.ts';
 export type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  events: { summary: 'list recorded events (local log or Kafka); -o json for NDJSON, --follow to tail', load: async () => (await import('./events.ts')).run },
+  verify: { summary: 'check hash chain, sequence gaps, ordering and checkpoint signatures; non-zero exit on any break', load: async () => (await import('./verify.ts')).run },
   start: { summary: 'run the webhook and the gateway locally (dev certificates, local log)', load: async () => (await import('./start.ts')).run },
   webhook: { summary: 'run the admission webhook (/validate, /mutate) with guardrails, mutation stamp and capture', load: async () => (await import('./webhook.ts')).run },
   certs: { summary: 'create or renew the CA and serving certificate; prints the caBundle', load: async () => (await import('./certs.ts')).run },
