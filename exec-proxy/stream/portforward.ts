@@ -98,6 +98,7 @@ export class PortForwardSession {
     }
     if (!ev.decision.allowed) {
       this.#outcome = 'denied';
+      this.#client.resume();
       // The tunnelled protocol has no status channel of ours: the close reason carries the message.
       const msg = `kubetrail: ${ev.decision.message ?? 'denied'}`;
       if (this.#proto.family === 'portforward' && this.#ports.length > 0) {
@@ -122,6 +123,7 @@ export class PortForwardSession {
       res.resume();
       this.#outcome = 'error';
       this.#error = `upstream HTTP ${res.statusCode ?? 0}`;
+      this.#client.resume();
       this.#client.close(CLOSE.BAD_GATEWAY, `kubetrail: the API server refused the stream (HTTP ${res.statusCode ?? 0})`);
       void this.#finish();
     });
@@ -129,6 +131,7 @@ export class PortForwardSession {
       if (up.readyState !== WebSocket.OPEN && this.#outcome === undefined) {
         this.#outcome = 'error';
         this.#error = 'STREAM_ERR_UPSTREAM';
+        this.#client.resume();
         if (this.#client.readyState === WebSocket.OPEN) this.#client.close(CLOSE.BAD_GATEWAY, 'kubetrail: the API server could not be reached');
         void this.#finish();
       }
@@ -144,6 +147,7 @@ export class PortForwardSession {
     up.on('close', (code) => {
       if (this.#ended) return;
       this.#outcome ??= code === CLOSE.NORMAL ? 'completed' : 'upstream-closed';
+      this.#client.resume();
       if (this.#client.readyState === WebSocket.OPEN) this.#client.close(relayableCloseCode(code, CLOSE.INTERNAL_ERROR));
       void this.#finish();
     });
@@ -209,6 +213,7 @@ export class PortForwardSession {
     const e = err instanceof StreamError ? err : new StreamError('STREAM_ERR_BAD_REQUEST', 'stream error', { cause: err });
     this.#outcome ??= 'error';
     this.#error ??= e.code;
+    this.#client.resume();
     if (this.#client.readyState === WebSocket.OPEN) this.#client.close(e.closeCode, e.message.slice(0, 120));
     this.#upstream?.terminate();
     void this.#finish();

@@ -60,6 +60,8 @@ export function sendFailureAndClose(ws: WebSocket, proto: StreamProtocol, messag
   // v4/v5 carry a metav1.Status on channel 3; v1 protocols carry plain text there.
   const payload = proto.version >= 4 ? Buffer.from(JSON.stringify(failureStatus(message, reason, code))) : Buffer.from(message);
   const f = encodeFrame(proto, CHANNEL.STATUS, payload);
+  // A paused socket could not read the client's answer to our close frame.
+  ws.resume();
   ws.send(f.data, { binary: f.binary }, () => ws.close(CLOSE.NORMAL));
 }
 
@@ -442,6 +444,7 @@ export class ExecSession {
     this.#flushMaskers();
     // 1000 after the status is a completed command; anything else is an upstream drop.
     this.#outcome ??= code === CLOSE.NORMAL ? 'completed' : 'upstream-closed';
+    this.#client.resume();
     if (this.#client.readyState === WebSocket.OPEN) this.#client.close(relayableCloseCode(code, CLOSE.INTERNAL_ERROR));
     void this.#finish();
   }
@@ -463,6 +466,7 @@ export class ExecSession {
     this.#outcome ??= outcome;
     this.#error ??= e.code;
     this.#ctx.log.warn({ code: e.code }, 'exec session ended by a stream error');
+    this.#client.resume();
     if (this.#client.readyState === WebSocket.OPEN) this.#client.close(e.closeCode, e.message.slice(0, 120));
     const up = this.#upstream;
     if (up && up.readyState !== WebSocket.CLOSED) up.terminate();

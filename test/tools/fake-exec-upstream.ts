@@ -156,7 +156,7 @@ function runCommand(ws: WebSocket, proto: string, cmd: string[], q: URLSearchPar
     send(3, Buffer.from(JSON.stringify({ metadata: {}, status: 'Failure', message: 'you must specify at least one command for the container', reason: 'BadRequest', code: 400 })), () => ws.close(1000));
     return;
   }
-  const argv = tty ? ['script', ['-qfc', cmd.map(shellQuote).join(' '), '/dev/null']] as const : [cmd[0] as string, cmd.slice(1)] as const;
+  const argv = tty ? ['script', ['-qefc', cmd.map(shellQuote).join(' '), '/dev/null']] as const : [cmd[0] as string, cmd.slice(1)] as const;
   const child = spawn(argv[0], [...argv[1]], { stdio: ['pipe', 'pipe', 'pipe'], cwd: cwd ?? process.cwd(), env: { ...process.env, TERM: 'dumb', PS1: '$ ' } });
   children.add(child);
   let spawnError: string | undefined;
