@@ -3,6 +3,8 @@
  * gateway, with identity, verb, target, status, latency, bytes and, for
  * writes, the request body (masked) when it fits the recorded-body limit.
  * Discovery calls can be sampled (one event per N calls, `sampled: N`).
+ * Bodies that are not JSON or YAML (protobuf, CBOR) are not decoded: the
+ * event says so (`{unrecorded: <content type>, bytes}`).
  *
  * The auditor only builds and emits; the relay decides when to wait: a
  * write's response completes only after its event is durable.
@@ -10,6 +12,7 @@
 import { parse as parseYaml } from 'yaml';
 import type { Decision, Target } from '../core/events/model.ts';
 import { apiRequest } from '../core/events/builders.ts';
+import { compileObjectMasking, maskObject } from '../core/masking/object.ts';
 import type { Identity } from '../core/identity.ts';
 import type { EventSink } from '../core/sinks/sink.ts';
 import type { Logger } from '../core/logger.ts';
@@ -18,44 +21,22 @@ import type { RequestInfo } from './request-info.ts';
 /** Masks a decoded write body before it is recorded. Pure. */
 export type BodyMasker = (body: unknown, target: Target) => unknown;
 
-const MASK = '***';
-
 /**
- * The gateway's own masking of recorded write bodies, used until a shared
- * object masker is wired in: every value of a Secret's `data`/`stringData`
- * (and of Secrets inside a List), and the `value` of any env var whose name
- * matches one of `envNamePatterns` (case-insensitive regexes).
+ * The masking of recorded write bodies: the shared object masker
+ * (core/masking/object.ts, the same the webhook uses: Secret data, env values
+ * by name, configured paths, last-applied annotation). A patch to a Secret
+ * carries no `kind`, so it is masked as a Secret all the same.
  */
-export function createDefaultMasker(envNamePatterns: readonly string[]): BodyMasker {
-  const envRes = envNamePatterns.map((p) => new RegExp(p, 'i'));
-  const walk = (v: unknown, inSecret: boolean): unknown => {
-    if (Array.isArray(v)) return v.map((x) => walk(x, inSecret));
-    if (v === null || typeof v !== 'object') return v;
-    const o = v as Record<string, unknown>;
-    const isSecret = inSecret || o['kind'] === 'Secret';
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(o)) {
-      if (isSecret && (k === 'data' || k === 'stringData') && x !== null && typeof x === 'object' && !Array.isArray(x)) {
-        out[k] = Object.fromEntries(Object.keys(x as object).map((key) => [key, MASK]));
-      } else if (k === 'env' && Array.isArray(x)) {
-        out[k] = x.map((e: unknown) => {
-          if (e === null || typeof e !== 'object') return e;
-          const env = e as Record<string, unknown>;
-          return typeof env['name'] === 'string' && 'value' in env && envRes.some((re) => re.test(env['name'] as string)) ? { ...env, value: MASK } : walk(env, false);
-        });
-      } else {
-        out[k] = walk(x, false);
-      }
-    }
-    return out;
-  };
+export function createDefaultMasker(opts: { envNamePatterns: readonly string[]; paths: readonly string[] }): BodyMasker {
+  const m = compileObjectMasking({ envNamePatterns: opts.envNamePatterns, paths: opts.paths });
   return (body, target) => {
-    // A write to the secrets resource may be a patch (no kind): mask its data too.
-    if (target.resource === 'secrets' && body !== null && typeof body === 'object' && !Array.isArray(body)) {
-      const b = body as Record<string, unknown>;
-      return walk({ ...b, kind: b['kind'] ?? 'Secret' }, true) as Record<string, unknown>;
+    if (target.resource === 'secrets' && target.subresource === undefined && body !== null && typeof body === 'object' && !Array.isArray(body) && !('kind' in body)) {
+      const masked = maskObject(m, { ...(body as Record<string, unknown>), kind: 'Secret', apiVersion: 'v1' }) as Record<string, unknown>;
+      delete masked['kind'];
+      delete masked['apiVersion'];
+      return masked;
     }
-    return walk(body, false);
+    return maskObject(m, body);
   };
 }
 

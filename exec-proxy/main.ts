@@ -37,7 +37,7 @@ export interface GatewayOptions {
    * (when the directory exists), watched for changes.
    */
   guardrails?: () => readonly GuardrailPolicy[];
-  /** Masking of recorded write bodies; default {@link createDefaultMasker} with `config.masking.envNamePatterns`. */
+  /** Masking of recorded write bodies; default {@link createDefaultMasker} with `config.masking`. */
   mask?: BodyMasker;
   /** Test hook: the OIDC verification clock. */
   now?: () => Date;
@@ -97,7 +97,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         sink: opts.sink,
         log,
         discoverySampleRate: cfg.discoverySampleRate,
-        mask: opts.mask ?? createDefaultMasker(opts.config.masking.envNamePatterns),
+        mask: opts.mask ?? createDefaultMasker(opts.config.masking),
       }),
       sink: opts.sink,
       log,
