@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { compileMaskingPolicy, maskReplacement, patternsFor, StreamMasker } from './stream.ts';
 import { PolicyError } from '../policy/errors.ts';
+import type { Actor } from '../events/model.ts';
 
 const doc = (spec: Record<string, unknown>): unknown => ({ apiVersion: 'kubetrail.io/v1alpha1', kind: 'MaskingPolicy', metadata: { name: 'm' }, spec });
 
@@ -79,7 +80,7 @@ test('bad MaskingPolicy documents are rejected with field paths', () => {
 
 test('policies select by namespace and stream', () => {
   const p = compileMaskingPolicy(doc({ match: { namespaces: ['prod'] }, streams: ['stdout'] }), 't');
-  const u = { username: 'u', groups: [], authn: 'token' } as const;
+  const u: Actor = { username: 'u', groups: [], authn: 'token' };
   assert.ok(patternsFor([p], { namespace: 'prod', user: u }, 'stdout').length > 0);
   assert.equal(patternsFor([p], { namespace: 'dev', user: u }, 'stdout').length, 0);
   assert.equal(patternsFor([p], { namespace: 'prod', user: u }, 'stdin').length, 0);

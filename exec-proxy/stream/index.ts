@@ -14,7 +14,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { chooseProtocol, failureStatus, offeredProtocols, type StreamProtocol } from './protocol.ts';
+import { chooseProtocol, failureStatus, isNonTokenProtocol, offeredProtocols, type StreamProtocol } from './protocol.ts';
 import { ExecSession, sendFailureAndClose, wireLimit } from './session.ts';
 import { PortForwardSession } from './portforward.ts';
 import { StreamError } from './errors.ts';
@@ -84,6 +84,12 @@ export function handleStreamUpgrade(ctx: StreamContext, req: IncomingMessage, so
     maxPayload: wireLimit(ctx.limits.maxFrameBytes, proto),
     handleProtocols: () => (proto.name === '' ? false : proto.name),
   });
+  if (isNonTokenProtocol(proto.name)) {
+    // ws rejects '/' in a subprotocol ("Invalid Sec-WebSocket-Protocol header"), so
+    // we hide the header from it and echo the chosen name in the 101 ourselves.
+    delete req.headers['sec-websocket-protocol'];
+    wss.on('headers', (headers) => headers.push(`Sec-WebSocket-Protocol: ${proto.name}`));
+  }
   wss.handleUpgrade(req, socket, head, (ws) => {
     const done = start(ctx, ws, proto);
     live.add(done);

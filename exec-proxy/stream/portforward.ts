@@ -15,7 +15,7 @@ import { evaluateExec, type ExecInput } from '../../core/policy/exec.ts';
 import { ChannelParser } from './channel-parser.ts';
 import { CLOSE, StreamError } from './errors.ts';
 import { SpdyParser } from './spdy-parser.ts';
-import { failureStatus, type StreamProtocol } from './protocol.ts';
+import { failureStatus, isNonTokenProtocol, type StreamProtocol } from './protocol.ts';
 import { SessionRecorder } from './recorder.ts';
 import { relayableCloseCode, toBuffer, upstreamUrl, wireLimit } from './session.ts';
 import type { StreamContext } from './context.ts';
@@ -111,14 +111,22 @@ export class PortForwardSession {
       return;
     }
     this.#client.on('message', (d, b) => this.#onClient(d, b));
-    const up = new WebSocket(upstreamUrl(this.#ctx), this.#proto.name ? [this.#proto.name] : [], {
+    const nonToken = isNonTokenProtocol(this.#proto.name);
+    const up = new WebSocket(upstreamUrl(this.#ctx), this.#proto.name && !nonToken ? [this.#proto.name] : [], {
       ...this.#ctx.upstream.tls,
-      headers: { ...this.#ctx.upstream.headers },
+      // ws refuses '/' in subprotocol names: offer it as a plain header instead.
+      headers: { ...this.#ctx.upstream.headers, ...(nonToken ? { 'Sec-WebSocket-Protocol': this.#proto.name } : {}) },
       perMessageDeflate: false,
       maxPayload: wireLimit(this.#ctx.limits.maxFrameBytes, this.#proto),
       handshakeTimeout: this.#ctx.limits.upstreamTimeoutMs,
     });
     this.#upstream = up;
+    if (nonToken) {
+      // Check the echoed name ourselves, then hide it from ws (which would reject it as unrequested).
+      up.on('upgrade', (res: IncomingMessage) => {
+        if (res.headers['sec-websocket-protocol'] === this.#proto.name) delete res.headers['sec-websocket-protocol'];
+      });
+    }
     up.on('unexpected-response', (_req, res: IncomingMessage) => {
       res.resume();
       this.#outcome = 'error';

@@ -113,3 +113,12 @@ export function exitCodeFromStatus(text: string): { exitCode?: number; failure?:
 export function failureStatus(message: string, reason = 'Forbidden', code = 403): Record<string, unknown> {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
 }
+
+/**
+ * Whether a subprotocol name is outside RFC 7230 token characters, as
+ * `SPDY/3.1+portforward.k8s.io` is ('/' is not a tchar). The ws library
+ * refuses such names on both ends, so the relay negotiates them itself.
+ */
+export function isNonTokenProtocol(name: string): boolean {
+  return name !== '' && !/^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/.test(name);
+}

@@ -95,6 +95,11 @@ export async function startFakeUpstream(opts: FakeUpstreamOptions = {}): Promise
       return;
     }
     const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024, handleProtocols: () => chosen || false });
+    if (chosen.includes('/')) {
+      // ws refuses '/' in subprotocol names; echo it ourselves.
+      delete req.headers['sec-websocket-protocol'];
+      wss.on('headers', (h) => h.push(`Sec-WebSocket-Protocol: ${chosen}`));
+    }
     wss.handleUpgrade(req, socket, head, (ws) => {
       sockets.add(ws);
       ws.on('close', () => sockets.delete(ws));
@@ -275,7 +280,9 @@ class StoredZlib {
     len[0] = 0; // BFINAL=0, BTYPE=00 (stored); we stay byte-aligned
     len.writeUInt16LE(data.length, 1);
     len.writeUInt16LE(~data.length & 0xffff, 3);
-    parts.push(len, data);
+    // An empty stored block after the data, as a zlib sync flush emits: Go's flate
+    // returns buffered output only when it meets it, and must not read past the frame.
+    parts.push(len, data, Buffer.from([0x00, 0x00, 0x00, 0xff, 0xff]));
     return Buffer.concat(parts);
   }
 }
