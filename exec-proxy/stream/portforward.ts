@@ -82,7 +82,12 @@ export class PortForwardSession {
   /** Runs the session to its end. */
   async run(): Promise<void> {
     this.#pause('client', 'upstream-not-open');
-    this.#client.on('error', () => {});
+    this.#client.on('error', (err: Error & { code?: string }) => {
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+        this.#outcome ??= 'error';
+        this.#error ??= 'STREAM_ERR_FRAME_TOO_LARGE';
+      }
+    });
     this.#client.on('close', (code) => this.#onClientClose(code));
     const input: ExecInput = { kind: 'portforward', namespace: this.#ctx.target.namespace, pod: this.#ctx.target.pod, container: '', command: [], tty: false, user: this.#ctx.identity };
     const ev = evaluateExec(this.#ctx.execPolicies(), input, 'session');

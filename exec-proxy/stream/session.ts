@@ -147,8 +147,13 @@ export class ExecSession {
   async run(): Promise<void> {
     // Hold client frames until the upstream is open; ws buffers nothing while paused.
     this.#pause('client', 'upstream-not-open');
-    this.#client.on('error', () => {
-      /* surfaced as 'close' with 1006 */
+    this.#client.on('error', (err: Error & { code?: string }) => {
+      // ws enforces maxPayload itself (closing with 1009); say so in the record.
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+        this.#outcome ??= 'error';
+        this.#error ??= 'STREAM_ERR_FRAME_TOO_LARGE';
+      }
+      // Anything else surfaces as 'close' (1006) and is recorded there.
     });
     this.#client.on('close', (code) => this.#onClientClose(code));
     const ev = evaluateExec(this.#ctx.execPolicies(), this.#input, 'session');
