@@ -39,8 +39,14 @@ export function uniq(): string {
   return randomBytes(4).toString('hex');
 }
 
-/** Starts a gateway with `issuers` as OIDC issuers (audience `kubetrail`, usernames `oidc:<sub>`, groups `oidc:<g>`). */
-export async function startTestGateway(opts: { issuers?: OidcIssuer[]; sink?: EventSink; guardrails?: () => readonly GuardrailPolicy[]; proxy?: Record<string, unknown> } = {}): Promise<TestGateway> {
+/**
+ * Starts a gateway with `issuers` as OIDC issuers (audience `kubetrail`,
+ * usernames `oidc:<sub>`, groups `oidc:<g>`), forwarding to the harness API
+ * server unless `upstreamKubeconfig` names another.
+ */
+export async function startTestGateway(
+  opts: { issuers?: OidcIssuer[]; sink?: EventSink; guardrails?: () => readonly GuardrailPolicy[]; proxy?: Record<string, unknown>; upstreamKubeconfig?: string } = {},
+): Promise<TestGateway> {
   const env = harness();
   const dir = mkdtempSync(path.join(tmpdir(), 'kubetrail-gw-'));
   const ca = createCA({ commonName: 'gateway-test-ca' });
@@ -51,7 +57,7 @@ export async function startTestGateway(opts: { issuers?: OidcIssuer[]; sink?: Ev
     policies: { dir: path.join(dir, 'no-policies') },
     proxy: {
       listen: '127.0.0.1:0',
-      upstream: { kubeconfig: env.ADMIN_KUBECONFIG },
+      upstream: { kubeconfig: opts.upstreamKubeconfig ?? env.ADMIN_KUBECONFIG },
       authn: {
         jwt: (opts.issuers ?? []).map((i) => ({
           issuer: { url: i.url, audiences: ['kubetrail'], certificateAuthority: i.caPem },
