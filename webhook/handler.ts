@@ -12,9 +12,13 @@
  * - `/mutate` records an `admission.review` with `webhook: mutate` for each
  *   patch it returns (object as received, and the patch). Its event id is the
  *   `kubetrail.io/event` annotation it stamps.
- * - Both carry `correlation.admissionUid` (the request uid), so they join;
- *   both put their event id in `auditAnnotations` (`<webhook name>/event` in
- *   the API server's audit log).
+ * - Joining them: the API server gives every webhook call its own request uid
+ *   (`correlation.admissionUid` is per call, and joins a review to its
+ *   `guardrail.decision` events), so the validate event of a write finds its
+ *   mutate event through the stamp: the validating webhook sees the mutated
+ *   object, whose `kubetrail.io/event` annotation is the mutate event's id.
+ *   Both put their event id in `auditAnnotations` (`<webhook name>/event` in
+ *   the API server's audit log), where the audit ID joins them too.
  * - Dry-run: evaluated (same decision, same patch minus the event id) but not
  *   recorded, so no event id is stamped or annotated.
  * - When the event cannot be made durable before the API server's deadline:

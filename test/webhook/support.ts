@@ -154,3 +154,117 @@ export function pod(extra: Record<string, unknown> = {}, name = 'web'): Record<s
     spec: { containers: [{ name: 'app', image: 'nginx:1.27', env: [{ name: 'DB_PASSWORD', value: 'hunter2' }, { name: 'MODE', value: 'prod' }], ...extra }] },
   };
 }
+
+/** Options of {@link registerWebhooks}. */
+export interface RegistrationOptions {
+  /** Unique id: names the configurations and is the value of the `kubetrail-test` label objects must carry. */
+  id: string;
+  url: string;
+  caBundle: string;
+  /** Namespaces whose labelled objects go through the webhooks (default [agents]). */
+  namespaces?: string[];
+  /** Also register CONNECT on pods/exec|attach|portforward in kube-system for these pod names. */
+  connectPods?: string[];
+  timeoutSeconds?: number;
+}
+
+/**
+ * Registers a Validating- and a MutatingWebhookConfiguration by URL with the
+ * given caBundle, scoped so that only this test's objects reach the webhook
+ * (objects labelled kubetrail-test=<id>; CONNECT only for the named pods, as a
+ * non-empty objectSelector never matches CONNECT), waits until the API server
+ * calls it, and returns the cleanup.
+ */
+export async function registerWebhooks(kubeconfig: string, o: RegistrationOptions, seen: () => boolean): Promise<() => Promise<void>> {
+  const { kubectl } = await import('../support/env.ts');
+  const namespaces = o.namespaces ?? ['agents'];
+  const common = {
+    admissionReviewVersions: ['v1'],
+    sideEffects: 'NoneOnDryRun',
+    failurePolicy: 'Fail',
+    timeoutSeconds: o.timeoutSeconds ?? 10,
+    namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: namespaces }] },
+    objectSelector: { matchLabels: { 'kubetrail-test': o.id } },
+  };
+  const objectRules = [
+    { operations: ['CREATE', 'UPDATE', 'DELETE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods', 'secrets', 'configmaps'] },
+    { operations: ['CREATE', 'UPDATE', 'DELETE'], apiGroups: ['apps'], apiVersions: ['v1'], resources: ['deployments'] },
+  ];
+  const validating: Record<string, unknown>[] = [
+    { name: 'objects.validate.kubetrail.io', clientConfig: { url: `${o.url}/validate`, caBundle: o.caBundle }, rules: objectRules, ...common },
+  ];
+  if (o.connectPods && o.connectPods.length > 0) {
+    validating.push({
+      name: 'connect.validate.kubetrail.io',
+      clientConfig: { url: `${o.url}/validate`, caBundle: o.caBundle },
+      rules: [{ operations: ['CONNECT'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods/exec', 'pods/attach', 'pods/portforward'] }],
+      ...common,
+      objectSelector: {},
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } },
+      matchConditions: [{ name: 'this-test-only', expression: `request.name in ${JSON.stringify(o.connectPods)}` }],
+    });
+  }
+  const docs = [
+    { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingWebhookConfiguration', metadata: { name: `kt-validate-${o.id}` }, webhooks: validating },
+    {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'MutatingWebhookConfiguration',
+      metadata: { name: `kt-mutate-${o.id}` },
+      webhooks: [{ name: 'objects.mutate.kubetrail.io', clientConfig: { url: `${o.url}/mutate`, caBundle: o.caBundle }, rules: objectRules, reinvocationPolicy: 'Never', ...common }],
+    },
+  ];
+  const cleanup = async (): Promise<void> => {
+    await kubectl(kubeconfig, ['delete', 'validatingwebhookconfiguration', `kt-validate-${o.id}`, '--ignore-not-found']);
+    await kubectl(kubeconfig, ['delete', 'mutatingwebhookconfiguration', `kt-mutate-${o.id}`, '--ignore-not-found']);
+  };
+  const applied = await kubectl(kubeconfig, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: docs }));
+  if (applied.status !== 0) {
+    await cleanup();
+    throw new Error(`registering the webhooks failed: ${applied.stderr}`);
+  }
+  // The API server picks configurations up asynchronously: probe with a labelled ConfigMap until the webhook sees one.
+  const probe = `kt-probe-${o.id}`;
+  const ns = namespaces[0] as string;
+  const deadline = Date.now() + 60_000;
+  while (!seen() && Date.now() < deadline) {
+    await kubectl(kubeconfig, ['-n', ns, 'delete', 'configmap', probe, '--ignore-not-found', '--wait=false']);
+    await kubectl(kubeconfig, ['-n', ns, 'apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: probe, labels: { 'kubetrail-test': o.id } }, data: { probe: 'yes' } }));
+    if (!seen()) await new Promise((r) => setTimeout(r, 250));
+  }
+  await kubectl(kubeconfig, ['-n', ns, 'delete', 'configmap', probe, '--ignore-not-found', '--wait=false']);
+  if (!seen()) {
+    await cleanup();
+    throw new Error('the API server never called the registered webhook');
+  }
+  return cleanup;
+}
+
+/** A short unique id for names (lowercase, DNS-safe). */
+export function uniqueId(): string {
+  return `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+/**
+ * Grants agent-ci what these tests need in `namespace` with a Role and
+ * RoleBinding of its own, and waits until RBAC allows it. (The harness binds
+ * the aggregated ClusterRole `edit`, but without kube-controller-manager the
+ * aggregation never fills its rules, so `edit` grants nothing.)
+ */
+export async function grantAgent(kubeconfig: string, agentKubeconfig: string, namespace: string, name: string, rules: Record<string, unknown>[]): Promise<() => Promise<void>> {
+  const { kubectl } = await import('../support/env.ts');
+  const docs = [
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name, namespace }, rules },
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name, namespace }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name }, subjects: [{ kind: 'User', name: 'agent-ci', apiGroup: 'rbac.authorization.k8s.io' }] },
+  ];
+  const r = await kubectl(kubeconfig, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: docs }));
+  if (r.status !== 0) throw new Error(`granting the agent failed: ${r.stderr}`);
+  // Probe with a plain resource: `can-i create pods/exec` would read "exec" as a resource name.
+  const probe = rules.find((r) => (r as { resources: string[] }).resources.some((x) => !x.includes('/'))) as { resources: string[]; verbs: string[] };
+  const resource = probe.resources.find((x) => !x.includes('/')) as string;
+  for (let i = 0; i < 80; i++) {
+    const can = await kubectl(agentKubeconfig, ['auth', 'can-i', probe.verbs[0] as string, resource, '-n', namespace]);
+    if (can.stdout.trim() === 'yes') break;
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  return async () => void (await kubectl(kubeconfig, ['-n', namespace, 'delete', `role/${name}`, `rolebinding/${name}`, '--ignore-not-found']));
+}
