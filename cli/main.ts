@@ -9,6 +9,8 @@ export type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   events: { summary: 'list recorded events (local log or Kafka); -o json for NDJSON, --follow to tail', load: async () => (await import('./events.ts')).run },
+  sessions: { summary: 'list recorded exec/attach/port-forward sessions; -o json for NDJSON', load: async () => (await import('./sessions.ts')).run },
+  replay: { summary: 'play a recorded session back (--speed N) or export it as asciicast v2 (--export F.cast)', load: async () => (await import('./replay.ts')).run },
   verify: { summary: 'check hash chain, sequence gaps, ordering and checkpoint signatures; non-zero exit on any break', load: async () => (await import('./verify.ts')).run },
   start: { summary: 'run the webhook and the gateway locally (dev certificates, local log)', load: async () => (await import('./start.ts')).run },
   webhook: { summary: 'run the admission webhook (/validate, /mutate) with guardrails, mutation stamp and capture', load: async () => (await import('./webhook.ts')).run },
