@@ -77,6 +77,16 @@ test('a recorded session is listed by kubetrail sessions and replayed byte for b
   const times = parsed.events.map((e) => e[0]);
   assert.ok((times.at(-1) ?? 0) >= 0.15, 'the pause is kept');
 
+  // The real player, when this machine has it (CI may not): it must accept the file and print the same output.
+  const which = await runBytes('sh', ['-c', 'command -v asciinema']);
+  if (which.status === 0) {
+    const played = await runBytes('asciinema', ['play', '-s', '100', '-i', '0.01', cast]);
+    assert.equal(played.status, 0, played.stderr);
+    assert.equal(played.stdout.toString('utf8'), out, 'asciinema play prints the recorded output');
+  } else {
+    t.diagnostic('asciinema not installed: skipped `asciinema play` check');
+  }
+
   const missing = await cli(['replay', 'no-such-session', '--log-dir', dataDir]);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /no session no-such-session/);
