@@ -231,3 +231,34 @@ test('the denials are in kubetrail\'s event log, as admission.review events', op
   // The webhook never saw the kubelet's write.
   assert.equal(events.some((e) => e.target?.name === 'priv-kubelet'), false);
 });
+
+test("the runbook's verification command (a server-side dry run as an agent) is denied", opts, async () => {
+  const env = harness();
+  const r = await kubectl(env.ADMIN_KUBECONFIG, ['--as=verify-agent', '--as-group=agents', '--as-group=system:masters', '-n', ns, 'run', 'kubetrail-priv', '--image=busybox', '--privileged', '--dry-run=server']);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /admission webhook "validate\.kubetrail\.io" denied the request: privileged containers are not allowed for agents \(container kubetrail-priv\)/);
+});
+
+test('with kubetrail down, writes in scope fail closed; the runbook\'s emergency disable (deleting the configurations) lets them through', opts, async () => {
+  const env = harness();
+  assert.ok(child);
+  const exited = new Promise((r) => child?.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+  let n = 0;
+  const down = await untilCalled(
+    () => kubectl(env.ADMIN_KUBECONFIG, ['-n', ns, 'create', 'configmap', `down-${++n}`, '--from-literal=a=b']),
+    (x) => x.status !== 0,
+  );
+  assert.notEqual(down.status, 0, 'a write was admitted with the fail-closed webhook down');
+  assert.match(down.stderr, /failed calling webhook "validate\.kubetrail\.io"/);
+  for (const kind of ['validatingwebhookconfiguration', 'mutatingwebhookconfiguration']) {
+    const d = await kubectl(env.ADMIN_KUBECONFIG, ['delete', kind, configNames.validating]);
+    assert.equal(d.status, 0, d.stderr);
+  }
+  const up = await untilCalled(
+    () => kubectl(env.ADMIN_KUBECONFIG, ['-n', ns, 'create', 'configmap', `disabled-${++n}`, '--from-literal=a=b']),
+    (x) => x.status === 0,
+  );
+  assert.equal(up.status, 0, up.stderr);
+});
