@@ -76,7 +76,17 @@ export class ExecSession {
   #upstream: WebSocket | undefined;
   #fromClient: ChannelParser;
   #fromUpstream: ChannelParser;
+  /** Maskers of what the client receives, by channel. */
   #maskers = new Map<number, StreamMasker>();
+  /**
+   * tty sessions only: maskers of what is recorded. The echo of a keystroke
+   * goes to the client without hold-back (it is the user's own input, and a
+   * held 'e' — a possible start of "eyJ" — would delay typing by maskHoldMs),
+   * but the recording still masks it, so it needs its own masker state.
+   */
+  #recMaskers = new Map<number, StreamMasker>();
+  /** Typed bytes not yet seen echoed (tty), bounded. */
+  #typed = Buffer.alloc(0);
   #stdinMasker: StreamMasker | undefined;
   #maskTimer: NodeJS.Timeout | undefined;
   #editor: LineEditor | undefined;
@@ -179,7 +189,10 @@ export class ExecSession {
     const masking = this.#ctx.masking();
     for (const [ch, name] of [[CHANNEL.STDOUT, 'stdout'], [CHANNEL.STDERR, 'stderr']] as const) {
       const pats = patternsFor(masking, who, name);
-      if (pats.length > 0) this.#maskers.set(ch, new StreamMasker(pats));
+      if (pats.length > 0) {
+        this.#maskers.set(ch, new StreamMasker(pats));
+        if (this.#opts.tty) this.#recMaskers.set(ch, new StreamMasker(pats));
+      }
     }
     const stdinPats = patternsFor(masking, who, 'stdin');
     if (stdinPats.length > 0) this.#stdinMasker = new StreamMasker(stdinPats);
@@ -302,6 +315,7 @@ export class ExecSession {
     if (frame.channel === CHANNEL.STDIN) {
       this.#bytesIn += frame.payload.length;
       this.#record('stdin', frame.payload);
+      if (this.#recMaskers.size > 0) this.#noteTyped(frame.payload);
       if (this.#editor) {
         for (const ev of this.#editor.feed(frame.payload)) {
           if (ev.type === 'bytes') this.#sendChannel(up, 'client', CHANNEL.STDIN, ev.data);
@@ -404,24 +418,49 @@ export class ExecSession {
     this.#checkRecorder('upstream');
   }
 
+  #noteTyped(bytes: Buffer): void {
+    const all = Buffer.concat([this.#typed, bytes]);
+    this.#typed = all.length > 4096 ? all.subarray(all.length - 4096) : all;
+  }
+
+  /** Whether `payload` is the echo of typed bytes; consumes them if so. */
+  #takeEcho(payload: Buffer): boolean {
+    if (payload.length === 0 || payload.length > 64) return false;
+    const i = this.#typed.indexOf(payload);
+    if (i === -1) return false;
+    this.#typed = this.#typed.subarray(i + payload.length);
+    return true;
+  }
+
+  #recordOut(ch: number, bytes: Buffer): void {
+    if (bytes.length > 0) this.#record(ch === CHANNEL.STDOUT ? 'stdout' : 'stderr', bytes);
+  }
+
   /** Masks, records and sends output; `fromUpstream` false for kubetrail's own messages. */
   #deliverOutput(ch: number, payload: Buffer, fromUpstream: boolean): void {
     const masker = this.#maskers.get(ch);
-    let out = payload;
-    if (masker && fromUpstream) {
-      out = masker.push(payload);
-      this.#armMaskTimer();
-    } else if (masker) {
-      // Our own message goes after whatever is held back, in order.
-      out = Buffer.concat([masker.flush(), payload]);
+    if (!masker) {
+      this.#recordOut(ch, payload);
+      this.#sendChannel(this.#client, 'upstream', ch, payload);
+      return;
     }
-    if (out.length === 0) return;
-    this.#record(ch === CHANNEL.STDOUT ? 'stdout' : 'stderr', out);
-    this.#sendChannel(this.#client, 'upstream', ch, out);
+    const rec = this.#recMaskers.get(ch);
+    if (rec && fromUpstream && masker.pendingBytes === 0 && this.#takeEcho(payload)) {
+      this.#sendChannel(this.#client, 'upstream', ch, payload);
+      this.#recordOut(ch, rec.push(payload));
+      this.#armMaskTimer();
+      return;
+    }
+    // Our own message goes after whatever is held back, in order.
+    const out = fromUpstream ? masker.push(payload) : Buffer.concat([masker.flush(), payload]);
+    if (rec) this.#recordOut(ch, fromUpstream ? rec.push(payload) : Buffer.concat([rec.flush(), payload]));
+    else this.#recordOut(ch, out);
+    if (out.length > 0) this.#sendChannel(this.#client, 'upstream', ch, out);
+    this.#armMaskTimer();
   }
 
   #armMaskTimer(): void {
-    const held = [...this.#maskers.values()].some((m) => m.pendingBytes > 0) || (this.#stdinMasker?.pendingBytes ?? 0) > 0;
+    const held = [...this.#maskers.values(), ...this.#recMaskers.values()].some((m) => m.pendingBytes > 0) || (this.#stdinMasker?.pendingBytes ?? 0) > 0;
     if (!held || this.#maskTimer !== undefined) return;
     this.#maskTimer = setTimeout(() => {
       this.#maskTimer = undefined;
@@ -436,10 +475,10 @@ export class ExecSession {
     }
     for (const [ch, m] of this.#maskers) {
       const rest = m.flush();
-      if (rest.length > 0) {
-        this.#record(ch === CHANNEL.STDOUT ? 'stdout' : 'stderr', rest);
-        this.#sendChannel(this.#client, 'upstream', ch, rest);
-      }
+      const rec = this.#recMaskers.get(ch);
+      if (rec) this.#recordOut(ch, rec.flush());
+      else this.#recordOut(ch, rest);
+      if (rest.length > 0) this.#sendChannel(this.#client, 'upstream', ch, rest);
     }
     if (this.#stdinMasker) this.#recorder.data('stdin', this.#stdinMasker.flush());
   }
@@ -490,7 +529,9 @@ export class ExecSession {
     cut.unref();
     const st = exitCodeFromStatus(this.#status);
     const masked: Record<string, number> = {};
-    for (const m of [...this.#maskers.values(), ...(this.#stdinMasker ? [this.#stdinMasker] : [])]) for (const [k, v] of m.counts) masked[k] = (masked[k] ?? 0) + v;
+    // Recording maskers see everything a tty session printed (echo included), so they count for it.
+    const counted = [...this.#maskers.entries()].map(([ch, m]) => this.#recMaskers.get(ch) ?? m);
+    for (const m of [...counted, ...(this.#stdinMasker ? [this.#stdinMasker] : [])]) for (const [k, v] of m.counts) masked[k] = (masked[k] ?? 0) + v;
     const body: SessionBody = {
       ...this.#body(),
       outcome: this.#outcome ?? 'error',

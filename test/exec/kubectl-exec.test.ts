@@ -53,8 +53,14 @@ test('piped stdin reaches the command, is recorded, and stdin close ends it', as
   assert.equal(recorded(rig.sink, id, 'stdout').toString(), input.toUpperCase());
 });
 
-test('kubectl exec -it: a typed session runs, and a blocked typed line is not executed and the user sees why', async (t) => {
-  const rig = await startRig({ gateway: { execPolicies: [execPolicy([{ name: 'no-typed-rm', on: 'line', expression: 'line.matches("^\\\\s*rm\\\\b")', message: 'deleting files is not allowed here' }])] } });
+test('kubectl exec -it: a typed session runs, a blocked typed line is not executed and the user sees why, and printed secrets are masked', async (t) => {
+  const masking = compileMaskingPolicy({ apiVersion: 'kubetrail.io/v1alpha1', kind: 'MaskingPolicy', metadata: { name: 'default' }, spec: {} }, 'test');
+  const rig = await startRig({
+    gateway: {
+      masking: [masking],
+      execPolicies: [execPolicy([{ name: 'no-typed-rm', on: 'line', expression: 'line.matches("^\\\\s*rm\\\\b")', message: 'deleting files is not allowed here' }])],
+    },
+  });
   t.after(() => rig.close());
   const dir = mkdtempSync(path.join(tmpdir(), 'kubetrail-tty-'));
   const victim = path.join(dir, 'keep-me');
@@ -65,12 +71,16 @@ test('kubectl exec -it: a typed session runs, and a blocked typed line is not ex
     // rmX, DEL, then the rest: the rebuilt line is "rm -f <victim>"
     { after: /typed-42/, send: `rmX\x7f -f ${victim}\r` },
     { after: /line blocked/, send: 'echo still-here\r' },
-    { after: /still-here\r?\n/, send: 'exit 7\r' },
+    // The secret only exists in the output: the typed line holds it in two halves.
+    { after: /still-here\r?\n/, send: "printf 'AKIA''QQQQQQ3333333333 end\\n'\r" },
+    { after: /end\r?\n/, send: 'exit 7\r' },
   ]);
   assert.match(r.output, /typed-42/);
   assert.match(r.output, /kubetrail: line blocked: deleting files is not allowed here \(ExecPolicy agents-exec\/no-typed-rm\)/);
   assert.match(r.output, /still-here/);
   assert.equal(existsSync(victim), true, 'the blocked rm was not executed');
+  assert.match(r.output, /\[masked:aws-access-key\] end/);
+  assert.doesNotMatch(r.output, /AKIAQQQQQQ3333333333/);
   assert.equal(r.status, 7);
   const id = rig.gw.sessions.at(-1) as string;
   const end = await sessionEnd(rig.sink, id);
@@ -84,7 +94,10 @@ test('kubectl exec -it: a typed session runs, and a blocked typed line is not ex
   // Typed input, kubectl's resize and the output are all in the recording.
   assert.match(recorded(rig.sink, id, 'stdin').toString('latin1'), /echo typed-/);
   assert.ok(recorded(rig.sink, id, 'resize').length > 0, 'resize recorded');
-  assert.match(recorded(rig.sink, id, 'stdout').toString('latin1'), /line blocked/);
+  const out = recorded(rig.sink, id, 'stdout').toString('latin1');
+  assert.match(out, /line blocked/);
+  assert.match(out, /\[masked:aws-access-key\] end/);
+  assert.doesNotMatch(out, /AKIAQQQQQQ3333333333/);
 });
 
 test('a command denied by ExecPolicy reaches kubectl as a clear message and a non-zero exit, and never reaches the upstream', async (t) => {
