@@ -157,6 +157,11 @@ function runCommand(ws: WebSocket, proto: string, cmd: string[], q: URLSearchPar
   };
   // The API server's first frame: empty, on stdout, else stderr, else status.
   send(wantOut ? 1 : wantErr ? 2 : 3, Buffer.alloc(0));
+  if (cmd[0] === 'kubetrail-idle') {
+    // A session that stays open doing nothing, without a process (benchmarks of idle sessions).
+    ws.on('message', () => {});
+    return;
+  }
   if (cmd.length === 0) {
     send(3, Buffer.from(JSON.stringify({ metadata: {}, status: 'Failure', message: 'you must specify at least one command for the container', reason: 'BadRequest', code: 400 })), () => ws.close(1000));
     return;

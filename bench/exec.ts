@@ -1,0 +1,187 @@
+/**
+ * `npm run bench:exec`: the stream relay against the same upstream reached
+ * directly, in one run.
+ *
+ * 1. stdout throughput of a 256 MiB stream (v5.channel.k8s.io), relay with
+ *    recording (real local-log pipeline, fsync'd) and masking (every
+ *    built-in pattern) on, vs the fake upstream directly. Target ratio >= 0.8.
+ * 2. Added round-trip latency of a typed keystroke echo in a tty session
+ *    (pty echo under `script`), relay with the line editor (an ExecPolicy
+ *    line rule) and masking on, vs direct. Target: p99 added < 2 ms.
+ * 3. RSS of 1,000 concurrent idle exec sessions in the relay process.
+ *    Target < 100 KiB each.
+ *
+ * The relay runs in its own process (test/tools/stream-gateway-main.ts);
+ * this process runs the fake upstream and the clients.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { WebSocket } from 'ws';
+import { startFakeUpstream } from '../test/tools/fake-exec-upstream.ts';
+import { REPO_ROOT } from '../test/harness/harness.ts';
+
+const STREAM_BYTES = 256 * 1024 * 1024;
+const KEYSTROKES = Number(process.env['BENCH_KEYSTROKES'] ?? 1000);
+const IDLE_SESSIONS = Number(process.env['BENCH_IDLE_SESSIONS'] ?? 1000);
+
+interface Gateway {
+  url: string;
+  child: ChildProcess;
+  ask(cmd: string): Promise<Record<string, number>>;
+  stop(): Promise<void>;
+}
+
+async function startGateway(upstream: URL, flags: string[]): Promise<Gateway> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'kubetrail-bench-exec-'));
+  const child = spawn(process.execPath, ['--expose-gc', path.join(REPO_ROOT, 'test/tools/stream-gateway-main.ts'), '--upstream', upstream.href, '--data-dir', dataDir, ...flags], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  const lines: ((l: string) => void)[] = [];
+  rl.on('line', (l) => lines.shift()?.(l));
+  const next = (): Promise<string> => new Promise((r) => lines.push(r));
+  const first = JSON.parse(await next()) as { url: string };
+  return {
+    url: first.url,
+    child,
+    async ask(cmd) {
+      const p = next();
+      child.stdin?.write(cmd + '\n');
+      return JSON.parse(await p) as Record<string, number>;
+    },
+    async stop() {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.stdin?.end('exit\n');
+      await exited;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function connect(base: string, query: string): Promise<WebSocket> {
+  const url = `${base.replace(/^http/, 'ws')}/api/v1/namespaces/bench/pods/p/exec?${query}`;
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, ['v5.channel.k8s.io'], { rejectUnauthorized: false, perMessageDeflate: false, headers: { authorization: 'Bearer upstream-token' } });
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+async function throughput(base: string): Promise<{ mibps: number; bytes: number }> {
+  const line = '2026-11-26T10:00:00.000Z INFO served GET /api/v1/namespaces/default/pods status=200 bytes=1234 user=agent-ci';
+  const cmd = `command=sh&command=-c&command=${encodeURIComponent(`yes '${line}' | head -c ${STREAM_BYTES}`)}&stdout=true&stderr=true`;
+  const ws = await connect(base, cmd);
+  const t0 = process.hrtime.bigint();
+  let bytes = 0;
+  await new Promise<void>((resolve) => {
+    ws.on('message', (d: Buffer) => {
+      if (d[0] === 1) bytes += d.length - 1;
+    });
+    ws.on('close', () => resolve());
+  });
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (bytes !== STREAM_BYTES) throw new Error(`received ${bytes} bytes, expected ${STREAM_BYTES}`);
+  return { mibps: bytes / 1024 / 1024 / s, bytes };
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
+}
+
+async function keystrokes(base: string): Promise<number[]> {
+  const ws = await connect(base, 'command=sh&stdin=true&stdout=true&tty=true');
+  let pending: ((d: Buffer) => void) | undefined;
+  let buf = '';
+  ws.on('message', (d: Buffer) => {
+    if (d[0] !== 1) return;
+    buf += d.subarray(1).toString('latin1');
+    pending?.(d);
+  });
+  // Wait for the prompt, then type without Enter: every key is echoed by the pty.
+  while (!/[$#] $/.test(buf)) await new Promise((r) => setTimeout(r, 20));
+  const text = 'kubectl get pods --namespace agents -o wide ';
+  const rtts: number[] = [];
+  for (let i = 0; i < KEYSTROKES; i++) {
+    const ch = text[i % text.length] as string;
+    if (i > 0 && i % 400 === 0) {
+      // ctrl-u keeps the line short; its echo is not timed
+      buf = '';
+      ws.send(Buffer.from([0, 0x15]));
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    buf = '';
+    const t0 = process.hrtime.bigint();
+    const got = new Promise<void>((resolve) => {
+      pending = () => {
+        if (buf.includes(ch)) {
+          pending = undefined;
+          resolve();
+        }
+      };
+    });
+    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from(ch)]));
+    await got;
+    rtts.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  ws.send(Buffer.from([0, 0x03]));
+  ws.send(Buffer.from([0, 0x04]));
+  ws.close();
+  return rtts;
+}
+
+async function idleSessions(gw: Gateway): Promise<{ before: number; after: number; perSessionKiB: number; heapPerSessionKiB: number }> {
+  const before = await gw.ask('rss');
+  const sockets: WebSocket[] = [];
+  for (let i = 0; i < IDLE_SESSIONS; i += 50) {
+    const batch = await Promise.all(Array.from({ length: Math.min(50, IDLE_SESSIONS - i) }, () => connect(gw.url, 'command=kubetrail-idle&stdin=true&stdout=true')));
+    sockets.push(...batch);
+  }
+  // Let every session finish opening (session.start durable, upstream open).
+  await new Promise((r) => setTimeout(r, 1500));
+  const after = await gw.ask('rss');
+  for (const s of sockets) s.terminate();
+  const per = ((after['rss'] as number) - (before['rss'] as number)) / IDLE_SESSIONS / 1024;
+  const heapPer = ((after['heapUsed'] as number) - (before['heapUsed'] as number)) / IDLE_SESSIONS / 1024;
+  return { before: before['rss'] as number, after: after['rss'] as number, perSessionKiB: per, heapPerSessionKiB: heapPer };
+}
+
+const up = await startFakeUpstream({ token: 'upstream-token' });
+const fmt = (n: number, d = 1): string => n.toFixed(d);
+try {
+  // 1. throughput: two alternating rounds, best of each side
+  const gw = await startGateway(up.url, ['--mask']);
+  const direct: number[] = [];
+  const relay: number[] = [];
+  for (let round = 0; round < 2; round++) {
+    direct.push((await throughput(up.url.href.replace(/\/$/, ''))).mibps);
+    relay.push((await throughput(gw.url)).mibps);
+  }
+  await gw.stop();
+  const d = Math.max(...direct);
+  const r = Math.max(...relay);
+  console.log(`throughput 256 MiB stdout: direct ${fmt(d)} MiB/s, relay (recording+masking) ${fmt(r)} MiB/s, ratio ${fmt(r / d, 2)} (target >= 0.8)`);
+
+  // 2. keystroke echo latency
+  const gw2 = await startGateway(up.url, ['--mask', '--line-rule']);
+  const kd = await keystrokes(up.url.href.replace(/\/$/, ''));
+  const kr = await keystrokes(gw2.url);
+  await gw2.stop();
+  const p = (xs: number[], q: number): number => percentile(xs, q);
+  console.log(
+    `keystroke echo RTT (${KEYSTROKES} keys, tty, line editor + masking): direct p50 ${fmt(p(kd, 50), 3)} ms p99 ${fmt(p(kd, 99), 3)} ms; relay p50 ${fmt(p(kr, 50), 3)} ms p99 ${fmt(p(kr, 99), 3)} ms; added p50 ${fmt(p(kr, 50) - p(kd, 50), 3)} ms, added p99 ${fmt(p(kr, 99) - p(kd, 99), 3)} ms (target < 2 ms)`,
+  );
+
+  // 3. idle sessions
+  const gw3 = await startGateway(up.url, ['--mask']);
+  const idle = await idleSessions(gw3);
+  await gw3.stop();
+  console.log(
+    `idle sessions: ${IDLE_SESSIONS} concurrent, relay RSS ${fmt(idle.before / 1048576)} -> ${fmt(idle.after / 1048576)} MiB, ${fmt(idle.perSessionKiB)} KiB/session RSS (${fmt(idle.heapPerSessionKiB)} KiB JS heap) (target < 100 KiB)`,
+  );
+} finally {
+  await up.close();
+}

@@ -1,0 +1,53 @@
+/**
+ * The test gateway as its own process, for benchmarks that must measure the
+ * relay apart from the load generator: records to the real local-log
+ * pipeline under --data-dir, optionally with every built-in MaskingPolicy
+ * pattern (--mask) and an ExecPolicy line rule (--line-rule). Prints one JSON
+ * line {url} when listening; answers "rss" on stdin with {rss, heapUsed}
+ * after a GC (run with --expose-gc); exits on "exit" or stdin end.
+ *
+ *   node --expose-gc test/tools/stream-gateway-main.ts --upstream URL --data-dir D [--mask] [--line-rule]
+ */
+import { parseArgs } from 'node:util';
+import { createInterface } from 'node:readline';
+import { Registry } from 'prom-client';
+import { loadConfig } from '../../core/config.ts';
+import { createLogger } from '../../core/logger.ts';
+import { createEventPipeline } from '../../core/pipeline.ts';
+import { compileMaskingPolicy } from '../../core/masking/stream.ts';
+import { compileExecPolicy } from '../../core/policy/exec.ts';
+import { drainSessions } from '../../exec-proxy/stream/index.ts';
+import { startStreamGateway } from './stream-gateway.ts';
+
+const { values } = parseArgs({
+  options: { upstream: { type: 'string' }, 'data-dir': { type: 'string' }, mask: { type: 'boolean' }, 'line-rule': { type: 'boolean' } },
+  strict: true,
+});
+if (!values.upstream || !values['data-dir']) throw new Error('--upstream and --data-dir are required');
+const config = loadConfig({ document: { dataDir: values['data-dir'], cluster: 'bench' } });
+const pipeline = await createEventPipeline({ config, log: createLogger({ level: 'silent' }), registry: new Registry(), component: 'proxy', instance: 'bench' });
+const gw = await startStreamGateway({
+  upstream: new URL(values.upstream),
+  upstreamToken: 'upstream-token',
+  sink: pipeline,
+  masking: values.mask ? [compileMaskingPolicy({ apiVersion: 'kubetrail.io/v1alpha1', kind: 'MaskingPolicy', metadata: { name: 'all' }, spec: {} }, 'bench')] : [],
+  execPolicies: values['line-rule']
+    ? [compileExecPolicy({ apiVersion: 'kubetrail.io/v1alpha1', kind: 'ExecPolicy', metadata: { name: 'no-rm' }, spec: { rules: [{ name: 'no-rm', on: 'line', expression: 'line.matches("^\\\\s*rm\\\\b")' }] } }, 'bench')]
+    : [],
+});
+process.stdout.write(JSON.stringify({ url: gw.url }) + '\n');
+const rl = createInterface({ input: process.stdin });
+const stop = async (): Promise<void> => {
+  await gw.close();
+  await drainSessions();
+  await pipeline.close();
+  process.exit(0);
+};
+rl.on('line', (line) => {
+  if (line === 'rss') {
+    (globalThis as { gc?: () => void }).gc?.();
+    const m = process.memoryUsage();
+    process.stdout.write(JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed }) + '\n');
+  } else if (line === 'exit') void stop();
+});
+rl.on('close', () => void stop());
