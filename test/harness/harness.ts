@@ -416,28 +416,46 @@ rules:
   const agentKubeconfig = path.join(dir, 'agent.kubeconfig');
   writeKubeconfig(adminKubeconfig, url, caFile, 'admin', adminToken);
   writeKubeconfig(agentKubeconfig, url, caFile, 'agent-ci', agentToken);
-  // The agent may work in namespace "agents" (edit) and read cluster-wide, like a CI bot.
+  // The agent may work in namespace "agents" and read cluster-wide, like a CI bot. The
+  // built-in edit/view ClusterRoles are aggregated by kube-controller-manager, which the
+  // harness does not run (they would have no rules), so the harness states its own rules.
   const rbac = `apiVersion: v1
 kind: Namespace
 metadata: {name: agents}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: harness-agent-edit}
+rules:
+- apiGroups: ["", "apps", "batch", "networking.k8s.io", "policy", "autoscaling"]
+  resources: ["*"]
+  verbs: ["*"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: harness-agent-view}
+rules:
+- apiGroups: ["", "apps", "batch", "networking.k8s.io", "policy", "autoscaling", "rbac.authorization.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io", "storage.k8s.io", "coordination.k8s.io", "discovery.k8s.io"]
+  resources: ["*"]
+  verbs: ["get", "list", "watch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {name: agents-edit, namespace: agents}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: harness-agent-edit}
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: agents}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {name: agents-view}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: harness-agent-view}
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: agents}
 `;
   await waitFor(
     'bootstrap RBAC roles',
-    async () => spawnSync('kubectl', ['--kubeconfig', adminKubeconfig, 'get', 'clusterrole', 'edit'], { encoding: 'utf8' }).status === 0,
+    async () => spawnSync('kubectl', ['--kubeconfig', adminKubeconfig, 'get', 'clusterrole', 'cluster-admin'], { encoding: 'utf8' }).status === 0,
     60_000,
   );
   const applied = spawnSync('kubectl', ['--kubeconfig', adminKubeconfig, 'apply', '-f', '-'], { input: rbac, encoding: 'utf8' });
