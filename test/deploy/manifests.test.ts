@@ -7,9 +7,10 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { loadConfig } from '../../core/config.ts';
 import { harness, kubectl } from '../support/env.ts';
 import { drift } from './policies-sync.ts';
-import { OVERLAYS, deleteNamespace, find, preparedManifests, render, type K8sObject } from './support.ts';
+import { OVERLAYS, REPO, deleteNamespace, find, preparedManifests, render, type K8sObject } from './support.ts';
 
 let prepared: Awaited<ReturnType<typeof preparedManifests>>;
 const rendered = new Map<string, K8sObject[]>();
@@ -225,3 +226,23 @@ test('the proxy may impersonate, review tokens and access; the webhook may only 
 test('the policies ConfigMap in the manifests is the starter pack in policies/', () => {
   assert.deepEqual(drift(), [], 'run: node test/deploy/policies-sync.ts --write');
 });
+
+const shippedConfigs = ['manifests/base/config/config.yaml', 'manifests/components/production/config.yaml'];
+for (const file of shippedConfigs) {
+  test(`${file} is a valid kubetrail configuration, with the environment the pods set`, () => {
+    // The env the workloads set (KUBETRAIL_INSTANCE from the pod name; the dev overlay adds the other two).
+    const env = { KUBETRAIL_INSTANCE: 'kubetrail-webhook-0', KUBETRAIL_LOG_LEVEL: 'debug', KUBETRAIL_CLUSTER: 'dev' };
+    const cfg = loadConfig({ file: path.join(REPO, file), env });
+    assert.equal(cfg.instance, 'kubetrail-webhook-0');
+    assert.equal(cfg.dataDir, '/var/lib/kubetrail');
+    assert.equal(cfg.policies.dir, '/etc/kubetrail/policies');
+    assert.equal(cfg.proxy.upstream.inCluster, true);
+    // The paths the pods mount: TLS from the kubetrail-tls Secret, listeners on the container ports.
+    for (const tls of [cfg.webhook.tls, cfg.proxy.tls]) assert.deepEqual(tls, { certFile: '/etc/kubetrail/tls/tls.crt', keyFile: '/etc/kubetrail/tls/tls.key' });
+    assert.deepEqual([cfg.webhook.listen, cfg.webhook.health, cfg.proxy.listen, cfg.proxy.health], ['0.0.0.0:8443', '0.0.0.0:8080', '0.0.0.0:9443', '0.0.0.0:8081']);
+    if (file.includes('production')) {
+      assert.equal(cfg.signing.keyFile, '/etc/kubetrail/signing/signing.pem');
+      assert.ok(cfg.kafka && cfg.kafka.brokers.length > 0, 'production sends events to Kafka');
+    }
+  });
+}
