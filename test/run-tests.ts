@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT, startControlPlane, startKafka, writeEnvFile } from './harness/harness.ts';
+import { REPO_ROOT, startControlPlane, startKafka, writeEnvFile, harnessEnvOf } from './harness/harness.ts';
 
 function findTests(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
@@ -37,20 +37,7 @@ const envFile = path.join(runDir, 'env');
 const started = Date.now();
 const kafka = await startKafka({ dir: path.join(runDir, 'kafka') });
 const cp = await startControlPlane({ dir: path.join(runDir, 'control-plane') });
-writeEnvFile(
-  {
-    KAFKA_BROKERS: kafka.brokers.join(','),
-    ADMIN_KUBECONFIG: cp.adminKubeconfig,
-    AGENT_KUBECONFIG: cp.agentKubeconfig,
-    APISERVER_URL: cp.url,
-    APISERVER_CA: cp.caFile,
-    APISERVER_AUDIT_LOG: cp.auditLog,
-    ADMIN_TOKEN: cp.adminToken,
-    AGENT_TOKEN: cp.agentToken,
-    HARNESS_DIR: runDir,
-  },
-  envFile,
-);
+writeEnvFile(harnessEnvOf(kafka, cp, runDir), envFile);
 process.stderr.write(`[run-tests] real components up in ${((Date.now() - started) / 1000).toFixed(1)} s; running ${files.length} test files\n`);
 
 let code = 1;

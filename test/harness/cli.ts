@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ENV_FILE, REPO_ROOT, readEnvFile, startControlPlane, startKafka, writeEnvFile } from './harness.ts';
+import { ENV_FILE, REPO_ROOT, readEnvFile, startControlPlane, startKafka, writeEnvFile, harnessEnvOf } from './harness.ts';
 
 const ROOT = path.join(REPO_ROOT, 'test', '.harness');
 const PIDS = path.join(ROOT, 'pids');
@@ -42,17 +42,7 @@ async function up(): Promise<void> {
   writeFileSync(PIDS, `${kafka.pid}\n`);
   const cp = await startControlPlane({ dir: path.join(run, 'control-plane'), detached: true });
   writeFileSync(PIDS, `${kafka.pid}\n${cp.pids.join('\n')}\n`);
-  writeEnvFile({
-    KAFKA_BROKERS: kafka.brokers.join(','),
-    ADMIN_KUBECONFIG: cp.adminKubeconfig,
-    AGENT_KUBECONFIG: cp.agentKubeconfig,
-    APISERVER_URL: cp.url,
-    APISERVER_CA: cp.caFile,
-    APISERVER_AUDIT_LOG: cp.auditLog,
-    ADMIN_TOKEN: cp.adminToken,
-    AGENT_TOKEN: cp.agentToken,
-    HARNESS_DIR: run,
-  });
+  writeEnvFile(harnessEnvOf(kafka, cp, run));
   console.log(`harness: up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   console.log(`  source ${path.relative(process.cwd(), ENV_FILE)}`);
   console.log('  kubectl --kubeconfig "$ADMIN_KUBECONFIG" get namespaces');

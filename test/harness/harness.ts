@@ -65,6 +65,27 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: n
   throw new Error(`${what} not ready after ${timeoutMs} ms\n${tail}`);
 }
 
+/** Spawns a component with stdout and stderr appended to its log file. */
+function spawnLogged(cmd: string, args: readonly string[], logFile: string, detached: boolean): ChildProcess {
+  const out = openSync(logFile, 'a');
+  const child = spawn(cmd, args, { stdio: ['ignore', out, out], detached });
+  closeSync(out);
+  if (detached) child.unref();
+  return child;
+}
+
+/** Signals a child and waits for it to exit; after `graceMs`, SIGKILL. */
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill(signal);
+  await Promise.race([gone, new Promise((r) => setTimeout(r, graceMs))]);
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill('SIGKILL');
+    await gone;
+  }
+}
+
 // ---------------------------------------------------------------- builds
 
 /** Builds etcd and kube-apiserver if the cache lacks them (prints progress). */
@@ -130,8 +151,7 @@ async function kafkaReady(brokers: string[]): Promise<boolean> {
 }
 
 function javaProcess(libs: string, mainClass: string, args: string[], logFile: string, detached: boolean): ChildProcess {
-  const out = openSync(logFile, 'a');
-  const child = spawn(
+  return spawnLogged(
     'java',
     [
       '-Xms256m',
@@ -144,11 +164,9 @@ function javaProcess(libs: string, mainClass: string, args: string[], logFile: s
       mainClass,
       ...args,
     ],
-    { stdio: ['ignore', out, out], detached },
+    logFile,
+    detached,
   );
-  closeSync(out);
-  if (detached) child.unref();
-  return child;
 }
 
 /** Starts a single-node KRaft Kafka broker on free loopback ports. */
@@ -213,12 +231,7 @@ export async function startKafka(opts: KafkaOptions): Promise<KafkaBroker> {
   const started = Date.now();
   await launch();
   progress(`kafka ${KAFKA_VERSION} ready on ${brokers[0]} in ${Date.now() - started} ms`);
-  const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const gone = new Promise<void>((r) => child.once('exit', () => r()));
-    child.kill(signal);
-    await gone;
-  };
+  const kill = (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => stopChild(child, signal);
   return {
     brokers,
     port,
@@ -292,8 +305,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const etcdPort = await freePort();
   const etcdPeer = await freePort();
   const etcdLog = path.join(dir, 'etcd.log');
-  const etcdOut = openSync(etcdLog, 'a');
-  const etcdChild = spawn(
+  const etcdChild = spawnLogged(
     etcd,
     [
       '--name=harness',
@@ -307,10 +319,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       // Test data only: skipping fsync makes the control plane several times faster here.
       '--unsafe-no-fsync',
     ],
-    { stdio: ['ignore', etcdOut, etcdOut], detached },
+    etcdLog,
+    detached,
   );
-  closeSync(etcdOut);
-  if (detached) etcdChild.unref();
   children.push(etcdChild);
   await waitFor('etcd', async () => (await fetch(`http://127.0.0.1:${etcdPort}/health`)).ok, 30_000, etcdChild, etcdLog);
 
@@ -355,8 +366,7 @@ rules:
 
   const port = await freePort();
   const apiLog = path.join(dir, 'kube-apiserver.log');
-  const apiOut = openSync(apiLog, 'a');
-  const apiChild = spawn(
+  const apiChild = spawnLogged(
     apiserver,
     [
       `--etcd-servers=http://127.0.0.1:${etcdPort}`,
@@ -393,10 +403,9 @@ rules:
       '--endpoint-reconciler-type=none',
       '--v=1',
     ],
-    { stdio: ['ignore', apiOut, apiOut], detached },
+    apiLog,
+    detached,
   );
-  closeSync(apiOut);
-  if (detached) apiChild.unref();
   children.push(apiChild);
   const url = `https://127.0.0.1:${port}`;
   const started = Date.now();
@@ -474,13 +483,7 @@ subjects:
     dir,
     pids: children.map((c) => c.pid ?? 0),
     stop: async () => {
-      for (const c of [...children].reverse()) {
-        if (c.exitCode !== null || c.signalCode !== null) continue;
-        const gone = new Promise<void>((r) => c.once('exit', () => r()));
-        c.kill('SIGTERM');
-        await Promise.race([gone, new Promise((r) => setTimeout(r, 10_000))]);
-        if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-      }
+      for (const c of [...children].reverse()) await stopChild(c, 'SIGTERM');
     },
   };
 }
@@ -498,6 +501,21 @@ export interface HarnessEnv {
   ADMIN_TOKEN: string;
   AGENT_TOKEN: string;
   HARNESS_DIR: string;
+}
+
+/** The env-file values describing a running broker and control plane. */
+export function harnessEnvOf(kafka: KafkaBroker, cp: ControlPlane, dir: string): HarnessEnv {
+  return {
+    KAFKA_BROKERS: kafka.brokers.join(','),
+    ADMIN_KUBECONFIG: cp.adminKubeconfig,
+    AGENT_KUBECONFIG: cp.agentKubeconfig,
+    APISERVER_URL: cp.url,
+    APISERVER_CA: cp.caFile,
+    APISERVER_AUDIT_LOG: cp.auditLog,
+    ADMIN_TOKEN: cp.adminToken,
+    AGENT_TOKEN: cp.agentToken,
+    HARNESS_DIR: dir,
+  };
 }
 
 /** Default location of the env file. */

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { REPO_ROOT } from '../harness/harness.ts';
+import { kubectl, run } from '../support/env.ts';
+
+// `kubetrail start` with no reachable kube context: it must start a local control plane,
+// register the webhooks, and hand a newcomer an agent kubeconfig that shows kubetrail working.
+test('kubetrail start with no kube context runs a local control plane where the starter pack denies a privileged pod and stamps an admitted deployment', async (t) => {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'kt-start-'));
+  const env = {
+    ...process.env,
+    KUBECONFIG: path.join(dataDir, 'no-such-kubeconfig'),
+    KUBETRAIL_DATA_DIR: dataDir,
+    KUBETRAIL_WEBHOOK_LISTEN: '127.0.0.1:0',
+    KUBETRAIL_WEBHOOK_HEALTH: '127.0.0.1:0',
+    KUBETRAIL_PROXY_LISTEN: '127.0.0.1:0',
+    KUBETRAIL_PROXY_HEALTH: '127.0.0.1:0',
+    KUBETRAIL_LOG_LEVEL: 'warn',
+  };
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'cli', 'main.ts'), 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const deadline = Date.now() + 120_000;
+  while (!/agent kubeconfig: (\S+)/.test(out) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  const m = /agent kubeconfig: (\S+)/.exec(out);
+  assert.ok(m, `start did not print an agent kubeconfig\nstdout:\n${out}\nstderr:\n${err.slice(-3000)}`);
+  assert.match(out, /starting a local control plane/);
+  const agent = m[1] as string;
+
+  // The webhook configurations are registered asynchronously in the API server; retry briefly.
+  let denied = await kubectl(agent, ['run', 'priv', '--image=nginx', '--privileged']);
+  for (let i = 0; i < 20 && denied.status === 0; i++) {
+    await kubectl(agent, ['delete', 'pod', 'priv', '--ignore-not-found']);
+    await new Promise((r) => setTimeout(r, 500));
+    denied = await kubectl(agent, ['run', 'priv', '--image=nginx', '--privileged']);
+  }
+  assert.notEqual(denied.status, 0, 'a privileged pod was admitted');
+  assert.match(denied.stderr, /privileged/);
+
+  const created = await kubectl(agent, ['create', 'deployment', 'web', '--image=nginx']);
+  assert.equal(created.status, 0, created.stderr);
+  const annotations = await kubectl(agent, ['get', 'deployment', 'web', '-o', 'jsonpath={.metadata.annotations}']);
+  assert.equal(annotations.status, 0, annotations.stderr);
+  const stamped = JSON.parse(annotations.stdout) as Record<string, string>;
+  assert.equal(stamped['kubetrail.io/last-modified-by'], 'agent-ci');
+  assert.match(stamped['kubetrail.io/event'] ?? '', /^[0-9a-f-]{36}$/);
+  assert.match(stamped['kubetrail.io/session'] ?? '', /^[0-9a-f-]{36}$/, 'the gateway session did not reach the webhook');
+
+  const events = await run(process.execPath, [path.join(REPO_ROOT, 'cli', 'main.ts'), 'events', '-o', 'json'], undefined, { env });
+  assert.equal(events.status, 0, events.stderr);
+  const list = events.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; id: string; actor?: { username: string }; target?: { resource?: string; name?: string } });
+  const review = list.find((e) => e.type === 'admission.review' && e.id === stamped['kubetrail.io/event']);
+  assert.ok(review, 'the stamped event id is not in the local log');
+  assert.equal(review.actor?.username, 'agent-ci');
+  assert.ok(list.some((e) => e.type === 'api.request' && e.target?.resource === 'deployments' && e.actor?.username === 'agent-ci'));
+
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, `start did not exit cleanly on SIGTERM\n${err.slice(-2000)}`);
+});
