@@ -10,6 +10,9 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, write
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { spawn } from 'node:child_process';
+import { get } from 'node:http';
+import { freePort } from '../harness/harness.ts';
 import { run } from '../support/env.ts';
 import { REPO, ensureHadolint } from './support.ts';
 
@@ -144,4 +147,33 @@ test('the build context holds the runtime sources and no tests, docs, manifests 
   const certs = await run(process.execPath, [path.join(app, 'cli', 'main.ts'), 'certs', '--out', path.join(app, 'out'), '--dns', 'kubetrail-webhook.kubetrail.svc']);
   assert.equal(certs.status, 0, certs.stderr);
   assert.match(certs.stdout.trim(), /^[A-Za-z0-9+/]+=*$/);
+
+  // The webhook server starts from the image's files and becomes ready, then stops cleanly on SIGTERM.
+  const health = await freePort();
+  const cfg = path.join(app, 'config.yaml');
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      dataDir: path.join(app, 'data'),
+      policies: { dir: path.join(app, 'policies') },
+      webhook: { listen: `127.0.0.1:${await freePort()}`, health: `127.0.0.1:${health}`, tls: { certFile: path.join(app, 'out', 'tls.crt'), keyFile: path.join(app, 'out', 'tls.key') } },
+    }),
+  );
+  const child = spawn(process.execPath, [path.join(app, 'cli', 'main.ts'), 'webhook', '--config', cfg], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  t.after(() => void child.kill('SIGKILL'));
+  const ready = async (): Promise<boolean> => {
+    for (let i = 0; i < 240 && child.exitCode === null; i++) {
+      const code = await new Promise<number>((r) => get({ host: '127.0.0.1', port: health, path: '/readyz' }, (res) => (res.resume(), r(res.statusCode ?? 0))).on('error', () => r(0)));
+      if (code === 200) return true;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return false;
+  };
+  assert.ok(await ready(), `kubetrail webhook from the image files never became ready:\n${out.slice(-3000)}`);
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, out.slice(-3000));
 });
