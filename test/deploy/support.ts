@@ -115,7 +115,8 @@ export const SKAFFOLD_SCHEMA_VERSION = 'v4beta13';
 export async function skaffoldSchema(): Promise<Record<string, unknown>> {
   const cached = path.join(cacheDir(), 'skaffold-schema', `${SKAFFOLD_VERSION}-${SKAFFOLD_SCHEMA_VERSION}.json`);
   if (!existsSync(cached)) {
-    const gomod = path.join(cacheDir(), 'gomod');
+    // A module cache of its own, removed once the schema is copied out (the module is 140 MB unpacked).
+    const gomod = path.join(cacheDir(), 'skaffold-gomod');
     const r = await run('go', ['mod', 'download', '-json', `${SKAFFOLD_MODULE}@${SKAFFOLD_VERSION}`], undefined, {
       timeoutMs: 300_000,
       // -modcacherw: a cache the user can delete; GOFLAGS from the environment must not turn on vendoring.
@@ -127,6 +128,7 @@ export async function skaffoldSchema(): Promise<Record<string, unknown>> {
     const file = path.join(info.Dir, 'docs-v2', 'content', 'en', 'schemas', `${SKAFFOLD_SCHEMA_VERSION}.json`);
     mkdirSync(path.dirname(cached), { recursive: true });
     writeFileSync(cached, readFileSync(file));
+    rmSync(gomod, { recursive: true, force: true });
   }
   return JSON.parse(readFileSync(cached, 'utf8')) as Record<string, unknown>;
 }
