@@ -394,7 +394,7 @@ export class KafkaSink implements EventPipeline {
           await this.#o.spool.log.flush();
           continue;
         }
-        this.#o.spool.ack(next);
+        const moved = this.#o.spool.ack(next);
         if (this.#o.spool.empty) {
           this.#mode = 'direct';
           this.#o.metrics.spooling.set({ component: this.#component }, 0);
@@ -402,6 +402,12 @@ export class KafkaSink implements EventPipeline {
           this.#o.logger.info({}, 'spool drained; events go to kafka directly again');
           void this.#pump();
           return;
+        }
+        if (!moved) {
+          // Durable bytes the reader cannot split into lines: only a damaged
+          // spool file does this. Say so and retry slowly instead of spinning.
+          this.#o.logger.error({ spoolDir: this.#o.spool.log.dir, setting: 'dataDir' }, 'spool has bytes that are not complete lines; drainer waiting');
+          await sleep(1000);
         }
         continue;
       }

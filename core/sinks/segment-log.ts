@@ -64,10 +64,11 @@ function newBatch(): Batch {
   return { lines: [], bytes: 0, promise, resolve, reject };
 }
 
-function writeAll(fd: number, buf: Buffer): Promise<void> {
+/** Writes all of `buf` at file offset `at` (explicit positions: the fd is opened r+ so recovery can truncate). */
+function writeAll(fd: number, buf: Buffer, at: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const step = (off: number): void => {
-      write(fd, buf, off, buf.length - off, null, (err, n) => {
+      write(fd, buf, off, buf.length - off, at + off, (err, n) => {
         if (err) return reject(err);
         if (off + n < buf.length) return step(off + n);
         resolve();
@@ -199,7 +200,7 @@ export class SegmentLog {
         this.#inflight = b;
         try {
           const buf = Buffer.from(b.lines.join('\n') + '\n', 'utf8');
-          await writeAll(this.#fd, buf);
+          await writeAll(this.#fd, buf, this.#durableSize);
           await datasync(this.#fd);
           this.#durableSize += buf.length;
           b.resolve();
@@ -235,7 +236,7 @@ export class SegmentLog {
     }
     this.#index += 1;
     this.#segment = `${String(this.#index).padStart(12, '0')}.ndjson`;
-    this.#fd = openSync(path.join(this.dir, this.#segment), 'a+');
+    this.#fd = openSync(path.join(this.dir, this.#segment), 'wx+');
     this.#durableSize = 0;
     // The new directory entry must be durable too, or a crash could lose a whole segment.
     fsyncDir(this.dir);

@@ -70,12 +70,14 @@ export class Spool {
     return readLines(this.log.dir, this.#cursor, this.log.durableEnd, maxLines, maxBytes, perLineOverhead);
   }
 
-  /** Marks everything before `next` as delivered. */
-  ack(next: LogPosition): void {
+  /** Marks everything before `next` as delivered; false when the cursor did not move. */
+  ack(next: LogPosition): boolean {
+    if (next.segment === this.#cursor.segment && next.offset === this.#cursor.offset) return false;
     this.#cursor = next;
     const text = JSON.stringify(next).padEnd(255, ' ') + '\n';
     writeSync(this.#cursorFd, text, 0, 'utf8');
     this.log.deleteBefore(next.segment);
+    return true;
   }
 
   /** Closes files (after flushing appends). */
