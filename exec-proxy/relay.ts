@@ -43,6 +43,8 @@ export const FORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'sec-websocket-key',
   'sec-websocket-version',
   'sec-websocket-extensions',
+  // The API server's WebSocket watch (golang.org/x/net/websocket) refuses a handshake without Origin.
+  'origin',
 ]);
 
 // Response headers that describe one hop, not the message (RFC 9110 §7.6.1).
