@@ -14,6 +14,8 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   verify: { summary: 'check hash chain, sequence gaps, ordering and checkpoint signatures; non-zero exit on any break', load: async () => (await import('./verify.ts')).run },
   start: { summary: 'run the webhook and the gateway locally (dev certificates, local log)', load: async () => (await import('./start.ts')).run },
   webhook: { summary: 'run the admission webhook (/validate, /mutate) with guardrails, mutation stamp and capture', load: async () => (await import('./webhook.ts')).run },
+  proxy: { summary: 'run the API gateway: authenticate callers (OIDC, TokenReview), forward with impersonation, record every request', load: async () => (await import('./proxy.ts')).run },
+  kubeconfig: { summary: 'write a kubeconfig that routes a caller through the gateway (token file or exec plugin)', load: async () => (await import('./kubeconfig.ts')).run },
   certs: { summary: 'create or renew the CA and serving certificate; prints the caBundle', load: async () => (await import('./certs.ts')).run },
 };
 
