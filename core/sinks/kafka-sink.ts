@@ -108,6 +108,8 @@ export class KafkaSink implements EventPipeline {
   #closing: Promise<void> | undefined;
   readonly #timer: NodeJS.Timeout;
   #droppedUnlogged = 0;
+  /** Set when fail-closed refused an event; cleared once the drainer frees spool space. */
+  #refusing = false;
   #dropLogTimer: NodeJS.Timeout | undefined;
 
   constructor(o: KafkaSinkOptions) {
@@ -157,7 +159,7 @@ export class KafkaSink implements EventPipeline {
   /** Ready unless closed or refusing work (spool full with fail-closed). */
   ready(): boolean {
     if (this.#closed) return false;
-    return !(this.#mode === 'spool' && this.#o.spoolSettings.overflow === 'fail-closed' && this.#o.spool.bytes >= this.#o.spoolSettings.maxBytes);
+    return !this.#refusing;
   }
 
   /** True while events go to the spool (for tests and /readyz detail). */
@@ -219,6 +221,7 @@ export class KafkaSink implements EventPipeline {
       return new SinkError('SINK_ERR_EVENT_DROPPED', 'event dropped: the spool is full (spool.maxBytes) and spool.overflow=drop', { setting: 'spool.maxBytes' });
     }
     this.#o.metrics.refused.inc({ component });
+    this.#refusing = true;
     return new SinkError('SINK_ERR_SPOOL_FULL', 'event refused: Kafka is unavailable and the spool is full (spool.maxBytes, spool.overflow=fail-closed)', { setting: 'spool.maxBytes' });
   }
 
@@ -424,6 +427,7 @@ export class KafkaSink implements EventPipeline {
       const r = records.length === 0 ? ({ ok: true, value: undefined } as const) : await withDeadline(this.#send(records), s.ackDeadlineMs);
       if (r.ok) {
         this.#o.spool.ack(next);
+        this.#refusing = false;
         this.#o.metrics.drained.inc({ component: this.#component }, records.length);
         this.#o.metrics.spoolBytes.set({ component: this.#component }, this.#o.spool.bytes);
         backoff = 100;
