@@ -32,8 +32,8 @@ import type { Actor, AdmissionReviewBody, Correlation, Decision, EventDraft, Tar
 import type { EventSink } from '../core/sinks/sink.ts';
 import type { Logger } from '../core/logger.ts';
 import { maskObject, type ObjectMasking } from '../core/masking/object.ts';
-import { evaluateGuardrails, guardrailActivation, isGuardrailed, toDecision, type GuardrailOutcome, type GuardrailPolicy } from '../core/policy/guardrail.ts';
-import { applyMutations, setMetadataEntry, type MutationPolicy } from '../core/policy/mutation.ts';
+import { evaluateGuardrails, isGuardrailed, toDecision, type GuardrailOutcome, type GuardrailPolicy } from '../core/policy/guardrail.ts';
+import { applyMutations, type MutationPolicy } from '../core/policy/mutation.ts';
 import type { PolicyInput } from '../core/policy/match.ts';
 import type { PolicySet } from '../core/policy/store.ts';
 import type { AdmissionRequest, AdmissionResponse } from './review.ts';
@@ -83,6 +83,29 @@ function withDeadline<T>(p: Promise<T>, deadline: number, now: () => number): Pr
       timer = setTimeout(() => reject(new DeadlineError('deadline passed')), ms);
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/** RFC 6901 escaping of one path segment: `~` as `~0`, `/` as `~1`. */
+export function escapePointer(segment: string): string {
+  return segment.replace(/~/g, '~0').replace(/\//g, '~1');
+}
+
+/**
+ * Minimal RFC 6902 operations that set `entries` on `obj.metadata.annotations`
+ * (obj has a metadata object): one `add` of the whole map when there is none,
+ * else an `add` or `replace` per key whose value differs.
+ */
+export function annotationOps(obj: Record<string, unknown>, entries: Record<string, string>): Operation[] {
+  const md = obj['metadata'] as Record<string, unknown>;
+  const ann = md['annotations'];
+  if (ann === null || typeof ann !== 'object' || Array.isArray(ann)) return [{ op: 'add', path: '/metadata/annotations', value: { ...entries } }];
+  const ops: Operation[] = [];
+  for (const [k, v] of Object.entries(entries)) {
+    const has = Object.hasOwn(ann, k);
+    if (has && (ann as Record<string, unknown>)[k] === v) continue;
+    ops.push({ op: has ? 'replace' : 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
+  }
+  return ops;
 }
 
 /** Decides, mutates and records admission requests. */
@@ -237,21 +260,20 @@ export class AdmissionHandler {
     if (md === null || typeof md !== 'object' || Array.isArray(md)) return this.#done('mutate', req, res, started);
     const input = await this.#input(req);
     const set = this.#o.policies();
-    const activation = guardrailActivation(input);
-    const mutated = applyMutations(set.of<MutationPolicy>('MutationPolicy'), input, { activation });
+    const mutated = applyMutations(set.of<MutationPolicy>('MutationPolicy'), input);
     for (const e of mutated.errors) this.#o.log.warn({ policy: e.policy, error: e.message, uid: req.uid }, 'mutation policy condition error; not applied');
-    const base = (mutated.object === obj ? structuredClone(obj) : mutated.object) as Record<string, unknown>;
-    setMetadataEntry(base, 'annotations', ANN_LAST_MODIFIED_BY, req.userInfo.username);
+    // MutationPolicy changes (rare) are diffed; the stamp (every write) is generated directly, without copying the object.
+    const target = mutated.object as Record<string, unknown>;
+    const policyOps = mutated.object === obj ? [] : (compare(obj, target) as Operation[]);
+    const stamp: Record<string, string> = { [ANN_LAST_MODIFIED_BY]: req.userInfo.username };
     const session = req.userInfo.extra[EXTRA_SESSION]?.[0];
-    if (session) setMetadataEntry(base, 'annotations', ANN_SESSION, session);
+    if (session) stamp[ANN_SESSION] = session;
     if (req.dryRun) {
-      res.patch = compare(obj, base) as Operation[];
+      res.patch = [...policyOps, ...annotationOps(target, stamp)];
       return this.#done('mutate', req, res, started);
     }
     const eventId = uuidv7();
-    const stamped = structuredClone(base);
-    setMetadataEntry(stamped, 'annotations', ANN_EVENT, eventId);
-    const patch = compare(obj, stamped) as Operation[];
+    const patch = [...policyOps, ...annotationOps(target, { ...stamp, [ANN_EVENT]: eventId })];
     const body = this.#body(req, 'mutate', { allowed: true, action: 'allow' }, {
       patch,
       ...(mutated.applied.length > 0 ? { matchedPolicies: mutated.applied } : {}),
@@ -262,7 +284,7 @@ export class AdmissionHandler {
       const closed = this.#failClosed(req, isGuardrailed(set.of<GuardrailPolicy>('GuardrailPolicy'), input, 'admission'), 'mutate');
       if (closed) return this.#done('mutate', req, closed, started);
       // Not recorded: do not stamp an event id that does not exist.
-      res.patch = compare(obj, base) as Operation[];
+      res.patch = [...policyOps, ...annotationOps(target, stamp)];
       res.warnings = ['kubetrail could not record this request'];
       return this.#done('mutate', req, res, started);
     }

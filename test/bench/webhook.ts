@@ -1,0 +1,353 @@
+/**
+ * `npm run bench:webhook` (needs the harness: KUBETRAIL_HARNESS_ENV or
+ * test/.harness/env). Measures, in one run:
+ *
+ * 1. reviews/s and p50/p99 of a realistic ~15 KiB Pod CREATE on /validate
+ *    (starter pack, capture, masking, real pipeline to the harness Kafka),
+ *    against a no-op Node HTTPS handler answering allowed (the floor), both
+ *    at full load (autocannon, same connections) and at a fixed 1,000/s;
+ * 2. Pods created per second through the real API server (agent token,
+ *    direct HTTPS, fixed concurrency) without and with kubetrail's
+ *    validating + mutating webhooks registered.
+ *
+ * Servers run in child processes (this same file with `serve-webhook` /
+ * `serve-noop`) so that the load generator does not share their event loop.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+
+const SELF = fileURLToPath(import.meta.url);
+
+/** A realistic Pod of about 15 KiB as the API server sends it (defaults filled, managedFields, many env vars). */
+export function realisticPod(name: string, labels: Record<string, string> = {}): Record<string, unknown> {
+  const env = (prefix: string, n: number): { name: string; value: string }[] =>
+    Array.from({ length: n }, (_, i) => ({ name: `${prefix}_SETTING_${i}`, value: `value-${i}-${'x'.repeat(24)}` }));
+  const container = (n: string, image: string): Record<string, unknown> => ({
+    name: n,
+    image,
+    imagePullPolicy: 'IfNotPresent',
+    command: ['/bin/server'],
+    args: ['--port=8080', '--log-level=info', '--metrics-addr=:9090'],
+    ports: [
+      { name: 'http', containerPort: 8080, protocol: 'TCP' },
+      { name: 'metrics', containerPort: 9090, protocol: 'TCP' },
+    ],
+    env: [...env(n.toUpperCase(), 64), { name: 'DB_PASSWORD', value: 'not-in-events' }, { name: 'API_TOKEN', value: 'not-in-events-either' }],
+    resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '512Mi' } },
+    volumeMounts: [
+      { name: 'config', mountPath: '/etc/app', readOnly: true },
+      { name: 'cache', mountPath: '/var/cache/app' },
+    ],
+    livenessProbe: { httpGet: { path: '/healthz', port: 8080, scheme: 'HTTP' }, initialDelaySeconds: 5, periodSeconds: 10, timeoutSeconds: 1, successThreshold: 1, failureThreshold: 3 },
+    readinessProbe: { httpGet: { path: '/readyz', port: 8080, scheme: 'HTTP' }, periodSeconds: 5, timeoutSeconds: 1, successThreshold: 1, failureThreshold: 3 },
+    securityContext: { runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+    terminationMessagePath: '/dev/termination-log',
+    terminationMessagePolicy: 'File',
+  });
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name,
+      namespace: 'agents',
+      labels: { app: 'shop', tier: 'web', 'app.kubernetes.io/name': 'shop', 'app.kubernetes.io/version': '1.4.2', ...labels },
+      annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9090', 'example.com/owner': 'team-shop' },
+    },
+    spec: {
+      containers: [container('app', 'registry.example.com/shop/web:1.4.2'), container('sidecar', 'registry.example.com/shop/proxy:2.0.1')],
+      initContainers: [{ name: 'migrate', image: 'registry.example.com/shop/migrate:1.4.2', command: ['/bin/migrate', 'up'], env: env('MIGRATE', 20) }],
+      volumes: [
+        { name: 'config', configMap: { name: 'shop-config', defaultMode: 420 } },
+        { name: 'cache', emptyDir: { sizeLimit: '1Gi' } },
+      ],
+      restartPolicy: 'Always',
+      terminationGracePeriodSeconds: 30,
+      dnsPolicy: 'ClusterFirst',
+      serviceAccountName: 'default',
+      securityContext: { fsGroup: 2000, seccompProfile: { type: 'RuntimeDefault' } },
+      schedulerName: 'default-scheduler',
+      tolerations: [
+        { key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 },
+        { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 },
+      ],
+      priority: 0,
+      enableServiceLinks: true,
+      preemptionPolicy: 'PreemptLowerPriority',
+    },
+    status: { phase: 'Pending', qosClass: 'Burstable' },
+  };
+}
+
+function reviewBody(): string {
+  return JSON.stringify({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid: '705ab4f5-6393-11e8-b7cc-42010a800002',
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      resource: { group: '', version: 'v1', resource: 'pods' },
+      requestKind: { group: '', version: 'v1', kind: 'Pod' },
+      requestResource: { group: '', version: 'v1', resource: 'pods' },
+      name: 'shop-web-7d4b9c',
+      namespace: 'agents',
+      operation: 'CREATE',
+      userInfo: { username: 'agent-ci', uid: 'agent-ci-uid', groups: ['agents', 'system:authenticated'], extra: { 'kubetrail.io/session': ['01930000-0000-7000-8000-000000000000'] } },
+      object: realisticPod('shop-web-7d4b9c'),
+      oldObject: null,
+      dryRun: false,
+      options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1', fieldManager: 'kubectl-client-side-apply' },
+    },
+  });
+}
+
+// ------------------------------------------------------------------ child servers
+
+async function serveNoop(): Promise<void> {
+  const { testPki } = await import('../webhook/support.ts');
+  const pki = testPki();
+  const server = https.createServer({ cert: readFileSync(pki.certFile), key: readFileSync(pki.keyFile) }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      // The floor still parses the review to echo its uid, as any correct webhook must.
+      const uid = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { request: { uid: string } }).request.uid;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid, allowed: true } }));
+    });
+  });
+  server.listen(0, '127.0.0.1', () => {
+    process.stdout.write(`${JSON.stringify({ port: (server.address() as { port: number }).port, ca: pki.ca.certPem, caBundle: pki.caBundle })}\n`);
+  });
+  process.on('SIGTERM', () => {
+    server.close();
+    rmSync(pki.dir, { recursive: true, force: true });
+    process.exit(0);
+  });
+}
+
+async function serveWebhook(): Promise<void> {
+  const { harness } = await import('../support/env.ts');
+  const { loadConfig } = await import('../../core/config.ts');
+  const { createMetricsRegistry } = await import('../../core/health-server.ts');
+  const { createEventPipeline } = await import('../../core/pipeline.ts');
+  const { startWebhook } = await import('../../webhook/main.ts');
+  const { testPki, quietLogger, policiesDir } = await import('./../webhook/support.ts');
+  const env = harness();
+  const pki = testPki();
+  const policies = policiesDir();
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'kt-bench-webhook-'));
+  const id = `${process.pid}`;
+  const config = loadConfig({
+    document: {
+      dataDir,
+      log: { level: 'warn' },
+      kafka: { brokers: env.KAFKA_BROKERS.split(','), topics: { events: `kt-bench-webhook-${id}`, sessions: `kt-bench-webhook-${id}-s` } },
+      policies: { dir: policies },
+      webhook: { tls: { certFile: pki.certFile, keyFile: pki.keyFile } },
+    },
+  });
+  const log = quietLogger();
+  const registry = createMetricsRegistry();
+  // `serve-webhook-memory` isolates the webhook's own cost (parse, guardrails, masking, sealing) from Kafka durability.
+  const memory = process.argv[2] === 'serve-webhook-memory';
+  const pipeline = memory ? new (await import('../../core/sinks/memory-sink.ts')).MemorySink({ source: { component: 'webhook' } }) : await createEventPipeline({ config, log, registry, component: 'webhook', instance: `bench-${id}` });
+  if (memory) {
+    // Keep memory flat over a run: the events are not needed, only the work of sealing them.
+    setInterval(() => {
+      const m = pipeline as unknown as { events: unknown[]; lines: unknown[] };
+      m.events.length = 0;
+      m.lines.length = 0;
+    }, 200).unref();
+  }
+  const w = await startWebhook({ config, log, sink: pipeline, registry, listen: '127.0.0.1:0' });
+  process.stdout.write(`${JSON.stringify({ port: w.port, ca: pki.ca.certPem, caBundle: pki.caBundle, topic: `kt-bench-webhook-${id}` })}\n`);
+  process.on('SIGTERM', () => {
+    void (async () => {
+      await w.close();
+      await pipeline.close();
+      for (const d of [pki.dir, policies, dataDir]) rmSync(d, { recursive: true, force: true });
+      process.exit(0);
+    })();
+  });
+}
+
+// ------------------------------------------------------------------ driver
+
+interface Child {
+  proc: ChildProcess;
+  port: number;
+  ca: string;
+  caBundle: string;
+}
+
+function startChild(mode: string): Promise<Child> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [SELF, mode], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
+    let buf = '';
+    proc.stdout?.on('data', (c: Buffer) => {
+      buf += c.toString();
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) {
+        const info = JSON.parse(buf.slice(0, nl)) as { port: number; ca: string; caBundle: string };
+        resolve({ proc, ...info });
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`${mode} exited with ${code}`)));
+  });
+}
+
+async function stopChild(c: Child): Promise<void> {
+  const exited = new Promise((r) => c.proc.once('exit', r));
+  c.proc.kill('SIGTERM');
+  await exited;
+}
+
+interface LoadResult {
+  rps: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  total: number;
+}
+
+async function load(port: number, ca: string, body: string, opts: { seconds: number; connections: number; rate?: number }): Promise<LoadResult> {
+  const r = await autocannon({
+    url: `https://127.0.0.1:${port}/validate?timeout=10s`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+    connections: opts.connections,
+    duration: opts.seconds,
+    ...(opts.rate ? { overallRate: opts.rate } : {}),
+    tlsOptions: { ca },
+  } as autocannon.Options);
+  return { rps: r.requests.average, p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors, total: r.requests.total };
+}
+
+async function apiRequest(url: string, token: string, ca: string, method: string, body?: string, agent?: https.Agent): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method, ca, agent: agent ?? false, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (res) => {
+      let b = '';
+      res.on('data', (c: Buffer) => (b += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Creates `n` pods through the API server with `concurrency` in flight; returns pods/s. */
+async function createPods(env: { APISERVER_URL: string; AGENT_TOKEN: string; APISERVER_CA: string }, prefix: string, label: string, n: number, concurrency: number): Promise<number> {
+  const ca = readFileSync(env.APISERVER_CA, 'utf8');
+  const agent = new https.Agent({ keepAlive: true, maxSockets: concurrency });
+  let next = 0;
+  let failures = 0;
+  let firstFailure = '';
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        const i = next++;
+        const pod = realisticPod(`${prefix}-${i}`, { 'kubetrail-test': label });
+        delete (pod as { status?: unknown }).status;
+        const r = await apiRequest(`${env.APISERVER_URL}/api/v1/namespaces/agents/pods`, env.AGENT_TOKEN, ca, 'POST', JSON.stringify(pod), agent);
+        if (r.status !== 201) {
+          failures++;
+          firstFailure ||= `${r.status} ${r.body.slice(0, 300)}`;
+        }
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  agent.destroy();
+  if (failures > 0) throw new Error(`${failures} of ${n} pod creates failed; first: ${firstFailure}`);
+  return n / seconds;
+}
+
+async function deletePods(env: { APISERVER_URL: string; ADMIN_TOKEN: string; APISERVER_CA: string }, label: string): Promise<void> {
+  const ca = readFileSync(env.APISERVER_CA, 'utf8');
+  await apiRequest(`${env.APISERVER_URL}/api/v1/namespaces/agents/pods?labelSelector=${encodeURIComponent(`kubetrail-test=${label}`)}&gracePeriodSeconds=0`, env.ADMIN_TOKEN, ca, 'DELETE');
+}
+
+const fmt = (n: number, d = 0): string => n.toFixed(d);
+
+async function main(): Promise<void> {
+  const { harness } = await import('../support/env.ts');
+  const { grantAgent, registerWebhooks, uniqueId } = await import('../webhook/support.ts');
+  const { kubectl } = await import('../support/env.ts');
+  const env = harness();
+  const body = reviewBody();
+  const seconds = Number(process.env['BENCH_SECONDS'] ?? 8);
+  const connections = Number(process.env['BENCH_CONNECTIONS'] ?? 16);
+  process.stdout.write(`bench:webhook — review body ${fmt(Buffer.byteLength(body) / 1024, 1)} KiB (Pod CREATE by agent-ci), ${seconds} s per run, ${connections} connections, node ${process.version}\n\n`);
+
+  const noop = await startChild('serve-noop');
+  const floor = await load(noop.port, noop.ca, body, { seconds, connections });
+  const floorAt1k = await load(noop.port, noop.ca, body, { seconds, connections, rate: 1000 });
+  await stopChild(noop);
+
+  const mem = await startChild('serve-webhook-memory');
+  await load(mem.port, mem.ca, body, { seconds: 2, connections });
+  const memFull = await load(mem.port, mem.ca, body, { seconds, connections });
+  await stopChild(mem);
+
+  const hook = await startChild('serve-webhook');
+  await load(hook.port, hook.ca, body, { seconds: 2, connections }); // warm-up: JIT, Kafka producer, topic creation
+  const full = await load(hook.port, hook.ca, body, { seconds, connections });
+  const at1k = await load(hook.port, hook.ca, body, { seconds, connections, rate: 1000 });
+
+  const row = (name: string, r: LoadResult): string =>
+    `${name.padEnd(44)} ${fmt(r.rps).padStart(8)} ${fmt(r.p50, 2).padStart(8)} ${fmt(r.p90, 2).padStart(8)} ${fmt(r.p99, 2).padStart(8)} ${String(r.non2xx + r.errors).padStart(7)}`;
+  process.stdout.write(`${'review load'.padEnd(44)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p90 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'errors'.padStart(7)}\n`);
+  process.stdout.write(`${row('no-op HTTPS handler (floor), full load', floor)}\n`);
+  process.stdout.write(`${row('kubetrail /validate, in-memory sink, full load', memFull)}\n`);
+  process.stdout.write(`${row('kubetrail /validate + Kafka, full load', full)}\n`);
+  process.stdout.write(`${row('no-op HTTPS handler (floor), 1,000/s', floorAt1k)}\n`);
+  process.stdout.write(`${row('kubetrail /validate + Kafka, 1,000/s', at1k)}\n`);
+  process.stdout.write(`ratio kubetrail + Kafka / floor (full load): ${fmt(full.rps / floor.rps, 2)}; in-memory sink / floor: ${fmt(memFull.rps / floor.rps, 2)}\n\n`);
+
+  // Pods per second through the real API server, without and with the webhooks.
+  const id = uniqueId();
+  const n = Number(process.env['BENCH_PODS'] ?? 300);
+  const conc = Number(process.env['BENCH_POD_CONCURRENCY'] ?? 8);
+  const revoke = await grantAgent(env.ADMIN_KUBECONFIG, env.AGENT_KUBECONFIG, 'agents', `kt-bench-${id}`, [{ apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'delete'] }]);
+  let unregister: (() => Promise<void>) | undefined;
+  try {
+    await createPods(env, `warm-${id}`, id, 40, conc);
+    await deletePods(env, id);
+    const without = await createPods(env, `plain-${id}`, id, n, conc);
+    await deletePods(env, id);
+    const probeCa = hook.ca;
+    unregister = await registerWebhooks(env.ADMIN_KUBECONFIG, { id, url: `https://127.0.0.1:${hook.port}`, caBundle: hook.caBundle }, async () => {
+      const r = await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'agents', 'get', 'configmap', `kt-probe-${id}`, '-o', 'json', '--ignore-not-found']);
+      return r.stdout.includes('kubetrail.io/event');
+    });
+    void probeCa;
+    await createPods(env, `warm2-${id}`, id, 40, conc);
+    await deletePods(env, id);
+    const withHooks = await createPods(env, `hooked-${id}`, id, n, conc);
+    await deletePods(env, id);
+    process.stdout.write(`pods created through the API server (${n} pods, ${conc} in flight, agent token)\n`);
+    process.stdout.write(`  without webhooks:                     ${fmt(without, 1)} pods/s\n`);
+    process.stdout.write(`  with kubetrail validate+mutate+Kafka: ${fmt(withHooks, 1)} pods/s\n`);
+    process.stdout.write(`  ratio with / without: ${fmt(withHooks / without, 2)}\n`);
+  } finally {
+    await unregister?.();
+    await deletePods(env, id);
+    await revoke();
+    await stopChild(hook);
+  }
+}
+
+if (import.meta.main) {
+  const mode = process.argv[2];
+  if (mode === 'serve-noop') await serveNoop();
+  else if (mode === 'serve-webhook' || mode === 'serve-webhook-memory') await serveWebhook();
+  else await main();
+}
