@@ -283,8 +283,8 @@ async function main(): Promise<void> {
   const { kubectl } = await import('../support/env.ts');
   const env = harness();
   const body = reviewBody();
-  const seconds = Number(process.env['BENCH_SECONDS'] ?? 8);
-  const connections = Number(process.env['BENCH_CONNECTIONS'] ?? 16);
+  const seconds = Number(process.env['BENCH_SECONDS'] ?? 6);
+  const connections = Number(process.env['BENCH_CONNECTIONS'] ?? 64);
   process.stdout.write(`bench:webhook — review body ${fmt(Buffer.byteLength(body) / 1024, 1)} KiB (Pod CREATE by agent-ci), ${seconds} s per run, ${connections} connections, node ${process.version}\n\n`);
 
   const noop = await startChild('serve-noop');
@@ -314,7 +314,7 @@ async function main(): Promise<void> {
 
   // Pods per second through the real API server, without and with the webhooks.
   const id = uniqueId();
-  const n = Number(process.env['BENCH_PODS'] ?? 300);
+  const n = Number(process.env['BENCH_PODS'] ?? 200);
   const conc = Number(process.env['BENCH_POD_CONCURRENCY'] ?? 8);
   const revoke = await grantAgent(env.ADMIN_KUBECONFIG, env.AGENT_KUBECONFIG, 'agents', `kt-bench-${id}`, [{ apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'delete'] }]);
   let unregister: (() => Promise<void>) | undefined;
