@@ -175,7 +175,7 @@ export interface RegistrationOptions {
  * non-empty objectSelector never matches CONNECT), waits until the API server
  * calls it, and returns the cleanup.
  */
-export async function registerWebhooks(kubeconfig: string, o: RegistrationOptions, seen: () => boolean): Promise<() => Promise<void>> {
+export async function registerWebhooks(kubeconfig: string, o: RegistrationOptions, seen: () => boolean | Promise<boolean>): Promise<() => Promise<void>> {
   const { kubectl } = await import('../support/env.ts');
   const namespaces = o.namespaces ?? ['agents'];
   const common = {
@@ -226,13 +226,15 @@ export async function registerWebhooks(kubeconfig: string, o: RegistrationOption
   const probe = `kt-probe-${o.id}`;
   const ns = namespaces[0] as string;
   const deadline = Date.now() + 60_000;
-  while (!seen() && Date.now() < deadline) {
+  let ok = await seen();
+  while (!ok && Date.now() < deadline) {
     await kubectl(kubeconfig, ['-n', ns, 'delete', 'configmap', probe, '--ignore-not-found', '--wait=false']);
     await kubectl(kubeconfig, ['-n', ns, 'apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: probe, labels: { 'kubetrail-test': o.id } }, data: { probe: 'yes' } }));
-    if (!seen()) await new Promise((r) => setTimeout(r, 250));
+    ok = await seen();
+    if (!ok) await new Promise((r) => setTimeout(r, 250));
   }
   await kubectl(kubeconfig, ['-n', ns, 'delete', 'configmap', probe, '--ignore-not-found', '--wait=false']);
-  if (!seen()) {
+  if (!ok) {
     await cleanup();
     throw new Error('the API server never called the registered webhook');
   }
