@@ -119,7 +119,8 @@ export function toK8sAudit(e: KubetrailEvent): K8sAuditEvent | undefined {
       uri = resourcePath(e.target, b.operation !== 'CREATE');
       if (b.dryRun) uri += '?dryRun=All';
       latencyMs = b.latencyMs ?? 0;
-      resp = status(b.decision.allowed ? 200 : 403, b.decision.allowed, b.decision.message);
+      // The code the API server answers when the request goes through: 201 for a create, 200 otherwise.
+      resp = status(b.decision.allowed ? (b.operation === 'CREATE' ? 201 : 200) : 403, b.decision.allowed, b.decision.message);
       if (b.object !== undefined && b.operation !== 'DELETE') {
         level = 'RequestResponse';
         requestObject = b.object;
