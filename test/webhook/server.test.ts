@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import https from 'node:https';
 import tls from 'node:tls';
 import { test } from 'node:test';
 import fjp from 'fast-json-patch';
@@ -58,6 +59,24 @@ test('every malformed request gets a 4xx with a clear message, never a 5xx', asy
     assert.match(r.json().message, message, name);
     assert.equal(r.json().kind, 'Status', name);
   }
+  // A chunked body (no Content-Length) is cut off at the limit while it streams in.
+  const chunked = await new Promise<number>((resolve, reject) => {
+    const req = https.request(`${w.url}/validate`, { method: 'POST', ca, agent: false, headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < 200 * 1024) {
+        sent += 16 * 1024;
+        if (!req.write('x'.repeat(16 * 1024))) return void req.once('drain', pump);
+      }
+      req.end();
+    };
+    pump();
+  });
+  assert.equal(chunked, 413);
   assert.equal(sink.events.length, 0, 'nothing malformed is recorded');
 });
 
