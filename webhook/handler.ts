@@ -31,7 +31,8 @@ import fastJsonPatch, { type Operation } from 'fast-json-patch';
 import type { Actor, AdmissionReviewBody, Correlation, Decision, EventDraft, Target } from '../core/events/model.ts';
 import type { EventSink } from '../core/sinks/sink.ts';
 import type { Logger } from '../core/logger.ts';
-import { maskObject, type ObjectMasking } from '../core/masking/object.ts';
+import { maskObject, type ObjectMasking, type ValuePattern } from '../core/masking/object.ts';
+import { patternsFor, type CompiledMaskingPolicy } from '../core/masking/stream.ts';
 import { evaluateGuardrails, isGuardrailed, toDecision, type GuardrailOutcome, type GuardrailPolicy } from '../core/policy/guardrail.ts';
 import { applyMutations, type MutationPolicy } from '../core/policy/mutation.ts';
 import type { PolicyInput } from '../core/policy/match.ts';
@@ -164,6 +165,16 @@ export class AdmissionHandler {
     return { type: 'admission.review', actor, target, correlation, body, ...(id === undefined ? {} : { id }) };
   }
 
+  /** Secret-shaped substrings to mask in this request's objects: the patterns of every MaskingPolicy that applies (any stream). */
+  #valuePatterns(req: AdmissionRequest): ValuePattern[] {
+    const policies = this.#o.policies().of<CompiledMaskingPolicy>('MaskingPolicy');
+    if (policies.length === 0) return [];
+    const who = { namespace: req.namespace, user: { username: req.userInfo.username, groups: req.userInfo.groups, authn: 'apiserver' as const } };
+    const byName = new Map<string, ValuePattern>();
+    for (const stream of ['stdout', 'stderr', 'stdin'] as const) for (const p of patternsFor(policies, who, stream)) byName.set(p.name, p);
+    return [...byName.values()];
+  }
+
   #body(req: AdmissionRequest, webhook: 'validate' | 'mutate', decision: Decision, extra: Partial<AdmissionReviewBody>): AdmissionReviewBody {
     const body: AdmissionReviewBody = {
       operation: req.operation,
@@ -173,8 +184,9 @@ export class AdmissionHandler {
       webhook,
       ...extra,
     };
-    if (body.object === undefined && req.object !== null) body.object = maskObject(this.#o.masking, req.object);
-    if (req.oldObject !== null) body.oldObject = maskObject(this.#o.masking, req.oldObject);
+    const patterns = this.#valuePatterns(req);
+    if (body.object === undefined && req.object !== null) body.object = maskObject(this.#o.masking, req.object, patterns);
+    if (req.oldObject !== null) body.oldObject = maskObject(this.#o.masking, req.oldObject, patterns);
     return body;
   }
 

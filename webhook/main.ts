@@ -8,6 +8,7 @@ import type { Config } from '../core/config.ts';
 import type { Logger } from '../core/logger.ts';
 import type { EventSink } from '../core/sinks/sink.ts';
 import { compileObjectMasking } from '../core/masking/object.ts';
+import { maskingPolicyCompiler } from '../core/masking/stream.ts';
 import { compileGuardrail } from '../core/policy/guardrail.ts';
 import { compileMutation } from '../core/policy/mutation.ts';
 import { PolicyStore } from '../core/policy/store.ts';
@@ -80,7 +81,8 @@ export async function startWebhook(opts: WebhookOptions): Promise<Webhook> {
     debounceMs: cfg.policies.reloadDebounceMs,
     log,
     registry: opts.registry,
-    compilers: { GuardrailPolicy: compileGuardrail, MutationPolicy: compileMutation },
+    // MaskingPolicy patterns also mask secret-shaped substrings in captured objects; ExecPolicy is the gateway's only.
+    compilers: { GuardrailPolicy: compileGuardrail, MutationPolicy: compileMutation, MaskingPolicy: maskingPolicyCompiler },
   });
   await policies.load();
   policies.watch();

@@ -94,3 +94,23 @@ test('non-objects and odd shapes pass through without throwing', () => {
   assert.deepEqual(splitMaskPath('metadata.annotations.a\\.b/c'), ['metadata', 'annotations', 'a.b/c']);
   assert.throws(() => compileObjectMasking({ envNamePatterns: ['('] }), TypeError);
 });
+
+test('value patterns mask secret-shaped substrings in every string, keys untouched, input untouched', () => {
+  const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ';
+  const patterns = [
+    { name: 'jwt', regex: /eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}/g },
+    { name: 'aws-access-key', regex: /AKIA[A-Z0-9]{16}/g },
+  ];
+  const input = deepFrozen({
+    kind: 'ConfigMap',
+    metadata: { name: 'c', annotations: { note: `token ${jwt} here` } },
+    data: { [`key-${'AKIAABCDEFGHIJKLMNOP'}`]: `aws=AKIAABCDEFGHIJKLMNOP and again AKIAABCDEFGHIJKLMNOP`, plain: 'nothing to see' },
+  });
+  const out = maskObject(masking, input, patterns) as any;
+  assert.equal(out.metadata.annotations.note, 'token [masked:jwt] here');
+  assert.equal(out.data['key-AKIAABCDEFGHIJKLMNOP'], 'aws=[masked:aws-access-key] and again [masked:aws-access-key]');
+  assert.equal(out.data.plain, 'nothing to see');
+  assert.match(input.metadata.annotations.note, /eyJ/);
+  const exec = maskObject(masking, { kind: 'PodExecOptions', command: ['sh', '-c', `curl -H "Authorization: Bearer ${jwt}" x`] }, patterns) as any;
+  assert.equal(exec.command[2], 'curl -H "Authorization: Bearer [masked:jwt]" x');
+});

@@ -16,6 +16,11 @@
  * - The `kubectl.kubernetes.io/last-applied-configuration` annotation holds a
  *   full copy of the applied object (a Secret's data in clear): it is parsed
  *   and masked by the same rules, or replaced whole when it is not JSON.
+ * - Secret-shaped substrings of any string value (a JWT in a ConfigMap, an AWS
+ *   key in a container arg or an exec command), when the caller passes value
+ *   patterns (the patterns of the MaskingPolicy documents that apply to the
+ *   request): each match becomes `[masked:<pattern name>]`, as in recorded
+ *   sessions. Keys are never rewritten.
  *
  * Mask format: the string `***MASKED***`. With a `correlationKey`, it is
  * `***MASKED:<16 hex of HMAC-SHA256(key, value)>***` instead, so equal values
@@ -99,8 +104,29 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-/** Deep copy, masking `env[].value` by name on the way. */
-function copyMaskingEnv(m: ObjectMasking, v: unknown, key: string | undefined): unknown {
+/** A secret-shaped substring to mask in string values (a global regex), as MaskingPolicy patterns are. */
+export interface ValuePattern {
+  readonly name: string;
+  readonly regex: RegExp;
+}
+
+/** Replaces every match of `patterns` in `s` by `[masked:<name>]`. */
+export function maskString(s: string, patterns: readonly ValuePattern[]): string {
+  let out = s;
+  for (const p of patterns) {
+    p.regex.lastIndex = 0;
+    if (p.regex.test(out)) {
+      p.regex.lastIndex = 0;
+      out = out.replace(p.regex, `[masked:${p.name}]`);
+    }
+    p.regex.lastIndex = 0;
+  }
+  return out;
+}
+
+/** Deep copy, masking `env[].value` by name (and secret-shaped substrings) on the way. */
+function copyMaskingEnv(m: ObjectMasking, v: unknown, key: string | undefined, patterns: readonly ValuePattern[] = []): unknown {
+  if (typeof v === 'string') return patterns.length > 0 ? maskString(v, patterns) : v;
   if (v === null || typeof v !== 'object') return v;
   if (Array.isArray(v)) {
     const isEnv = key === 'env' && m.envName !== undefined;
@@ -108,15 +134,15 @@ function copyMaskingEnv(m: ObjectMasking, v: unknown, key: string | undefined): 
     for (let i = 0; i < v.length; i++) {
       const e = v[i];
       if (isEnv && isRecord(e) && typeof e['name'] === 'string' && 'value' in e && m.envName!.test(e['name'])) {
-        const copy = copyMaskingEnv(m, e, undefined) as Record<string, unknown>;
+        const copy = copyMaskingEnv(m, e, undefined, patterns) as Record<string, unknown>;
         copy['value'] = maskValue(m, e['value']);
         out[i] = copy;
-      } else out[i] = copyMaskingEnv(m, e, undefined);
+      } else out[i] = copyMaskingEnv(m, e, undefined, patterns);
     }
     return out;
   }
   const out: Record<string, unknown> = {};
-  for (const k of Object.keys(v)) out[k] = copyMaskingEnv(m, (v as Record<string, unknown>)[k], k);
+  for (const k of Object.keys(v)) out[k] = copyMaskingEnv(m, (v as Record<string, unknown>)[k], k, patterns);
   return out;
 }
 
@@ -140,11 +166,12 @@ function isSecret(o: Record<string, unknown>): boolean {
 
 /**
  * Returns a masked deep copy of `obj` (any JSON value; non-objects are
- * returned as they are). Never mutates `obj`.
+ * returned as they are, strings masked by `patterns`). Never mutates `obj`.
+ * `patterns`: secret-shaped substrings to mask in every string value.
  */
-export function maskObject(m: ObjectMasking, obj: unknown): unknown {
-  if (!isRecord(obj)) return obj === null || typeof obj !== 'object' ? obj : copyMaskingEnv(m, obj, undefined);
-  const out = copyMaskingEnv(m, obj, undefined) as Record<string, unknown>;
+export function maskObject(m: ObjectMasking, obj: unknown, patterns: readonly ValuePattern[] = []): unknown {
+  if (!isRecord(obj)) return copyMaskingEnv(m, obj, undefined, patterns);
+  const out = copyMaskingEnv(m, obj, undefined, patterns) as Record<string, unknown>;
   if (isSecret(out)) {
     for (const field of ['data', 'stringData']) {
       const d = out[field];
@@ -164,7 +191,7 @@ export function maskObject(m: ObjectMasking, obj: unknown): unknown {
       parsed = undefined;
     }
     // Recursion depth is one: the copy inside the annotation has no annotation of its own (kubectl strips it).
-    ann[LAST_APPLIED_ANNOTATION] = isRecord(parsed) ? JSON.stringify(maskObject(m, parsed)) : maskValue(m, raw);
+    ann[LAST_APPLIED_ANNOTATION] = isRecord(parsed) ? JSON.stringify(maskObject(m, parsed, patterns)) : maskValue(m, raw);
   }
   return out;
 }

@@ -329,3 +329,34 @@ test('replacing the certificate and key files makes new connections see the new 
   assert.equal(w.webhook.server.reloadTls(), false);
   assert.equal(await peerFingerprint(w.webhook.port, [ca2.certPem]), expected);
 });
+
+test('MaskingPolicy patterns mask secret-shaped strings in captured objects, including a CONNECT command', async (t) => {
+  const sink = new MemorySink();
+  const w = await startTestWebhook(sink);
+  t.after(() => w.close());
+  writeFileSync(
+    path.join(w.policies, 'masking.yaml'),
+    `apiVersion: kubetrail.io/v1alpha1
+kind: MaskingPolicy
+metadata: {name: secrets-everywhere}
+spec:
+  builtins: [jwt, aws-access-key]
+  patterns:
+    - {name: db-url-password, regex: "(?<=postgres://[a-z]+:)[^@]+", maxLength: 128}
+`,
+  );
+  assert.equal(await w.webhook.policies.reload(), true, w.webhook.policies.lastError()?.message);
+  const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ';
+  const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg' }, data: { db: 'postgres://app:s3cr3t-pw@db:5432/app', token: jwt, aws: 'AKIAABCDEFGHIJKLMNOP' } };
+  const human = { userInfo: { username: 'alice', groups: ['devs'] } };
+  await call(`${w.url}/validate`, w.pki.ca.certPem, JSON.stringify(review({ ...human, kind: { group: '', version: 'v1', kind: 'ConfigMap' }, resource: { group: '', version: 'v1', resource: 'configmaps' }, object: cm })));
+  await call(
+    `${w.url}/validate`,
+    w.pki.ca.certPem,
+    JSON.stringify(review({ ...human, operation: 'CONNECT', subResource: 'exec', kind: { group: '', version: 'v1', kind: 'PodExecOptions' }, object: { kind: 'PodExecOptions', command: ['curl', '-H', `Authorization: Bearer ${jwt}`, 'http://x'] } })),
+  );
+  const [cmEv, execEv] = sink.ofType('admission.review');
+  assert.deepEqual((cmEv?.body.object as any).data, { db: 'postgres://app:[masked:db-url-password]@db:5432/app', token: '[masked:jwt]', aws: '[masked:aws-access-key]' });
+  assert.deepEqual((execEv?.body.object as any).command, ['curl', '-H', 'Authorization: Bearer [masked:jwt]', 'http://x']);
+  assert.doesNotMatch(JSON.stringify(sink.events), /s3cr3t-pw|eyJhbGci|AKIAABCDEFGHIJKLMNOP/);
+});
