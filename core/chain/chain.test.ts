@@ -105,3 +105,13 @@ test('checkpoints come every N events and sign the last link; the signature veri
   assert.equal(s.checkpoint(), undefined, 'nothing new since the last checkpoint');
   assert.equal(signCheckpoint(k, 'inst', 3, cp.event.body.hash), cp.event.body.signature, 'Ed25519 is deterministic');
 });
+
+const FAST_SLOW: [string, unknown, string][] = [
+  ['integer-like keys sort as strings, not in engine order', { b: { '10': 1, '9': 2, a: 3 } }, '{"b":{"10":1,"9":2,"a":3}}'],
+  ['a __proto__ key is kept as a member', JSON.parse('{"__proto__":{"x":1},"a":2}') as unknown, '{"__proto__":{"x":1},"a":2}'],
+  ['functions and symbols are dropped like undefined', { a: () => 1, b: Symbol('s'), c: [() => 1] }, '{"c":[null]}'],
+];
+
+for (const [name, value, expected] of FAST_SLOW) {
+  test(`canonical JSON: ${name}`, () => assert.equal(canonicalJson(value), expected));
+}

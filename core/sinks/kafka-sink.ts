@@ -36,7 +36,7 @@ import type { Config } from '../config.ts';
 import { SinkError } from './errors.ts';
 import { toRecord, type EventRecord } from './kafka-record.ts';
 import type { KafkaSettings } from './kafka-client.ts';
-import type { SinkMetrics } from './metrics.ts';
+import { ComponentMetrics, type SinkMetrics } from './metrics.ts';
 import type { Spool } from './spool.ts';
 
 /** Options of {@link KafkaSink}. */
@@ -93,6 +93,7 @@ export class KafkaSink implements EventPipeline {
   readonly #o: KafkaSinkOptions;
   readonly #producer: Producer;
   readonly #component: string;
+  readonly #cm: ComponentMetrics;
   #connecting: Promise<void> | undefined;
   #connected = false;
   #mode: 'direct' | 'spool';
@@ -115,6 +116,7 @@ export class KafkaSink implements EventPipeline {
   constructor(o: KafkaSinkOptions) {
     this.#o = o;
     this.#component = o.sealer.source.component;
+    this.#cm = new ComponentMetrics(o.metrics, this.#component);
     // Idempotent producer: the broker de-duplicates retries by producer id +
     // sequence, which with one request in flight also keeps order. Retries
     // are unbounded (kafkajs requires that for idempotence); the ack deadline,
@@ -241,8 +243,8 @@ export class KafkaSink implements EventPipeline {
       () => {
         const last = events.at(-1);
         if (last) this.#o.head.save(last.event.chain as { seq: number; hash: string });
-        for (const e of events) this.#o.metrics.durable.inc({ component: this.#component, sink: 'spool', type: e.event.type });
-        this.#o.metrics.latency.observe({ component: this.#component, sink: 'spool' }, (performance.now() - started) / 1000);
+        for (const e of events) this.#cm.durable('spool', e.event.type);
+        this.#cm.latency('spool', (performance.now() - started) / 1000);
         this.#o.metrics.spoolBytes.set({ component: this.#component }, this.#o.spool.bytes);
       },
       (err: unknown) => {
@@ -294,8 +296,8 @@ export class KafkaSink implements EventPipeline {
           if (last) this.#o.head.save(last.sealed.event.chain as { seq: number; hash: string });
           const now = performance.now();
           for (const p of batch) {
-            this.#o.metrics.durable.inc({ component: this.#component, sink: 'kafka', type: p.sealed.event.type });
-            this.#o.metrics.latency.observe({ component: this.#component, sink: 'kafka' }, (now - p.started) / 1000);
+            this.#cm.durable('kafka', p.sealed.event.type);
+            this.#cm.latency('kafka', (now - p.started) / 1000);
             p.resolve(p.sealed.event);
           }
         } else {

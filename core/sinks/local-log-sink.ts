@@ -10,7 +10,7 @@ import type { SealedEvent } from '../chain/hash.ts';
 import type { Logger } from '../logger.ts';
 import type { EventPipeline } from '../pipeline.ts';
 import { SinkError } from './errors.ts';
-import type { SinkMetrics } from './metrics.ts';
+import { ComponentMetrics, type SinkMetrics } from './metrics.ts';
 import type { SegmentLog } from './segment-log.ts';
 
 /** Options of {@link LocalLogSink}. */
@@ -32,11 +32,11 @@ export class LocalLogSink implements EventPipeline {
   readonly #timer: NodeJS.Timeout;
   #closed = false;
   #closing: Promise<void> | undefined;
-  readonly #component: string;
+  readonly #cm: ComponentMetrics;
 
   constructor(o: LocalLogSinkOptions) {
     this.#o = o;
-    this.#component = o.sealer.source.component;
+    this.#cm = new ComponentMetrics(o.metrics, o.sealer.source.component);
     this.#timer = setInterval(() => this.#checkpoint(), o.checkpointIntervalMs);
     this.#timer.unref();
   }
@@ -59,7 +59,7 @@ export class LocalLogSink implements EventPipeline {
     const p = this.#write(sealed);
     if (this.#o.sealer.checkpointDue) this.#checkpoint();
     return p.then(() => {
-      this.#o.metrics.latency.observe({ component: this.#component, sink: 'local' }, (performance.now() - started) / 1000);
+      this.#cm.latency('local', (performance.now() - started) / 1000);
       return sealed.event;
     });
   }
@@ -67,7 +67,7 @@ export class LocalLogSink implements EventPipeline {
   #write(s: SealedEvent): Promise<void> {
     return this.#o.log.append([s.line]).then(() => {
       this.#o.head.save(s.event.chain as { seq: number; hash: string });
-      this.#o.metrics.durable.inc({ component: this.#component, sink: 'local', type: s.event.type });
+      this.#cm.durable('local', s.event.type);
     });
   }
 

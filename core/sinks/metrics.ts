@@ -40,3 +40,31 @@ export function sinkMetrics(registry: Registry): SinkMetrics {
     latency: once(registry, 'kubetrail_event_durable_seconds', () => new Histogram({ name: 'kubetrail_event_durable_seconds', help: 'Time from emit() to durable.', labelNames: ['component', 'sink'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5], registers })),
   };
 }
+
+/** Counter and histogram children of one component, cached: label lookups per event are measurable at 10k+ events/s. */
+export class ComponentMetrics {
+  readonly #m: SinkMetrics;
+  readonly #component: string;
+  readonly #durable = new Map<string, { inc: (n?: number) => void }>();
+  readonly #latency = new Map<string, { observe: (v: number) => void }>();
+
+  constructor(m: SinkMetrics, component: string) {
+    this.#m = m;
+    this.#component = component;
+  }
+
+  /** Counts `n` events of `type` made durable by `sink`. */
+  durable(sink: 'kafka' | 'spool' | 'local', type: string, n = 1): void {
+    const k = `${sink}|${type}`;
+    let c = this.#durable.get(k);
+    if (c === undefined) this.#durable.set(k, (c = this.#m.durable.labels({ component: this.#component, sink, type })));
+    c.inc(n);
+  }
+
+  /** Observes one emit-to-durable latency in seconds. */
+  latency(sink: 'kafka' | 'spool' | 'local', seconds: number): void {
+    let h = this.#latency.get(sink);
+    if (h === undefined) this.#latency.set(sink, (h = this.#m.latency.labels({ component: this.#component, sink })));
+    h.observe(seconds);
+  }
+}
