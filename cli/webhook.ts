@@ -11,6 +11,7 @@ import { createMetricsRegistry, startHealthServer } from '../core/health-server.
 import { Shutdown } from '../core/shutdown.ts';
 import { createEventPipeline } from '../core/pipeline.ts';
 import { startWebhook } from '../webhook/main.ts';
+import { createNamespaceLookup } from '../webhook/namespaces.ts';
 
 /** Runs `kubetrail webhook`. */
 export async function run(argv: string[]): Promise<number> {
@@ -27,7 +28,11 @@ export async function run(argv: string[]): Promise<number> {
   shutdown.add('event pipeline', () => pipeline.close());
   let webhook;
   try {
-    webhook = await startWebhook({ config: cfg, log, sink: pipeline, registry });
+    const nl = cfg.webhook.namespaceLookup;
+    const namespaceLookup = nl
+      ? createNamespaceLookup({ cacheTtlMs: nl.cacheTtlMs, inCluster: nl.inCluster, ...(nl.kubeconfig ? { kubeconfig: nl.kubeconfig } : {}), ...(nl.context ? { context: nl.context } : {}) })
+      : undefined;
+    webhook = await startWebhook({ config: cfg, log, sink: pipeline, registry, ...(namespaceLookup ? { namespaceLookup } : {}) });
   } catch (err) {
     await pipeline.close();
     throw err;

@@ -129,6 +129,18 @@ const webhook = z
     failClosed: z.boolean().default(true),
     /** Name of the webhook as registered; prefixes annotations. */
     name: z.string().default('kubetrail.io'),
+    /**
+     * Where the webhook reads Namespace objects for `namespaceObject` and namespace label selectors
+     * (needs `get namespaces`). Absent: not looked up; label selectors then match (fail closed).
+     */
+    namespaceLookup: z
+      .strictObject({
+        kubeconfig: z.string().optional(),
+        context: z.string().optional(),
+        inCluster: z.boolean().default(false),
+        cacheTtlMs: duration.default(30000),
+      })
+      .optional(),
   })
   .default({
     listen: '0.0.0.0:8443',
@@ -261,6 +273,9 @@ export const configSchema = z
   })
   .superRefine((cfg, ctx) => {
     // Rules spanning fields.
+    if (cfg.webhook.namespaceLookup?.inCluster && cfg.webhook.namespaceLookup.kubeconfig !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['webhook', 'namespaceLookup'], message: 'set either inCluster or kubeconfig, not both' });
+    }
     if (cfg.proxy.upstream.inCluster && cfg.proxy.upstream.kubeconfig !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['proxy', 'upstream'], message: 'set either inCluster or kubeconfig, not both' });
     }
@@ -439,6 +454,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   cfg.dataDir = abs(cfg.dataDir);
   cfg.policies.dir = abs(cfg.policies.dir);
   if (cfg.signing.keyFile) cfg.signing.keyFile = abs(cfg.signing.keyFile);
+  if (cfg.webhook.namespaceLookup?.kubeconfig) cfg.webhook.namespaceLookup.kubeconfig = abs(cfg.webhook.namespaceLookup.kubeconfig);
   for (const t of [cfg.webhook.tls, cfg.proxy.tls]) {
     if (t) {
       t.certFile = abs(t.certFile);

@@ -13,6 +13,7 @@ import { SinkError } from '../../core/sinks/errors.ts';
 import type { KubetrailEvent } from '../../core/events/model.ts';
 import { MASK } from '../../core/masking/object.ts';
 import { harness, kubectl } from '../support/env.ts';
+import { createNamespaceLookup } from '../../webhook/namespaces.ts';
 import { grantAgent, registerWebhooks, startTestWebhook, uniqueId, type TestWebhook } from './support.ts';
 
 const id = uniqueId();
@@ -37,7 +38,7 @@ function labelled(obj: Record<string, any>): Record<string, any> {
 
 before(async () => {
   const env = harness();
-  w = await startTestWebhook(sink);
+  w = await startTestWebhook(sink, {}, { namespaceLookup: createNamespaceLookup({ kubeconfig: env.ADMIN_KUBECONFIG, cacheTtlMs: 100 }) });
   cleanups.push(
     await grantAgent(env.ADMIN_KUBECONFIG, env.AGENT_KUBECONFIG, 'agents', `kt-wh-${id}`, [
       { apiGroups: [''], resources: ['pods', 'secrets', 'configmaps'], verbs: ['create', 'get', 'list', 'watch', 'update', 'patch', 'delete'] },
@@ -225,5 +226,51 @@ test('with the sink failing, guardrailed requests are denied through the API ser
     assert.match(cm.stderr, /kubetrail could not record this request/, 'kubectl shows the admission warning');
   } finally {
     sink.failWith = undefined;
+  }
+});
+
+test('namespaceObject and namespace label selectors see the real Namespace, read from the API server', async () => {
+  const env = harness();
+  const key = `kt-lock-${id}`;
+  const file = path.join(w.policies, `locked-${id}.yaml`);
+  const loaded = new Promise<void>((resolve) => {
+    const off = w.webhook.policies.onChange(() => {
+      off();
+      resolve();
+    });
+  });
+  writeFileSync(
+    file,
+    `apiVersion: kubetrail.io/v1alpha1
+kind: GuardrailPolicy
+metadata: {name: locked-namespaces}
+spec:
+  match:
+    resourceRules: [{apiGroups: [""], resources: [configmaps], operations: [CREATE]}]
+    namespaces: {selector: {matchLabels: {${key}: locked}}}
+  validations:
+    - expression: "false"
+      messageExpression: "'namespace ' + namespaceObject.metadata.name + ' is locked (' + namespaceObject.metadata.labels['${key}'] + ')'"
+`,
+  );
+  await loaded;
+  const cm = (n: string): string => JSON.stringify(labelled({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `${n}-${id}` }, data: { a: 'b' } }));
+  try {
+    const open = await kubectl(env.AGENT_KUBECONFIG, ['-n', 'agents', 'apply', '-f', '-'], cm('unlocked'));
+    assert.equal(open.status, 0, `the namespace lacks the label, so the selector does not match: ${open.stderr}`);
+    const labelled_ = await kubectl(env.ADMIN_KUBECONFIG, ['label', 'namespace', 'agents', `${key}=locked`]);
+    assert.equal(labelled_.status, 0, labelled_.stderr);
+    let r = await kubectl(env.AGENT_KUBECONFIG, ['-n', 'agents', 'apply', '-f', '-'], cm('locked'));
+    // The lookup caches each namespace for 100 ms; retry past it.
+    for (let i = 0; i < 20 && r.status === 0; i++) {
+      await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'agents', 'delete', 'configmap', `locked-${id}`, '--ignore-not-found']);
+      await new Promise((res) => setTimeout(res, 150));
+      r = await kubectl(env.AGENT_KUBECONFIG, ['-n', 'agents', 'apply', '-f', '-'], cm('locked'));
+    }
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /namespace agents is locked \(locked\)/);
+  } finally {
+    await kubectl(env.ADMIN_KUBECONFIG, ['label', 'namespace', 'agents', `${key}-`]);
+    rmSync(file, { force: true });
   }
 });

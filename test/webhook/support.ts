@@ -16,6 +16,7 @@ import { createMetricsRegistry } from '../../core/health-server.ts';
 import type { EventSink } from '../../core/sinks/sink.ts';
 import { createCA, issueCert, type CertKeyPair } from '../../certs/generate.ts';
 import { startWebhook, type Webhook } from '../../webhook/main.ts';
+import type { NamespaceLookup } from '../../webhook/handler.ts';
 
 /** The repository's starter pack of policies. */
 export const STARTER_PACK = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'policies');
@@ -73,12 +74,12 @@ export interface TestWebhook {
 }
 
 /** Starts a webhook on 127.0.0.1:0 with `sink`, the starter pack, and config overrides. */
-export async function startTestWebhook(sink: EventSink, overrides: ConfigInput = {}, opts: { policies?: string } = {}): Promise<TestWebhook> {
+export async function startTestWebhook(sink: EventSink, overrides: ConfigInput = {}, opts: { policies?: string; namespaceLookup?: NamespaceLookup } = {}): Promise<TestWebhook> {
   const pki = testPki();
   const policies = opts.policies ?? policiesDir();
   const config = loadConfig({ document: { ...overrides, policies: { dir: policies, reloadDebounceMs: 50 }, webhook: { ...(overrides.webhook ?? {}), tls: { certFile: pki.certFile, keyFile: pki.keyFile } } } });
   const logLines: string[] = [];
-  const webhook = await startWebhook({ config, log: quietLogger(logLines), sink, registry: createMetricsRegistry(), listen: '127.0.0.1:0' });
+  const webhook = await startWebhook({ config, log: quietLogger(logLines), sink, registry: createMetricsRegistry(), listen: '127.0.0.1:0', ...(opts.namespaceLookup ? { namespaceLookup: opts.namespaceLookup } : {}) });
   return {
     webhook,
     pki,
