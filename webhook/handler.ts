@@ -119,7 +119,7 @@ export class AdmissionHandler {
     this.#now = opts.now ?? (() => performance.now());
   }
 
-  async #input(req: AdmissionRequest): Promise<PolicyInput> {
+  async #input(req: AdmissionRequest, lookupNamespace = true): Promise<PolicyInput> {
     const input: PolicyInput = {
       request: {
         operation: req.operation,
@@ -139,7 +139,7 @@ export class AdmissionHandler {
       input.namespaceObject = req.object ?? req.oldObject;
     } else if (req.namespace === '') {
       input.namespaceObject = null;
-    } else if (this.#o.namespaceLookup) {
+    } else if (this.#o.namespaceLookup && lookupNamespace) {
       try {
         input.namespaceObject = await this.#o.namespaceLookup(req.namespace);
       } catch (err) {
@@ -270,8 +270,9 @@ export class AdmissionHandler {
     }
     const md = (obj as { metadata?: unknown }).metadata;
     if (md === null || typeof md !== 'object' || Array.isArray(md)) return this.#done('mutate', req, res, started);
-    const input = await this.#input(req);
     const set = this.#o.policies();
+    // The Namespace is only worth a lookup when some MutationPolicy may look at it.
+    const input = await this.#input(req, set.of<MutationPolicy>('MutationPolicy').length > 0);
     const mutated = applyMutations(set.of<MutationPolicy>('MutationPolicy'), input);
     for (const e of mutated.errors) this.#o.log.warn({ policy: e.policy, error: e.message, uid: req.uid }, 'mutation policy condition error; not applied');
     // MutationPolicy changes (rare) are diffed; the stamp (every write) is generated directly, without copying the object.
