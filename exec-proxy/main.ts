@@ -50,7 +50,11 @@ export interface Gateway {
   readonly port: number;
   readonly upstream: Upstream;
   readonly context: GatewayContext;
-  /** Stops accepting, ends idle keep-alive connections, stops the policy watch and the upstream agent. */
+  /**
+   * Stops accepting, ends idle keep-alive connections and long-running
+   * exchanges, waits for requests in flight and for their events, then stops
+   * the policy watch and the upstream agent. The sink is the caller's to close.
+   */
   close(): Promise<void>;
 }
 
@@ -104,6 +108,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       guardrails,
       limits: { maxRecordedBodyBytes: cfg.maxRecordedBodyBytes, requestTimeoutMs: cfg.requestTimeoutMs },
       metrics: opts.registry ? createGatewayMetrics(opts.registry) : undefined,
+      active: new Set(),
+      pending: new Set(),
     };
     const server = createGatewayServer(ctx, opts.tls);
     const { host, port } = splitHostPort(opts.listen ?? cfg.listen);
@@ -120,10 +126,16 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       upstream,
       context: ctx,
       close: async () => {
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        });
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        // Watches, follows and upgrades would hold the listener open forever: end them, as the API server does on shutdown.
+        for (const stop of [...ctx.active]) stop();
+        // Keep-alive connections whose request was in flight become idle later: close those as they do.
+        const sweep = setInterval(() => server.closeIdleConnections(), 50);
+        await closed;
+        clearInterval(sweep);
+        // Events of finished requests still being made durable.
+        await Promise.allSettled([...ctx.pending]);
         await store?.close();
         upstream.close();
       },

@@ -100,6 +100,12 @@ export interface RelayArgs {
   extraResponseHeaders?: OutgoingHttpHeaders;
   /** Awaited before the last byte of the response is released (writes: the event is durable). */
   beforeEnd?: (partial: Omit<RelayResult, 'error'>) => Promise<void>;
+  /**
+   * Registers a stopper the gateway calls on shutdown (long-running requests:
+   * the watch is ended cleanly, as the API server does, and the client
+   * re-establishes it); returns the function that unregisters it.
+   */
+  track?: (stop: () => void) => () => void;
 }
 
 /** Relays one request; resolves when the exchange is over (never rejects). */
@@ -108,10 +114,13 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
     const { req, res, upstream } = a;
     const result: RelayResult = { status: 0, bytesIn: 0, bytesOut: 0, auditId: undefined };
     let done = false;
+    let stopping = false;
+    let untrack: (() => void) | undefined;
     const finish = (error?: unknown): void => {
       if (done) return;
       done = true;
-      if (error !== undefined) result.error = error;
+      untrack?.();
+      if (error !== undefined && !stopping) result.error = error;
       resolve(result);
     };
 
@@ -127,6 +136,13 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
       path: upstream.url.pathname.replace(/\/$/, '') + (req.url ?? '/'),
       headers,
       agent: upstream.agent,
+    });
+    untrack = a.track?.(() => {
+      stopping = true;
+      // End what the client has cleanly (a complete chunked body), then drop the upstream side.
+      if (res.headersSent && !res.writableEnded) res.end();
+      upReq.destroy();
+      if (!res.headersSent) finish();
     });
     if (a.timeoutMs !== undefined) {
       upReq.setTimeout(a.timeoutMs, () => upReq.destroy(new ProxyError('PROXY_ERR_UPSTREAM_TIMEOUT', 'upstream idle timeout')));
@@ -145,7 +161,7 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
       if (!res.headersSent) {
         result.status = e.status;
         // Let the caller write the Status; we only report.
-      } else {
+      } else if (!stopping) {
         res.destroy();
       }
       finish(e);
@@ -177,7 +193,7 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
         }
       });
       upRes.on('error', (err) => {
-        res.destroy();
+        if (!stopping) res.destroy();
         finish(new ProxyError('PROXY_ERR_UPSTREAM_UNAVAILABLE', 'upstream response failed', { cause: err }));
       });
       upRes.on('end', () => {

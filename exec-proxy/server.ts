@@ -47,6 +47,23 @@ export interface GatewayContext {
     requestTimeoutMs: number;
   };
   metrics: GatewayMetrics | undefined;
+  /** Stoppers of long-running exchanges (watches, follows, upgrades), called on shutdown. */
+  active: Set<() => void>;
+  /** Events still being recorded after their response ended; shutdown waits for them. */
+  pending: Set<Promise<unknown>>;
+}
+
+/** Keeps `p` in `ctx.pending` until it settles, so shutdown can wait for it. */
+function keepPending(ctx: GatewayContext, p: Promise<unknown>): void {
+  ctx.pending.add(p);
+  const drop = (): void => void ctx.pending.delete(p);
+  p.then(drop, drop);
+}
+
+/** Registers a stopper in `ctx.active`; returns its unregister function. */
+function trackActive(ctx: GatewayContext, stop: () => void): () => void {
+  ctx.active.add(stop);
+  return () => void ctx.active.delete(stop);
 }
 
 /** Prometheus metrics of the gateway. */
@@ -188,10 +205,15 @@ function recordRefusal(ctx: GatewayContext, req: IncomingMessage, info: RequestI
     auditId: undefined,
     decision,
   });
-  p?.catch((e: unknown) => {
-    ctx.metrics?.auditFailures.inc();
-    ctx.log.error({ err: e }, 'could not record a refused request');
-  });
+  if (p) {
+    keepPending(
+      ctx,
+      p.catch((e: unknown) => {
+        ctx.metrics?.auditFailures.inc();
+        ctx.log.error({ err: e }, 'could not record a refused request');
+      }),
+    );
+  }
 }
 
 function logRefusal(ctx: GatewayContext, req: IncomingMessage, err: unknown, auth: AuthenticatedRequest | undefined): void {
@@ -263,6 +285,7 @@ export async function handleRequest(ctx: GatewayContext, req: IncomingMessage, r
     timeoutMs: info.isLongRunning ? undefined : ctx.limits.requestTimeoutMs,
     extraResponseHeaders: warningHeaders(warnings),
   };
+  if (info.isLongRunning) relayArgs.track = (stop) => trackActive(ctx, stop);
   if (body !== undefined) {
     relayArgs.body = body.body;
     relayArgs.bodyComplete = body.complete;
@@ -285,10 +308,16 @@ export async function handleRequest(ctx: GatewayContext, req: IncomingMessage, r
   ctx.metrics?.latency.observe({ verb: info.verb }, (performance.now() - startedAt) / 1000);
   if (!recorded) {
     // Reads (and writes that failed before the response ended) are recorded after the fact; a failure is counted and logged, never silent.
-    record(result)?.catch((err: unknown) => {
-      ctx.metrics?.auditFailures.inc();
-      ctx.log.error({ err, session: a.sessionId }, 'api.request event not recorded');
-    });
+    const p = record(result);
+    if (p) {
+      keepPending(
+        ctx,
+        p.catch((err: unknown) => {
+          ctx.metrics?.auditFailures.inc();
+          ctx.log.error({ err, session: a.sessionId }, 'api.request event not recorded');
+        }),
+      );
+    }
   }
 }
 
@@ -316,11 +345,11 @@ async function passThrough(ctx: GatewayContext, call: UpgradeCall): Promise<void
     head: call.head,
     identityHeaders: buildUpstreamHeaders(auth.identity, auth.sessionId, ctx.upstream),
     subprotocols: auth.subprotocols,
+    track: (stop) => trackActive(ctx, stop),
   });
   const { path, query } = splitUrl(req.url ?? '/');
   ctx.metrics?.requests.inc({ verb: auth.info.verb, code: String(result.status) });
-  ctx.auditor
-    .record({
+  const p = ctx.auditor.record({
       identity: auth.actor,
       info: auth.info,
       method: req.method ?? 'GET',
@@ -334,11 +363,16 @@ async function passThrough(ctx: GatewayContext, call: UpgradeCall): Promise<void
       sourceIp: sourceIp(req),
       sessionId: auth.sessionId,
       auditId: result.auditId,
-    })
-    ?.catch((err: unknown) => {
-      ctx.metrics?.auditFailures.inc();
-      ctx.log.error({ err, session: auth.sessionId }, 'api.request event of an upgrade not recorded');
     });
+  if (p) {
+    keepPending(
+      ctx,
+      p.catch((err: unknown) => {
+        ctx.metrics?.auditFailures.inc();
+        ctx.log.error({ err, session: auth.sessionId }, 'api.request event of an upgrade not recorded');
+      }),
+    );
+  }
 }
 
 /** Handles an upgrade request: the same chain as plain requests, then {@link dispatchUpgrade}. */

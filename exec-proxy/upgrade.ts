@@ -33,6 +33,8 @@ export interface PassThroughArgs {
   identityHeaders: OutgoingHttpHeaders;
   /** Offered subprotocols with any bearer-token entry removed; undefined when none were offered. */
   subprotocols: string[] | undefined;
+  /** Registers a stopper called on gateway shutdown (closes both sockets); returns its unregister function. */
+  track?: (stop: () => void) => () => void;
 }
 
 function rawResponseHead(res: IncomingMessage): string {
@@ -48,9 +50,15 @@ export function passThroughUpgrade(a: PassThroughArgs): Promise<UpgradeResult> {
     const { req, socket, upstream } = a;
     const result: UpgradeResult = { status: 0, bytesIn: a.head.length, bytesOut: 0, auditId: undefined };
     let settled = false;
+    let upstreamSocket: Duplex | undefined;
+    const untrack = a.track?.(() => {
+      upstreamSocket?.destroy();
+      socket.destroy();
+    });
     const done = (error?: unknown): void => {
       if (settled) return;
       settled = true;
+      untrack?.();
       if (error !== undefined) result.error = error;
       resolve(result);
     };
@@ -114,6 +122,7 @@ export function passThroughUpgrade(a: PassThroughArgs): Promise<UpgradeResult> {
       result.status = res.statusCode ?? 101;
       const auditId = res.headers['audit-id'];
       result.auditId = typeof auditId === 'string' ? auditId : undefined;
+      upstreamSocket = upSocket;
       upSocket.setNoDelay(true);
       const s = socket as Duplex & { setNoDelay?: (v: boolean) => void };
       s.setNoDelay?.(true);

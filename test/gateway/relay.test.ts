@@ -236,3 +236,22 @@ test('a gateway guardrail denies a request before it reaches the API server and 
     policies = [];
   }
 });
+
+test('closing the gateway ends an open watch cleanly and waits for its event', async () => {
+  const g = await startTestGateway();
+  const kc = g.kubeconfigFor(token, ns);
+  const { spawn } = await import('node:child_process');
+  const child = spawn('kubectl', ['--kubeconfig', kc, 'get', 'configmaps', '-w', '-o', 'name', '--request-timeout=0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  try {
+    while (!out.includes('configmap/')) await new Promise((r) => setTimeout(r, 20));
+    await g.close();
+    // The watch was recorded before close() returned.
+    assert.ok(g.sink.ofType('api.request').some((e) => e.body.verb === 'watch' && e.target?.namespace === ns));
+  } finally {
+    child.kill('SIGTERM');
+  }
+  await exited;
+});
