@@ -29,6 +29,7 @@ import { sinkMetrics } from './sinks/metrics.ts';
 import { SegmentLog } from './sinks/segment-log.ts';
 import { LocalLogSink } from './sinks/local-log-sink.ts';
 import { Spool } from './sinks/spool.ts';
+import { InflightJournal } from './sinks/inflight-journal.ts';
 import { KafkaSink } from './sinks/kafka-sink.ts';
 import { createKafka, probeKafka } from './sinks/kafka-client.ts';
 
@@ -183,7 +184,30 @@ export async function createEventPipeline(opts: PipelineOptions): Promise<EventP
     }
     const k = config.kafka;
     const spool = Spool.open({ dir: spoolDir(config.dataDir, component), segmentBytes: config.spool.segmentBytes, groupCommitMs: config.spool.groupCommitMs });
-    const head = newerHead(headStore.head, spool.log.lastLineAtOpen, source);
+    let journal: InflightJournal;
+    try {
+      journal = new InflightJournal(spool.log.dir);
+    } catch (err) {
+      await spool.close();
+      throw dataDirError(config.dataDir, err);
+    }
+    // A batch that was in flight when the previous process died may or may not
+    // be in Kafka: spool it (re-sent as same-id duplicates) and chain after it.
+    const leftover = journal.leftover();
+    let head = newerHead(headStore.head, spool.log.lastLineAtOpen, source);
+    if (leftover.length > 0) {
+      const newer = leftover.filter((l) => {
+        try {
+          return ((JSON.parse(l) as KubetrailEvent).chain?.seq ?? 0) > 0;
+        } catch {
+          return false; // a torn last line was never sent whole
+        }
+      });
+      await spool.append(newer);
+      journal.clear();
+      head = newerHead(head, newer.at(-1), source);
+      plog.warn({ events: newer.length }, 'previous process stopped with a batch in flight; it is re-sent from the spool (same-id duplicates are possible)');
+    }
     let reachable = true;
     try {
       await probeKafka(k, plog);
@@ -208,6 +232,7 @@ export async function createEventPipeline(opts: PipelineOptions): Promise<EventP
       logger: plog,
       checkpointIntervalMs: config.signing.checkpointIntervalMs,
       startSpooling: !reachable || !spool.empty,
+      journal,
       onClose: release,
     });
     if (reachable && spool.empty) await sink.connect();

@@ -38,6 +38,7 @@ import { toRecord, type EventRecord } from './kafka-record.ts';
 import type { KafkaSettings } from './kafka-client.ts';
 import { ComponentMetrics, type SinkMetrics } from './metrics.ts';
 import type { Spool } from './spool.ts';
+import type { InflightJournal } from './inflight-journal.ts';
 
 /** Options of {@link KafkaSink}. */
 export interface KafkaSinkOptions {
@@ -52,6 +53,8 @@ export interface KafkaSinkOptions {
   checkpointIntervalMs: number;
   /** Start spooling (brokers were unreachable at start, or the spool holds events from a previous run). */
   startSpooling: boolean;
+  /** Where the batch in flight is written before each produce request. */
+  journal: InflightJournal;
   onClose?: () => void;
 }
 
@@ -287,6 +290,14 @@ export class KafkaSink implements EventPipeline {
         }
         const batch = this.#queue.splice(0, this.#batchLength());
         this.#release(batch);
+        let generation: number;
+        try {
+          generation = this.#o.journal.record(batch.map((p) => p.sealed.line));
+        } catch (err) {
+          // Without the journal a crash during this request could fork the chain; the spool is the safe path.
+          this.#enterSpool(batch, err);
+          break;
+        }
         const r = await withDeadline(
           this.#send(batch.map((p) => p.record)),
           this.#o.settings.ackDeadlineMs,
@@ -294,6 +305,7 @@ export class KafkaSink implements EventPipeline {
         if (r.ok) {
           const last = batch.at(-1);
           if (last) this.#o.head.save(last.sealed.event.chain as { seq: number; hash: string });
+          this.#o.journal.clear(generation);
           const now = performance.now();
           for (const p of batch) {
             this.#cm.durable('kafka', p.sealed.event.type);
@@ -302,7 +314,7 @@ export class KafkaSink implements EventPipeline {
           }
         } else {
           if (r.timedOut) this.#stuck = r.promise.catch(() => undefined);
-          this.#enterSpool(batch, r.err);
+          this.#enterSpool(batch, r.err, generation);
         }
       }
     } finally {
@@ -332,7 +344,7 @@ export class KafkaSink implements EventPipeline {
   }
 
   /** Moves `batch` and everything queued behind it to the spool, in order, and starts the drainer. */
-  #enterSpool(batch: readonly Pending[], err: unknown): void {
+  #enterSpool(batch: readonly Pending[], err: unknown, journalGeneration?: number): void {
     if (this.#mode !== 'spool') {
       this.#o.logger.warn(
         { setting: 'kafka.ackDeadlineMs', ackDeadlineMs: this.#o.settings.ackDeadlineMs, error: err === undefined ? 'ack deadline missed' : (err as { name?: string }).name },
@@ -347,6 +359,8 @@ export class KafkaSink implements EventPipeline {
     if (all.length > 0) {
       this.#toSpool(all.map((p) => p.sealed)).then(
         () => {
+          // The spool holds the batch now; the journal need not re-send it after a crash.
+          if (journalGeneration !== undefined) this.#o.journal.clear(journalGeneration);
           for (const p of all) p.resolve(p.sealed.event);
         },
         (e: unknown) => {
@@ -475,6 +489,8 @@ export class KafkaSink implements EventPipeline {
       }
       await this.#o.spool.close();
       await withDeadline(this.#producer.disconnect(), 3000);
+      // Everything is acknowledged or spooled now: nothing is in flight.
+      this.#o.journal.close();
       this.#o.head.close();
       this.#o.onClose?.();
     })();

@@ -23,7 +23,7 @@ after(async () => {
 });
 
 /** Starts the emitter; collects the ids it reports durable; resolves `until` when a line equals the marker. */
-function emitter(doc: unknown, count: number, mode: 'close' | 'stay'): { child: ChildProcess; durable: string[]; until: (marker: string | ((n: number) => boolean)) => Promise<void>; exited: Promise<number | null> } {
+function emitter(doc: unknown, count: number, mode: 'close' | 'stay' | `kill-on-send:${number}`): { child: ChildProcess; durable: string[]; until: (marker: string | ((n: number) => boolean)) => Promise<void>; exited: Promise<number | null> } {
   const child = spawn(process.execPath, [EMITTER, JSON.stringify(doc), String(count), mode], { stdio: ['ignore', 'pipe', 'pipe'] });
   const durable: string[] = [];
   const lines: string[] = [];
@@ -94,4 +94,35 @@ test('a process SIGKILLed while Kafka is down loses nothing: the restarted proce
   assert.deepEqual(report.issues, [], 'the chain continues across the restart without gaps or forks');
   assert.equal(report.sources.length, 1);
   assert.equal(report.sources[0]?.firstSeq, 1);
+});
+
+test('a process SIGKILLed with a batch in flight to a live Kafka: the restart re-sends that batch and the chain does not fork', async () => {
+  const t = topics();
+  const dataDir = path.join(dir, 'data-live');
+  const doc = {
+    cluster: 'test',
+    dataDir,
+    kafka: { brokers: broker.brokers, topics: t, ackDeadlineMs: 5000 },
+    signing: { checkpointEvery: 500, checkpointIntervalMs: 60_000 },
+  };
+  const acknowledged: string[] = [];
+  // Twice: the emitter kills itself right after a produce request left it, before the ack.
+  for (const n of [2000, 1500]) {
+    const e = emitter(doc, 1_000_000, `kill-on-send:${n}`);
+    assert.equal(await e.exited, null, 'killed by its signal');
+    assert.ok(e.durable.length >= n);
+    acknowledged.push(...e.durable);
+  }
+  const last = emitter(doc, 100, 'close');
+  await last.until('closed');
+  assert.equal(await last.exited, 0);
+  acknowledged.push(...last.durable);
+
+  const { log } = memoryLogger();
+  const settings = pipelineConfig(dataDir, { kafka: doc.kafka }).kafka!;
+  const inKafka = new Set<string>();
+  for await (const r of readRecords({ source: { kind: 'kafka', settings, log } })) inKafka.add((JSON.parse(r.line) as KubetrailEvent).id);
+  assert.deepEqual(acknowledged.filter((id) => !inKafka.has(id)), [], 'every acknowledged event is in Kafka');
+  const report = await verifySource({ kind: 'kafka', settings, log }, path.join(dataDir, 'keys', 'dev-signing.pub.pem'));
+  assert.deepEqual(report.issues, [], 'no seq is used by two different events, none is missing');
 });
