@@ -5,7 +5,7 @@
  * previous event of the same source (component + instance), 64 zeros for the
  * first; `chain.seq` counts from 1.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ChainLink, KubetrailEvent } from '../events/model.ts';
 import { canonicalJson } from './canonical.ts';
 
@@ -21,7 +21,8 @@ export interface SealedEvent {
 
 /** SHA-256 hex of a string's UTF-8 bytes. */
 export function sha256Hex(s: string): string {
-  return createHash('sha256').update(s, 'utf8').digest('hex');
+  // One-shot crypto.hash: no Hash object per event (Node >= 21.7).
+  return hash('sha256', s, 'hex');
 }
 
 // Top-level members after "chain" in sorted order are correlation, id, source,
@@ -38,10 +39,10 @@ export function seal(event: Omit<KubetrailEvent, 'chain'>, seq: number, prev: st
   const chain: ChainLink = { hash: '', prev, seq };
   const full = { ...event, chain } as KubetrailEvent;
   const unsealed = canonicalJson(full);
-  const hash = sha256Hex(unsealed);
+  const digest = sha256Hex(unsealed);
   const at = unsealed.lastIndexOf(MARKER) + MARKER.length - 1;
-  chain.hash = hash;
-  return { event: full, line: unsealed.slice(0, at) + hash + unsealed.slice(at) };
+  chain.hash = digest;
+  return { event: full, line: unsealed.slice(0, at) + digest + unsealed.slice(at) };
 }
 
 /** Recomputes the hash an event should carry (verify's side of {@link seal}). */

@@ -3,9 +3,9 @@
  * chain link, in the order `seal()` is called, and produces the signed
  * `chain.checkpoint` events. Pure in-memory state; sinks decide durability.
  */
-import { v7 as uuidv7 } from 'uuid';
 import type { CheckpointBody, EventDraft, EventSource, EventType, KubetrailEvent } from '../events/model.ts';
 import { EVENT_TYPES } from '../events/builders.ts';
+import { uuidv7 } from '../events/ids.ts';
 import { SinkError } from '../sinks/errors.ts';
 import { CanonicalizationError } from './canonical.ts';
 import { seal, type SealedEvent } from './hash.ts';

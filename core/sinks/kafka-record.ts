@@ -25,9 +25,16 @@ export function ceType(type: string): string {
   return `io.kubetrail.v1.${type}`;
 }
 
-/** CloudEvents `source` of an event. */
+const sourceCache = new WeakMap<object, string>();
+
+/** CloudEvents `source` of an event (cached per source object: a sink stamps one frozen source on all its events). */
 export function ceSource(e: KubetrailEvent): string {
-  return `/kubetrail/${encodeURIComponent(e.source.cluster)}/${e.source.component}/${encodeURIComponent(e.source.instance)}`;
+  let s = sourceCache.get(e.source);
+  if (s === undefined) {
+    s = `/kubetrail/${encodeURIComponent(e.source.cluster)}/${e.source.component}/${encodeURIComponent(e.source.instance)}`;
+    sourceCache.set(e.source, s);
+  }
+  return s;
 }
 
 /** Topic names. */

@@ -11,7 +11,8 @@
  * 4. emit-to-durable latency p50/p99 at a paced 5,000 events/s.
  *
  * Brokers: --brokers B, else $KAFKA_BROKERS, else the running harness env.
- * Sizes: --events N (default 30000). Keep runs short: the machine is shared.
+ * Sizes: --events N per round (default 15000), --rounds R (default 3),
+ * interleaved, medians reported. Keep runs short: the machine is shared.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,13 +28,14 @@ import { createEventPipeline } from '../../core/pipeline.ts';
 import type { EventDraft, KubetrailEvent } from '../../core/events/model.ts';
 import { readEnvFile } from '../harness/harness.ts';
 
-const { values } = parseArgs({ options: { brokers: { type: 'string' }, events: { type: 'string' } } });
+const { values } = parseArgs({ options: { brokers: { type: 'string' }, events: { type: 'string' }, rounds: { type: 'string' } } });
 const brokers = (values.brokers ?? process.env['KAFKA_BROKERS'] ?? readEnvFile()?.KAFKA_BROKERS ?? '').split(',').filter(Boolean);
 if (brokers.length === 0) {
   process.stderr.write('bench:sink needs a broker: --brokers HOST:PORT, $KAFKA_BROKERS, or a running harness (npm run harness -- up)\n');
   process.exit(2);
 }
-const N = Number(values.events ?? 30000);
+const N = Number(values.events ?? 15000);
+const ROUNDS = Number(values.rounds ?? 3);
 const run = randomUUID().slice(0, 8);
 const log = createLogger({ level: 'error', destination: process.stderr });
 const dataDir = mkdtempSync(path.join(tmpdir(), 'kt-bench-sink-'));
@@ -54,7 +56,15 @@ function pct(sorted: number[], p: number): number {
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
-async function kafkaSink(): Promise<{ rate: number; recordsPerRequest: number; lineBytes: number; p50: number; p99: number; paced: number }> {
+interface SinkBench {
+  lineBytes: number;
+  recordsPerRequest: number;
+  round: (n: number) => Promise<number>;
+  paced: () => Promise<{ p50: number; p99: number; rate: number }>;
+  close: () => Promise<void>;
+}
+
+async function kafkaSink(): Promise<SinkBench> {
   const config = loadConfig({
     document: { cluster: 'bench', dataDir, kafka: { brokers, topics: { events: `bench-${run}.events`, sessions: `bench-${run}.sessions` } } },
   });
@@ -64,46 +74,52 @@ async function kafkaSink(): Promise<{ rate: number; recordsPerRequest: number; l
   const pad = Math.max(0, 1024 - JSON.stringify(probe).length);
   const first = await p.emit(draft(1, pad));
   const lineBytes = JSON.stringify(first).length;
-  // Warm-up (JIT, connections, topic creation).
-  await Promise.all(Array.from({ length: 3000 }, (_, i) => p.emit(draft(i, pad))));
-  // A sliding window of outstanding emits, refilled in slices of 500, like many
-  // concurrent callers each waiting on their own event: sealing and kafkajs's
-  // encoding share this one thread, so emits must yield for sends to progress.
-  const window = 4000;
-  const t0 = performance.now();
-  const inflight: Promise<KubetrailEvent>[] = [];
-  for (let i = 0; i < N; i++) {
-    inflight.push(p.emit(draft(i, pad)));
-    if (inflight.length >= window) await Promise.all(inflight.splice(0, 500));
-  }
-  await Promise.all(inflight);
-  const rate = N / ((performance.now() - t0) / 1000);
-
-  // Paced 5,000 events/s for 4 s: 25 events every 5 ms, latency per event.
-  const lat: number[] = [];
-  const pending: Promise<void>[] = [];
-  const perTick = 25;
-  const tickMs = 5;
-  const ticks = 800;
-  const start = performance.now();
-  for (let t = 0; t < ticks; t++) {
-    const due = start + t * tickMs;
-    const wait = due - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    for (let j = 0; j < perTick; j++) {
-      const s = performance.now();
-      pending.push(p.emit(draft(j, pad)).then(() => void lat.push(performance.now() - s)));
+  const round = async (n: number): Promise<number> => {
+    // A sliding window of outstanding emits, refilled in slices of 500, like many
+    // concurrent callers each waiting on their own event: sealing and kafkajs's
+    // encoding share this one thread, so emits must yield for sends to progress.
+    const window = 4000;
+    const t0 = performance.now();
+    const inflight: Promise<KubetrailEvent>[] = [];
+    for (let i = 0; i < n; i++) {
+      inflight.push(p.emit(draft(i, pad)));
+      if (inflight.length >= window) await Promise.all(inflight.splice(0, 500));
     }
-  }
-  await Promise.all(pending);
-  const paced = (ticks * perTick) / ((performance.now() - start) / 1000);
-  lat.sort((a, b) => a - b);
-  await p.close();
+    await Promise.all(inflight);
+    return n / ((performance.now() - t0) / 1000);
+  };
+  const paced = async (): Promise<{ p50: number; p99: number; rate: number }> => {
+    // Paced 5,000 events/s for 4 s: 25 events every 5 ms, latency per event.
+    const lat: number[] = [];
+    const pending: Promise<void>[] = [];
+    const perTick = 25;
+    const tickMs = 5;
+    const ticks = 800;
+    const start = performance.now();
+    for (let t = 0; t < ticks; t++) {
+      const due = start + t * tickMs;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      for (let j = 0; j < perTick; j++) {
+        const s = performance.now();
+        pending.push(p.emit(draft(j, pad)).then(() => void lat.push(performance.now() - s)));
+      }
+    }
+    await Promise.all(pending);
+    const rate = (ticks * perTick) / ((performance.now() - start) / 1000);
+    lat.sort((a, b) => a - b);
+    return { p50: pct(lat, 50), p99: pct(lat, 99), rate };
+  };
   const recordsPerRequest = Math.max(1, Math.min(config.kafka!.batchMaxEvents, Math.floor(config.kafka!.batchMaxBytes / (lineBytes + 320))));
-  return { rate, recordsPerRequest, lineBytes, p50: pct(lat, 50), p99: pct(lat, 99), paced };
+  return { lineBytes, recordsPerRequest, round, paced, close: () => p.close() };
 }
 
-async function bareKafkajs(recordsPerRequest: number, valueBytes: number, idempotent: boolean): Promise<{ rate: number; p50: number; p99: number }> {
+interface BareBench {
+  round: (n: number) => Promise<{ rate: number; requestMs: number[] }>;
+  close: () => Promise<void>;
+}
+
+async function bareKafkajs(recordsPerRequest: number, valueBytes: number, idempotent: boolean): Promise<BareBench> {
   const kafka = new Kafka({ clientId: 'bench-bare', brokers, logLevel: logLevel.NOTHING });
   const producer = kafka.producer(
     idempotent
@@ -112,7 +128,6 @@ async function bareKafkajs(recordsPerRequest: number, valueBytes: number, idempo
   );
   await producer.connect();
   const topic = `bench-${run}.bare-${idempotent ? 'idem' : 'plain'}`;
-  const requestMs: number[] = [];
   const value = 'v'.repeat(valueBytes);
   const headers = (i: number): IHeaders => ({
     ce_specversion: '1.0',
@@ -128,8 +143,10 @@ async function bareKafkajs(recordsPerRequest: number, valueBytes: number, idempo
   // broker anyway). Non-idempotent: up to 5 requests in flight, to show what the
   // idempotence lock costs.
   const depth = idempotent ? 1 : 5;
-  const send = async (count: number): Promise<void> => {
+  const round = async (count: number): Promise<{ rate: number; requestMs: number[] }> => {
+    const requestMs: number[] = [];
     const inflight = new Set<Promise<void>>();
+    const t0 = performance.now();
     for (let i = 0; i < count; i += recordsPerRequest) {
       const messages = [];
       for (let j = i; j < Math.min(count, i + recordsPerRequest); j++) messages.push({ key: `agents/cm-${j % 64}`, value, headers: headers(j) });
@@ -142,16 +159,12 @@ async function bareKafkajs(recordsPerRequest: number, valueBytes: number, idempo
       if (inflight.size >= depth) await Promise.race(inflight);
     }
     await Promise.all(inflight);
+    return { rate: count / ((performance.now() - t0) / 1000), requestMs };
   };
-  await send(3000);
-  requestMs.length = 0;
-  const t0 = performance.now();
-  await send(N);
-  const rate = N / ((performance.now() - t0) / 1000);
-  await producer.disconnect();
-  requestMs.sort((a, b) => a - b);
-  return { rate, p50: pct(requestMs, 50), p99: pct(requestMs, 99) };
+  return { round, close: () => producer.disconnect() };
 }
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 async function kcat(valueBytes: number): Promise<number | string> {
   if (spawnSync('kcat', ['-V'], { encoding: 'utf8' }).status !== 0) return 'not installed (Debian: apt-get install kcat); skipped';
@@ -169,20 +182,44 @@ async function kcat(valueBytes: number): Promise<number | string> {
 }
 
 try {
-  process.stdout.write(`bench:sink  brokers=${brokers.join(',')}  events=${N}  node=${process.version}\n`);
+  process.stdout.write(`bench:sink  brokers=${brokers.join(',')}  events=${N} per round, ${ROUNDS} rounds interleaved  node=${process.version}\n`);
   const sink = await kafkaSink();
   const bare = await bareKafkajs(sink.recordsPerRequest, sink.lineBytes, true);
   const plain = await bareKafkajs(sink.recordsPerRequest, sink.lineBytes, false);
+  // Warm-up (JIT, connections, topic creation), then interleaved rounds: the
+  // machine is shared, so alternating spreads load changes over all three.
+  await sink.round(3000);
+  await bare.round(3000);
+  await plain.round(3000);
+  const sinkRates: number[] = [];
+  const bareRates: number[] = [];
+  const plainRates: number[] = [];
+  const requestMs: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    sinkRates.push(await sink.round(N));
+    const b = await bare.round(N);
+    bareRates.push(b.rate);
+    requestMs.push(...b.requestMs);
+    plainRates.push((await plain.round(N)).rate);
+  }
+  const lat = await sink.paced();
+  await sink.close();
+  await bare.close();
+  await plain.close();
   const kc = await kcat(sink.lineBytes);
+  requestMs.sort((a, b) => a - b);
+  const s = median(sinkRates);
+  const b = median(bareRates);
+  const pl = median(plainRates);
   const rows: [string, string, string][] = [
-    ['KafkaSink (chained, acks=all, durable)', `${fmt(sink.rate)} events/s`, `${(sink.rate / bare.rate).toFixed(2)} × bare kafkajs`],
-    ['bare kafkajs idempotent (same records/req)', `${fmt(bare.rate)} events/s`, `1.00 (floor); request p50 ${bare.p50.toFixed(1)} ms p99 ${bare.p99.toFixed(1)} ms`],
-    ['bare kafkajs NOT idempotent, 5 in flight', `${fmt(plain.rate)} events/s`, `${(plain.rate / bare.rate).toFixed(2)} × floor (no order/dup guarantee; reference only)`],
-    ['kcat / librdkafka (acks=all, idempotent)', typeof kc === 'number' ? `${fmt(kc)} events/s` : kc, typeof kc === 'number' ? `KafkaSink = ${(sink.rate / kc).toFixed(2)} × kcat` : ''],
+    ['KafkaSink (chained, acks=all, durable)', `${fmt(s)} events/s`, `${(s / b).toFixed(2)} × bare kafkajs   rounds: ${sinkRates.map(fmt).join(' ')}`],
+    ['bare kafkajs idempotent (same records/req)', `${fmt(b)} events/s`, `1.00 (floor)          rounds: ${bareRates.map(fmt).join(' ')}; request p50 ${pct(requestMs, 50).toFixed(1)} ms p99 ${pct(requestMs, 99).toFixed(1)} ms`],
+    ['bare kafkajs NOT idempotent, 5 in flight', `${fmt(pl)} events/s`, `${(pl / b).toFixed(2)} × floor (no order/dedup guarantee; reference only)`],
+    ['kcat / librdkafka (acks=all, idempotent)', typeof kc === 'number' ? `${fmt(kc)} events/s` : kc, typeof kc === 'number' ? `KafkaSink = ${(s / kc).toFixed(2)} × kcat (one run)` : ''],
   ];
-  for (const [a, b, c] of rows) process.stdout.write(`  ${a.padEnd(44)} ${b.padEnd(20)} ${c}\n`);
-  process.stdout.write(`  record: ${sink.lineBytes} B value, ${sink.recordsPerRequest} records/request (kafka.batchMaxBytes)\n`);
-  process.stdout.write(`  emit-to-durable at ${fmt(sink.paced)} events/s (target 5,000): p50 ${sink.p50.toFixed(2)} ms, p99 ${sink.p99.toFixed(2)} ms\n`);
+  for (const [a, bb, c] of rows) process.stdout.write(`  ${a.padEnd(44)} ${bb.padEnd(20)} ${c}\n`);
+  process.stdout.write(`  record: ${sink.lineBytes} B value, ${sink.recordsPerRequest} records/request (kafka.batchMaxBytes); rates are medians\n`);
+  process.stdout.write(`  emit-to-durable at ${fmt(lat.rate)} events/s (target 5,000): p50 ${lat.p50.toFixed(2)} ms, p99 ${lat.p99.toFixed(2)} ms\n`);
 } finally {
   rmSync(dataDir, { recursive: true, force: true });
 }
