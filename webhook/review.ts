@@ -15,7 +15,7 @@ export type AdmissionOperation = 'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT';
 const OPERATIONS: ReadonlySet<string> = new Set(['CREATE', 'UPDATE', 'DELETE', 'CONNECT']);
 
 /** Deepest JSON nesting accepted: real objects stay far below; deeper input would only serve to exhaust the stack of recursive walkers. */
-export const MAX_JSON_DEPTH = 128;
+export const MAX_JSON_DEPTH = 200;
 
 /** A validated AdmissionRequest. */
 export interface AdmissionRequest {

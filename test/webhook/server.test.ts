@@ -50,7 +50,7 @@ test('every malformed request gets a 4xx with a clear message, never a 5xx', asy
     ['no resource', '/validate', withRequest({ resource: undefined }), {}, 400, /request\.resource is required/],
     ['object is a string', '/validate', withRequest({ object: 'x' }), {}, 400, /request\.object must be an object/],
     ['CREATE without object', '/validate', withRequest({ object: null }), {}, 400, /request\.object is required for CREATE/],
-    ['too deep', '/validate', withRequest({ object: JSON.parse('{"a":'.repeat(200) + '1' + '}'.repeat(200)) }), {}, 400, /nested deeper/],
+    ['too deep', '/validate', withRequest({ object: JSON.parse('{"a":'.repeat(300) + '1' + '}'.repeat(300)) }), {}, 400, /nested deeper/],
     ['too large', '/validate', withRequest({ object: { ...pod(), pad: 'x'.repeat(70 * 1024) } }), {}, 413, /exceeds 65536 bytes/],
   ];
   for (const [name, p, body, opts, status, message] of cases) {
