@@ -25,7 +25,7 @@
  * and a warning logs the count). A refused or dropped event consumes no
  * sequence number, so the chain stays gap-free.
  */
-import { CompressionTypes, type Kafka, type Producer, type TopicMessages } from 'kafkajs';
+import { CompressionTypes, Partitioners, type Kafka, type Producer, type TopicMessages } from 'kafkajs';
 import type { EventDraft, EventType, KubetrailEvent } from '../events/model.ts';
 import type { ChainSealer } from '../chain/sealer.ts';
 import type { HeadStore } from '../chain/head-store.ts';
@@ -128,6 +128,10 @@ export class KafkaSink implements EventPipeline {
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: true,
+      // kafkajs 2's default: murmur2 over the key like the Java client, so a
+      // SIEM's Java/librdkafka tooling agrees on which partition a key is in.
+      // Named explicitly, which also silences kafkajs's start-up notice about it.
+      createPartitioner: Partitioners.DefaultPartitioner,
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 1000 },
     });
     this.#mode = o.startSpooling ? 'spool' : 'direct';
