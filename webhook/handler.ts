@@ -42,7 +42,7 @@ import type { AdmissionRequest, AdmissionResponse } from './review.ts';
 // fast-json-patch is CommonJS: only its default export is visible to ESM.
 const { compare } = fastJsonPatch;
 
-/** Annotation: who last created or updated the object. */
+/** Annotation: who last created or updated the object (the prefix follows config.webhook.name). */
 export const ANN_LAST_MODIFIED_BY = 'kubetrail.io/last-modified-by';
 /** Annotation: the gateway session that made the change (when it came through the gateway). */
 export const ANN_SESSION = 'kubetrail.io/session';
@@ -67,6 +67,8 @@ export interface AdmissionHandlerOptions {
   masking: ObjectMasking;
   log: Logger;
   failClosed: boolean;
+  /** Prefix of the stamp annotations (config.webhook.name, default `kubetrail.io`): `<prefix>/last-modified-by` etc. */
+  annotationPrefix?: string;
   namespaceLookup?: NamespaceLookup;
   metrics?: HandlerMetrics;
   now?: () => number;
@@ -113,10 +115,16 @@ export function annotationOps(obj: Record<string, unknown>, entries: Record<stri
 export class AdmissionHandler {
   readonly #o: AdmissionHandlerOptions;
   readonly #now: () => number;
+  readonly #annotations: { lastModifiedBy: string; session: string; event: string };
 
   constructor(opts: AdmissionHandlerOptions) {
     this.#o = opts;
     this.#now = opts.now ?? (() => performance.now());
+    const prefix = opts.annotationPrefix;
+    this.#annotations =
+      prefix === undefined || prefix === 'kubetrail.io'
+        ? { lastModifiedBy: ANN_LAST_MODIFIED_BY, session: ANN_SESSION, event: ANN_EVENT }
+        : { lastModifiedBy: `${prefix}/last-modified-by`, session: `${prefix}/session`, event: `${prefix}/event` };
   }
 
   async #input(req: AdmissionRequest, lookupNamespace = true): Promise<PolicyInput> {
@@ -278,15 +286,16 @@ export class AdmissionHandler {
     // MutationPolicy changes (rare) are diffed; the stamp (every write) is generated directly, without copying the object.
     const target = mutated.object as Record<string, unknown>;
     const policyOps = mutated.object === obj ? [] : (compare(obj, target) as Operation[]);
-    const stamp: Record<string, string> = { [ANN_LAST_MODIFIED_BY]: req.userInfo.username };
+    const ann = this.#annotations;
+    const stamp: Record<string, string> = { [ann.lastModifiedBy]: req.userInfo.username };
     const session = req.userInfo.extra[EXTRA_SESSION]?.[0];
-    if (session) stamp[ANN_SESSION] = session;
+    if (session) stamp[ann.session] = session;
     if (req.dryRun) {
       res.patch = [...policyOps, ...annotationOps(target, stamp)];
       return this.#done('mutate', req, res, started);
     }
     const eventId = uuidv7();
-    const patch = [...policyOps, ...annotationOps(target, { ...stamp, [ANN_EVENT]: eventId })];
+    const patch = [...policyOps, ...annotationOps(target, { ...stamp, [ann.event]: eventId })];
     const body = this.#body(req, 'mutate', { allowed: true, action: 'allow' }, {
       patch,
       ...(mutated.applied.length > 0 ? { matchedPolicies: mutated.applied } : {}),

@@ -5,6 +5,7 @@
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Config } from '../core/config.ts';
+import { ConfigError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { EventSink } from '../core/sinks/sink.ts';
 import { compileObjectMasking } from '../core/masking/object.ts';
@@ -75,6 +76,10 @@ export async function startWebhook(opts: WebhookOptions): Promise<Webhook> {
   const cfg = opts.config;
   const log = opts.log.child({ component: 'webhook' });
   const tls = opts.tls ?? cfg.webhook.tls;
+  // The stamp annotations are <webhook.name>/...: an invalid prefix would make the API server reject every patch.
+  if (cfg.webhook.name.length > 253 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(cfg.webhook.name)) {
+    throw new ConfigError('CFG_ERR_INVALID', [{ path: 'webhook.name', message: 'must be a DNS subdomain (it prefixes the stamp annotations), e.g. kubetrail.io' }]);
+  }
   if (!tls) throw new TypeError('webhook.tls (certFile, keyFile) is required: the API server only calls webhooks over HTTPS');
   const policies = new PolicyStore({
     dir: opts.policiesDir ?? cfg.policies.dir,
@@ -92,6 +97,7 @@ export async function startWebhook(opts: WebhookOptions): Promise<Webhook> {
     masking: compileObjectMasking({ envNamePatterns: cfg.masking.envNamePatterns, paths: cfg.masking.paths }),
     log,
     failClosed: cfg.webhook.failClosed,
+    annotationPrefix: cfg.webhook.name,
     metrics: handlerMetrics(opts.registry),
     ...(opts.namespaceLookup ? { namespaceLookup: opts.namespaceLookup } : {}),
   });

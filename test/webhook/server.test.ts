@@ -360,3 +360,14 @@ spec:
   assert.deepEqual((execEv?.body.object as any).command, ['curl', '-H', 'Authorization: Bearer [masked:jwt]', 'http://x']);
   assert.doesNotMatch(JSON.stringify(sink.events), /s3cr3t-pw|eyJhbGci|AKIAABCDEFGHIJKLMNOP/);
 });
+
+test('webhook.name sets the prefix of the stamp annotations', async (t) => {
+  const sink = new MemorySink();
+  const w = await startTestWebhook(sink, { webhook: { name: 'audit.example.com' } });
+  t.after(() => w.close());
+  const res = (await call(`${w.url}/mutate`, w.pki.ca.certPem, JSON.stringify(review()))).json().response;
+  const annotations = (applyPatch(pod(), JSON.parse(Buffer.from(res.patch, 'base64').toString('utf8')), true, false).newDocument as any).metadata.annotations;
+  assert.deepEqual(Object.keys(annotations).sort(), ['audit.example.com/event', 'audit.example.com/last-modified-by', 'audit.example.com/session']);
+  assert.equal(annotations['audit.example.com/event'], sink.events[0]?.id);
+  await assert.rejects(startTestWebhook(sink, { webhook: { name: 'Not/A Prefix' } }), (err: Error) => /webhook\.name: must be a DNS subdomain/.test(err.message));
+});

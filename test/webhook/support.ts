@@ -79,7 +79,14 @@ export async function startTestWebhook(sink: EventSink, overrides: ConfigInput =
   const policies = opts.policies ?? policiesDir();
   const config = loadConfig({ document: { ...overrides, policies: { dir: policies, reloadDebounceMs: 50 }, webhook: { ...(overrides.webhook ?? {}), tls: { certFile: pki.certFile, keyFile: pki.keyFile } } } });
   const logLines: string[] = [];
-  const webhook = await startWebhook({ config, log: quietLogger(logLines), sink, registry: createMetricsRegistry(), listen: '127.0.0.1:0', ...(opts.namespaceLookup ? { namespaceLookup: opts.namespaceLookup } : {}) });
+  let webhook: Webhook;
+  try {
+    webhook = await startWebhook({ config, log: quietLogger(logLines), sink, registry: createMetricsRegistry(), listen: '127.0.0.1:0', ...(opts.namespaceLookup ? { namespaceLookup: opts.namespaceLookup } : {}) });
+  } catch (err) {
+    rmSync(pki.dir, { recursive: true, force: true });
+    if (!opts.policies) rmSync(policies, { recursive: true, force: true });
+    throw err;
+  }
   return {
     webhook,
     pki,
