@@ -65,10 +65,10 @@ interface Figures {
   mbps: number;
 }
 
-async function load(url: string, token: string, ca: string, o: { connections: number; duration: number; rate?: number }): Promise<Figures> {
+async function load(url: string, token: string, ca: string, o: { connections: number; duration: number; rate?: number; headers?: Record<string, string> }): Promise<Figures> {
   const r = await autocannon({
     url,
-    headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+    headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(o.headers ?? {}) },
     connections: o.connections,
     duration: o.duration,
     ...(o.rate ? { overallRate: o.rate } : {}),
@@ -151,6 +151,19 @@ data: {greeting: hello}
     const sp = await load(`${gw.url}${small}`, token, gw.ca, { connections: C, duration: D });
     print(row('small GET, gateway (full load)', sp));
     print(`  throughput ratio gateway/direct: ${(sp.rps / sd.rps).toFixed(2)} (target >= 0.70)`);
+    // What impersonation alone costs the API server: the admin token with the impersonation headers the gateway sends
+    // (user, its 3 groups, a per-request session extra), straight to the API server.
+    const imp = await load(`${env.APISERVER_URL}${small}`, env.ADMIN_TOKEN, apiCa, {
+      connections: C,
+      duration: D,
+      headers: {
+        'impersonate-user': `system:serviceaccount:${ns}:bench`,
+        'impersonate-group': 'system:serviceaccounts',
+        'impersonate-extra-kubetrail.io%2fsession': 'bench-session',
+      },
+    });
+    print(row('small GET, direct + impersonation', imp));
+    print(`  ratio direct+impersonation/direct: ${(imp.rps / sd.rps).toFixed(2)}; gateway/(direct+impersonation): ${(sp.rps / imp.rps).toFixed(2)}`);
     const rate = 100;
     const fd = await load(`${env.APISERVER_URL}${small}`, token, apiCa, { connections: 2, duration: D, rate });
     print(row(`small GET, direct (${rate}/s)`, fd));

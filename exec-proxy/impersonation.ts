@@ -12,7 +12,7 @@
  * requested attribute, exactly the checks the API server's impersonation
  * filter makes (k8s.io/apiserver/pkg/endpoints/filters/impersonation.go).
  */
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { Identity } from '../core/identity.ts';
 import { ProxyError } from './errors.ts';
 import { upstreamJson, type UpstreamTarget } from './upstream.ts';
@@ -121,9 +121,12 @@ export function readClientImpersonation(headersDistinct: Record<string, string[]
   return out;
 }
 
-/** True when any header name, in any case, starts with `impersonate-`. Cheap pre-check on the hot path. */
-export function hasImpersonationHeaders(headers: IncomingHttpHeaders): boolean {
-  for (const k of Object.keys(headers)) if (k.startsWith('impersonate-')) return true;
+/** True when any header name, in any letter case, starts with `impersonate-`. Cheap pre-check on the hot path (raw header lines). */
+export function hasImpersonationHeaders(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const n = rawHeaders[i] as string;
+    if (n.length > 12 && (n.charCodeAt(0) | 0x20) === 0x69 && n.slice(0, 12).toLowerCase() === 'impersonate-') return true;
+  }
   return false;
 }
 

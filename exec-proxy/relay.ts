@@ -50,22 +50,33 @@ export const FORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
 // Response headers that describe one hop, not the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization']);
 
-/** Copies the allow-listed request headers (each repeated line kept apart), then adds `identityHeaders`. */
+/**
+ * Copies the allow-listed request headers (each repeated line kept apart),
+ * then adds `identityHeaders`. Reads `rawHeaders` directly: one pass, no
+ * intermediate header objects on the hot path.
+ */
 export function forwardedHeaders(req: IncomingMessage, identityHeaders: OutgoingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const [name, values] of Object.entries(req.headersDistinct)) {
-    if (values === undefined || !FORWARDED_REQUEST_HEADERS.has(name)) continue;
-    out[name] = values.length === 1 ? (values[0] as string) : values;
+  const out: Record<string, string | string[]> = {};
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (!FORWARDED_REQUEST_HEADERS.has(name)) continue;
+    const value = raw[i + 1] as string;
+    const prev = out[name];
+    if (prev === undefined) out[name] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else out[name] = [prev, value];
   }
-  return Object.assign(out, identityHeaders);
+  return Object.assign(out as OutgoingHttpHeaders, identityHeaders);
 }
 
-/** Response headers to send back to the client. */
-export function responseHeaders(upRes: IncomingMessage): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const [name, values] of Object.entries(upRes.headersDistinct)) {
-    if (values === undefined || HOP_BY_HOP.has(name)) continue;
-    out[name] = values.length === 1 ? (values[0] as string) : values;
+/** Response header lines to send back to the client, as a flat [name, value, ...] list (repeated lines kept). */
+export function responseHeaders(upRes: IncomingMessage): string[] {
+  const out: string[] = [];
+  const raw = upRes.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (HOP_BY_HOP.has((raw[i] as string).toLowerCase())) continue;
+    out.push(raw[i] as string, raw[i + 1] as string);
   }
   return out;
 }
@@ -96,8 +107,8 @@ export interface RelayArgs {
   bodyComplete?: boolean;
   /** Idle timeout towards the API server (ms); undefined for long-running requests (watch, follow). */
   timeoutMs: number | undefined;
-  /** Extra response headers (e.g. guardrail warnings). */
-  extraResponseHeaders?: OutgoingHttpHeaders;
+  /** Extra response header lines as a flat [name, value, ...] list (e.g. guardrail warnings). */
+  extraResponseHeaders?: string[];
   /** Awaited before the last byte of the response is released (writes: the event is durable). */
   beforeEnd?: (partial: Omit<RelayResult, 'error'>) => Promise<void>;
   /**
@@ -173,7 +184,9 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
       result.auditId = typeof auditId === 'string' ? auditId : undefined;
       // Once streaming, the idle timeout no longer applies to long responses such as large lists.
       if (a.timeoutMs !== undefined) upReq.setTimeout(a.timeoutMs);
-      res.writeHead(result.status, { ...responseHeaders(upRes), ...(a.extraResponseHeaders ?? {}) });
+      const lines = responseHeaders(upRes);
+      if (a.extraResponseHeaders) lines.push(...a.extraResponseHeaders);
+      res.writeHead(result.status, lines);
       // Long-running responses (watch, follow) must show their headers at once: kubectl waits for them.
       if (a.timeoutMs === undefined) res.flushHeaders();
       let held: Buffer | undefined;

@@ -6,7 +6,7 @@
  * errors into Kubernetes `Status` responses.
  */
 import https from 'node:https';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { v7 as uuidv7 } from 'uuid';
@@ -119,7 +119,7 @@ async function authenticate(ctx: GatewayContext, req: IncomingMessage, info: Req
   const caller = await ctx.authenticator.authenticate(cred.token);
   let identity = caller;
   let actor = caller;
-  if (hasImpersonationHeaders(req.headers)) {
+  if (hasImpersonationHeaders(req.rawHeaders)) {
     const requested = readClientImpersonation(req.headersDistinct);
     if (requested) {
       identity = await ctx.impersonation.authorize(caller, requested);
@@ -173,11 +173,9 @@ async function applyGuardrails(ctx: GatewayContext, auth: AuthenticatedRequest, 
   return { decision, warnings: outcome.warnings };
 }
 
-/** `Warning` headers as the API server writes them (RFC 7234 299 with the text quoted). */
-function warningHeaders(warnings: readonly string[]): OutgoingHttpHeaders {
-  const h: OutgoingHttpHeaders = {};
-  if (warnings.length > 0) (h as Record<string, string[]>)['warning'] = warnings.map((w) => `299 - "${w.replace(/["\\]/g, (c) => `\\${c}`).replace(/[\r\n]/g, ' ')}"`);
-  return h;
+/** `Warning` header lines as the API server writes them (RFC 7234 299 with the text quoted), flat [name, value, ...]. */
+function warningHeaders(warnings: readonly string[]): string[] {
+  return warnings.flatMap((w) => ['Warning', `299 - "${w.replace(/["\\]/g, (c) => `\\${c}`).replace(/[\r\n]/g, ' ')}"`]);
 }
 
 /** Records a request that never reached the API server (refused by the gateway). */

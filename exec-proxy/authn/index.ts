@@ -31,7 +31,15 @@ function isWebSocketUpgrade(req: IncomingMessage): boolean {
  * anything but a WebSocket upgrade, or two credentials that disagree.
  */
 export function extractCredential(req: IncomingMessage): ExtractedCredential {
-  const authLines = req.headersDistinct['authorization'] ?? [];
+  // One pass over the raw lines: repeated headers stay apart, and no header objects are built on the hot path.
+  const authLines: string[] = [];
+  let protoLines: string[] | undefined;
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const n = (raw[i] as string).toLowerCase();
+    if (n === 'authorization') authLines.push(raw[i + 1] as string);
+    else if (n === 'sec-websocket-protocol') (protoLines ??= []).push(raw[i + 1] as string);
+  }
   if (authLines.length > 1) throw new AuthError('AUTH_ERR_AMBIGUOUS_CREDENTIALS', 'several Authorization headers');
   let headerToken: string | undefined;
   const line = authLines[0];
@@ -43,7 +51,6 @@ export function extractCredential(req: IncomingMessage): ExtractedCredential {
 
   let subprotocols: string[] | undefined;
   let protocolToken: string | undefined;
-  const protoLines = req.headersDistinct['sec-websocket-protocol'];
   if (protoLines !== undefined) {
     subprotocols = [];
     for (const p of protoLines.flatMap((l) => l.split(',')).map((s) => s.trim()).filter((s) => s !== '')) {
