@@ -10,7 +10,7 @@ import { createLogger } from '../core/logger.ts';
 import { createMetricsRegistry, startHealthServer } from '../core/health-server.ts';
 import { Shutdown } from '../core/shutdown.ts';
 import { createEventPipeline } from '../core/pipeline.ts';
-import { startWebhook } from '../webhook/main.ts';
+import { checkWebhookConfig, startWebhook } from '../webhook/main.ts';
 import { createNamespaceLookup } from '../webhook/namespaces.ts';
 
 /** Runs `kubetrail webhook`. */
@@ -20,6 +20,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const cfg = loadConfig({ env: process.env, argv });
+  checkWebhookConfig(cfg);
   const log = createLogger({ level: cfg.log.level, name: 'kubetrail-webhook' });
   const shutdown = new Shutdown(log);
   const registry = createMetricsRegistry();

@@ -71,16 +71,28 @@ function handlerMetrics(registry: Registry): HandlerMetrics {
   };
 }
 
+/**
+ * Checks what the webhook needs beyond the config schema, so `kubetrail
+ * webhook` fails before opening anything: the TLS pair is set, and
+ * `webhook.name` can prefix annotations. Throws ConfigError with every issue.
+ */
+export function checkWebhookConfig(cfg: Config, hasTls = cfg.webhook.tls !== undefined): void {
+  const issues: { path: string; message: string }[] = [];
+  if (!hasTls) issues.push({ path: 'webhook.tls', message: 'certFile and keyFile are required: the API server only calls webhooks over HTTPS' });
+  // The stamp annotations are <webhook.name>/...: an invalid prefix would make the API server reject every patch.
+  if (cfg.webhook.name.length > 253 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(cfg.webhook.name)) {
+    issues.push({ path: 'webhook.name', message: 'must be a DNS subdomain (it prefixes the stamp annotations), e.g. kubetrail.io' });
+  }
+  if (issues.length > 0) throw new ConfigError('CFG_ERR_INVALID', issues);
+}
+
 /** Loads the policies (throws PolicyError if the initial set is invalid), then listens. */
 export async function startWebhook(opts: WebhookOptions): Promise<Webhook> {
   const cfg = opts.config;
   const log = opts.log.child({ component: 'webhook' });
   const tls = opts.tls ?? cfg.webhook.tls;
-  // The stamp annotations are <webhook.name>/...: an invalid prefix would make the API server reject every patch.
-  if (cfg.webhook.name.length > 253 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(cfg.webhook.name)) {
-    throw new ConfigError('CFG_ERR_INVALID', [{ path: 'webhook.name', message: 'must be a DNS subdomain (it prefixes the stamp annotations), e.g. kubetrail.io' }]);
-  }
-  if (!tls) throw new TypeError('webhook.tls (certFile, keyFile) is required: the API server only calls webhooks over HTTPS');
+  checkWebhookConfig(cfg, tls !== undefined);
+  if (!tls) throw new TypeError('webhook.tls is required'); // for the type checker: checkWebhookConfig has thrown already
   const policies = new PolicyStore({
     dir: opts.policiesDir ?? cfg.policies.dir,
     debounceMs: cfg.policies.reloadDebounceMs,

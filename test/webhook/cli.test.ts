@@ -107,3 +107,16 @@ test('kubetrail webhook refuses to start on an invalid policy set, naming the fi
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /zz-bad\.yaml#0: spec\.validations\.0\.expression: does not parse/);
 });
+
+test('kubetrail webhook refuses a config without TLS or with a bad webhook.name before opening anything', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kt-webhook-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'kubetrail.yaml');
+  writeFileSync(config, `dataDir: ${JSON.stringify(path.join(dir, 'data'))}\nwebhook: {name: "Not A Prefix"}\n`);
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KUBETRAIL_')));
+  const r = await run(process.execPath, [MAIN, 'webhook', '--config', config], undefined, { env, timeoutMs: 30_000 });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /webhook\.tls: certFile and keyFile are required/);
+  assert.match(r.stderr, /webhook\.name: must be a DNS subdomain/);
+  assert.deepEqual(readdirSync(dir), ['kubetrail.yaml'], 'no data dir was created');
+});
