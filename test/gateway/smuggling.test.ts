@@ -18,6 +18,7 @@ import { startTestGateway, type TestGateway } from './support.ts';
 
 let fake: FakeApiServer;
 let t: TestGateway;
+let upstreamKubeconfig: string;
 const GOOD = 'good-token';
 const OTHER = 'other-token';
 
@@ -37,6 +38,7 @@ contexts: [{name: fake, context: {cluster: fake, user: gw}}]
 current-context: fake
 `,
   );
+  upstreamKubeconfig = kc;
   t = await startTestGateway({ upstreamKubeconfig: kc });
 });
 after(async () => {
@@ -182,4 +184,16 @@ test('an upgrade with a smuggled Impersonate-User is refused and not forwarded',
   socket.destroy();
   assert.match(response, /^HTTP\/1\.1 403 /);
   assert.equal(fake.seen.length, before);
+});
+
+test('an upstream that does not answer in time gets the caller a 504 Status, not a hang', async () => {
+  const g = await startTestGateway({ upstreamKubeconfig, proxy: { requestTimeoutMs: 300 } });
+  try {
+    const r = await g.request({ path: '/api/v1/namespaces/hang/configmaps/x', headers: { authorization: `Bearer ${GOOD}` } });
+    assert.equal(r.status, 504);
+    assert.deepEqual(JSON.parse(r.body), { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'the API server did not answer in time', reason: 'Timeout', code: 504 });
+    assert.equal(g.sink.ofType('api.request').find((e) => e.body.path === '/api/v1/namespaces/hang/configmaps/x')?.body.status, 504);
+  } finally {
+    await g.close();
+  }
 });

@@ -4,6 +4,7 @@
  * fixed token table, denies every SubjectAccessReview, records every other
  * request's raw headers, answers plain requests with 200 JSON, and completes
  * WebSocket upgrades (choosing the first offered subprotocol) then echoes bytes.
+ * Requests under /api/v1/namespaces/hang/ are never answered (timeout tests).
  */
 import { createHash } from 'node:crypto';
 import https from 'node:https';
@@ -67,6 +68,8 @@ export async function startFakeApiServer(users: Record<string, { username: strin
       }
       if (req.url === '/apis/authorization.k8s.io/v1/subjectaccessreviews') return json(201, { kind: 'SubjectAccessReview', status: { allowed: false } });
       seen.push(record(req, false));
+      // Never answers: for timeout tests.
+      if ((req.url ?? '').startsWith('/api/v1/namespaces/hang/')) return;
       json(200, { kind: 'Status', status: 'Success', echo: Buffer.concat(chunks).length });
     });
   });
