@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -78,4 +79,39 @@ test('kubetrail events --brokers reads a Kafka topic pair', async () => {
   const r = await run(process.execPath, [CLI, 'events', '--brokers', env.KAFKA_BROKERS, '--topic', t.events, '--type', 'api.request', '-o', 'json']);
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(r.stdout.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as KubetrailEvent).id), sent.map((e) => e.id));
+});
+
+test('kubetrail events --follow on Kafka prints events emitted after it started, and stops cleanly on SIGINT', async () => {
+  const env = harness();
+  const t = topics();
+  const { log } = memoryLogger();
+  const config = pipelineConfig(path.join(dir, 'follow'), { kafka: { brokers: env.KAFKA_BROKERS.split(','), topics: t } });
+  const p = await createEventPipeline({ config, log, registry: new Registry(), component: 'webhook' });
+  const before = await p.emit(apiRequestDraft(0, 10));
+  const child = spawn(process.execPath, [CLI, 'events', '--brokers', env.KAFKA_BROKERS, '--topic', t.events, '--type', 'api.request', '--follow', '-o', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const ids: string[] = [];
+  let buf = '';
+  const seen = new Promise<void>((resolve) => {
+    child.stdout.on('data', (c: Buffer) => {
+      buf += c.toString();
+      const lines = buf.split('\n');
+      buf = lines.pop() ?? '';
+      for (const l of lines) if (l) ids.push((JSON.parse(l) as KubetrailEvent).id);
+      if (ids.length >= 3) resolve();
+    });
+  });
+  // Wait until the follower has caught up with the first event before emitting more.
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  while (ids.length === 0) {
+    assert.equal(child.exitCode, null, `the follower exited early: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const later = await Promise.all([1, 2].map((i) => p.emit(apiRequestDraft(i, 10))));
+  await seen;
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  child.kill('SIGINT');
+  assert.equal(await exited, 0);
+  await p.close();
+  assert.deepEqual(ids, [before.id, ...later.map((e) => e.id)]);
 });
