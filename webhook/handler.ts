@@ -112,6 +112,9 @@ export function annotationOps(obj: Record<string, unknown>, entries: Record<stri
 }
 
 /** Decides, mutates and records admission requests. */
+/** API groups whose objects are reviews answered in the request, never persisted: never stamped. */
+const EPHEMERAL_GROUPS: ReadonlySet<string> = new Set(['authentication.k8s.io', 'authorization.k8s.io']);
+
 export class AdmissionHandler {
   readonly #o: AdmissionHandlerOptions;
   readonly #now: () => number;
@@ -276,6 +279,9 @@ export class AdmissionHandler {
     if ((req.operation !== 'CREATE' && req.operation !== 'UPDATE') || req.subResource !== '' || obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
       return this.#done('mutate', req, res, started);
     }
+    // Review objects (TokenReview, SubjectAccessReview, SelfSubjectReview...) are answered, never stored, and the API
+    // server rejects them if their metadata is not empty ("metadata: Invalid value ... must be empty"), so a stamp would break them.
+    if (EPHEMERAL_GROUPS.has(req.resource.group)) return this.#done('mutate', req, res, started);
     const md = (obj as { metadata?: unknown }).metadata;
     if (md === null || typeof md !== 'object' || Array.isArray(md)) return this.#done('mutate', req, res, started);
     const set = this.#o.policies();
