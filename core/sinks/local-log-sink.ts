@@ -30,6 +30,7 @@ export class LocalLogSink implements EventPipeline {
   readonly kind = 'local' as const;
   readonly #o: LocalLogSinkOptions;
   readonly #timer: NodeJS.Timeout;
+  readonly #retentionTimer: NodeJS.Timeout;
   #closed = false;
   #closing: Promise<void> | undefined;
   readonly #cm: ComponentMetrics;
@@ -39,6 +40,14 @@ export class LocalLogSink implements EventPipeline {
     this.#cm = new ComponentMetrics(o.metrics, o.sealer.source.component);
     this.#timer = setInterval(() => this.#checkpoint(), o.checkpointIntervalMs);
     this.#timer.unref();
+    this.#retentionTimer = setInterval(() => {
+      try {
+        o.log.enforceRetention();
+      } catch (err) {
+        o.logger.error({ err, setting: 'localLog.retentionHours' }, 'local log retention failed');
+      }
+    }, 60_000);
+    this.#retentionTimer.unref();
   }
 
   /** Ready while the log accepts writes. */
@@ -86,6 +95,7 @@ export class LocalLogSink implements EventPipeline {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearInterval(this.#timer);
+      clearInterval(this.#retentionTimer);
       this.#checkpoint();
       this.#closed = true;
       await this.#o.log.close();

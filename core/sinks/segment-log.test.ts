@@ -81,3 +81,18 @@ test('the spool drains in order across segments, deletes drained segments, and r
   assert.ok(readdirSync(dir).filter((f) => f.endsWith('.ndjson')).length <= 2, 'drained segments were deleted');
   await again.close();
 });
+
+test('time retention deletes closed segments older than retention hours, never the current one', async () => {
+  const dir = fresh();
+  let now = Date.now();
+  const log = SegmentLog.open({ dir, segmentBytes: 50, groupCommitMs: 0, retention: { bytes: 1 << 30, hours: 1 }, now: () => now });
+  for (let i = 0; i < 5; i++) await log.append([`{"line":${i},"pad":"${'z'.repeat(60)}"}`]);
+  assert.ok(listSegments(dir).length >= 5);
+  now += 2 * 3600_000;
+  await log.append(['{"late":true}']);
+  log.enforceRetention();
+  await log.close();
+  const left = listSegments(dir);
+  assert.deepEqual(left.length, 1, `only the current segment is left: ${left.join(',')}`);
+  assert.match(readFileSync(path.join(dir, left[0] as string), 'utf8'), /"late":true/);
+});

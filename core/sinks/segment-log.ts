@@ -251,6 +251,15 @@ export class SegmentLog {
     }
   }
 
+  /**
+   * Deletes closed segments past the size or age bound (oldest first). Runs
+   * on open and on every roll; the local log sink also calls it on a timer so
+   * a quiet log still ages out.
+   */
+  enforceRetention(): void {
+    this.#enforceRetention();
+  }
+
   #enforceRetention(): void {
     const r = this.#opts.retention;
     if (r === undefined) return;

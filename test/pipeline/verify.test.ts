@@ -142,3 +142,24 @@ test('verify passes an untouched copy of a k8s-audit topic and catches a deleted
   }
   await producer.disconnect();
 });
+
+test('on a topic with 3 partitions events spread by key, and verify checks order per partition without false alarms', async () => {
+  const env = harness();
+  const brokers = env.KAFKA_BROKERS.split(',');
+  const t = topics();
+  const kafka = new Kafka({ clientId: 'verify-partitions', brokers, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic: t.events, numPartitions: 3 }], waitForLeaders: true });
+  await admin.disconnect();
+  const dataDir = path.join(dir, 'partitions');
+  const { log } = memoryLogger();
+  const config = pipelineConfig(dataDir, { kafka: { brokers, topics: t }, signing: { checkpointEvery: 50, checkpointIntervalMs: 60_000 } });
+  const p = await createEventPipeline({ config, log, registry: new Registry(), component: 'webhook', instance: 'partitions' });
+  await Promise.all(Array.from({ length: 300 }, (_, i) => p.emit(apiRequestDraft(i, 20))));
+  await p.close();
+  const { status, report } = await verifyCli(['--public-key', path.join(dataDir, 'keys', 'dev-signing.pub.pem'), '--brokers', env.KAFKA_BROKERS, '--topic', t.events]);
+  assert.deepEqual(report.issues, []);
+  assert.equal(status, 0);
+  assert.equal(report.records, 306, '300 events and 6 checkpoints');
+});
