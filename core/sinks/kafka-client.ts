@@ -100,3 +100,19 @@ export function classifyKafkaError(err: unknown, k: KafkaSettings): SinkError {
   }
   return new SinkError('SINK_ERR_KAFKA_UNREACHABLE', `kafka.brokers: cannot reach ${k.brokers.join(',')} within kafka.connectTimeoutMs=${k.connectTimeoutMs}`, { setting: 'kafka.brokers', cause: err });
 }
+
+/** Broker error types that condemn the records of a request, not the connection. */
+const RECORD_ERROR_TYPES = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE', 'INVALID_TIMESTAMP']);
+
+/**
+ * The broker's record-level error type (e.g. MESSAGE_TOO_LARGE) when a
+ * produce failed because of what was sent, or undefined for anything else
+ * (connection, auth, leadership: retrying later can succeed).
+ */
+export function recordErrorType(err: unknown): string | undefined {
+  for (const e of chain(err)) {
+    const type = (e as { type?: unknown }).type;
+    if (typeof type === 'string' && RECORD_ERROR_TYPES.has(type)) return type;
+  }
+  return undefined;
+}

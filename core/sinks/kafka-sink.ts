@@ -25,6 +25,8 @@
  * and a warning logs the count). A refused or dropped event consumes no
  * sequence number, so the chain stays gap-free.
  */
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import path from 'node:path';
 import { CompressionTypes, Partitioners, type Kafka, type Producer, type TopicMessages } from 'kafkajs';
 import type { EventDraft, EventType, KubetrailEvent } from '../events/model.ts';
 import type { ChainSealer } from '../chain/sealer.ts';
@@ -35,7 +37,7 @@ import type { EventPipeline } from '../pipeline.ts';
 import type { Config } from '../config.ts';
 import { SinkError } from './errors.ts';
 import { toRecord, type EventRecord } from './kafka-record.ts';
-import type { KafkaSettings } from './kafka-client.ts';
+import { recordErrorType, type KafkaSettings } from './kafka-client.ts';
 import { ComponentMetrics, type SinkMetrics } from './metrics.ts';
 import type { Spool } from './spool.ts';
 import type { InflightJournal } from './inflight-journal.ts';
@@ -112,6 +114,8 @@ export class KafkaSink implements EventPipeline {
   #closing: Promise<void> | undefined;
   readonly #timer: NodeJS.Timeout;
   #droppedUnlogged = 0;
+  /** How many spool lines the drainer sends per request; halved while the broker refuses records. */
+  #drainLimit: number;
   /** Set when fail-closed refused an event; cleared once the drainer frees spool space. */
   #refusing = false;
   #dropLogTimer: NodeJS.Timeout | undefined;
@@ -135,6 +139,7 @@ export class KafkaSink implements EventPipeline {
       retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 1000 },
     });
     this.#mode = o.startSpooling ? 'spool' : 'direct';
+    this.#drainLimit = o.settings.batchMaxEvents;
     o.metrics.spooling.set({ component: this.#component }, this.#mode === 'spool' ? 1 : 0);
     o.metrics.spoolBytes.set({ component: this.#component }, o.spool.bytes);
     this.#timer = setInterval(() => this.#checkpoint(), o.checkpointIntervalMs);
@@ -351,8 +356,12 @@ export class KafkaSink implements EventPipeline {
   #enterSpool(batch: readonly Pending[], err: unknown, journalGeneration?: number): void {
     if (this.#mode !== 'spool') {
       this.#o.logger.warn(
-        { setting: 'kafka.ackDeadlineMs', ackDeadlineMs: this.#o.settings.ackDeadlineMs, error: err === undefined ? 'ack deadline missed' : (err as { name?: string }).name },
-        'kafka did not acknowledge in time; events go to the spool until it drains',
+        {
+          setting: 'kafka.ackDeadlineMs',
+          ackDeadlineMs: this.#o.settings.ackDeadlineMs,
+          error: err === undefined ? 'ack deadline missed' : (recordErrorType(err) ?? (err as { name?: string }).name),
+        },
+        'kafka did not acknowledge a batch; events go to the spool until it drains',
       );
     }
     this.#mode = 'spool';
@@ -407,7 +416,7 @@ export class KafkaSink implements EventPipeline {
         }
       }
       const { lines, next } = this.#o.spool.peek(
-        s.batchMaxEvents,
+        this.#drainLimit,
         // Non-native records carry the native line as a header as well as the rendered value.
         s.format === 'native' ? s.batchMaxBytes : Math.floor(s.batchMaxBytes / 2),
         RECORD_OVERHEAD_BYTES,
@@ -450,12 +459,54 @@ export class KafkaSink implements EventPipeline {
         this.#refusing = false;
         this.#o.metrics.drained.inc({ component: this.#component }, records.length);
         this.#o.metrics.spoolBytes.set({ component: this.#component }, this.#o.spool.bytes);
+        this.#drainLimit = Math.min(s.batchMaxEvents, this.#drainLimit * 2);
         backoff = 100;
-      } else {
-        if (r.timedOut) this.#stuck = r.promise.catch(() => undefined);
-        await wait();
+        continue;
       }
+      const refused = r.timedOut ? undefined : recordErrorType(r.err);
+      if (refused !== undefined) {
+        // The broker refuses what was sent (e.g. a record over message.max.bytes):
+        // retrying the same request can never succeed. Halve the request until the
+        // culprit is alone, then set it aside so the rest of the spool can flow.
+        if (lines.length > 1) {
+          this.#drainLimit = Math.max(1, Math.floor(lines.length / 2));
+          continue;
+        }
+        this.#reject(lines[0] as string, refused);
+        this.#o.spool.ack(next);
+        this.#drainLimit = s.batchMaxEvents;
+        continue;
+      }
+      if (r.timedOut) this.#stuck = r.promise.catch(() => undefined);
+      await wait();
     }
+  }
+
+  /**
+   * Keeps an event the broker refused in `rejected.ndjson` beside the spool
+   * (fsync'd: it is still durable, never dropped), counts it, and says so
+   * loudly. It is missing from Kafka, and verify on the topic will say that too.
+   */
+  #reject(line: string, errorType: string): void {
+    const file = path.join(this.#o.spool.log.dir, 'rejected.ndjson');
+    const fd = openSync(file, 'a');
+    try {
+      writeSync(fd, line + '\n');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    let id = '';
+    let seq = 0;
+    try {
+      const e = JSON.parse(line) as KubetrailEvent;
+      id = e.id;
+      seq = e.chain?.seq ?? 0;
+    } catch {
+      // unparseable lines never reach the broker; keep the defaults
+    }
+    this.#o.metrics.rejected.inc({ component: this.#component });
+    this.#o.logger.error({ id, seq, bytes: Buffer.byteLength(line), kafkaError: errorType, file }, 'kafka refused an event; it is kept in the spool dir and missing from the topic');
   }
 
   #checkpoint(): void {

@@ -13,6 +13,8 @@ export interface SinkMetrics {
   dropped: Counter<'component'>;
   /** Events refused because the spool was full with spool.overflow=fail-closed. */
   refused: Counter<'component'>;
+  /** Events the broker refused for what they are (e.g. larger than message.max.bytes), kept in the spool's rejected.ndjson. */
+  rejected: Counter<'component'>;
   /** Events sent from the spool to Kafka. */
   drained: Counter<'component'>;
   /** Bytes waiting in the spool. */
@@ -34,6 +36,7 @@ export function sinkMetrics(registry: Registry): SinkMetrics {
     durable: once(registry, 'kubetrail_events_durable_total', () => new Counter({ name: 'kubetrail_events_durable_total', help: 'Events made durable (Kafka ack, spool or local log fsync).', labelNames: ['component', 'sink', 'type'] as const, registers })),
     dropped: once(registry, 'kubetrail_events_dropped_total', () => new Counter({ name: 'kubetrail_events_dropped_total', help: 'Events dropped because the spool was full (spool.overflow=drop).', labelNames: ['component'] as const, registers })),
     refused: once(registry, 'kubetrail_events_refused_total', () => new Counter({ name: 'kubetrail_events_refused_total', help: 'Events refused because the spool was full (spool.overflow=fail-closed).', labelNames: ['component'] as const, registers })),
+    rejected: once(registry, 'kubetrail_events_rejected_total', () => new Counter({ name: 'kubetrail_events_rejected_total', help: 'Events the broker refused (e.g. larger than message.max.bytes); kept in the spool dir, rejected.ndjson.', labelNames: ['component'] as const, registers })),
     drained: once(registry, 'kubetrail_spool_drained_total', () => new Counter({ name: 'kubetrail_spool_drained_total', help: 'Events sent from the spool to Kafka.', labelNames: ['component'] as const, registers })),
     spoolBytes: once(registry, 'kubetrail_spool_bytes', () => new Gauge({ name: 'kubetrail_spool_bytes', help: 'Bytes waiting in the spool.', labelNames: ['component'] as const, registers })),
     spooling: once(registry, 'kubetrail_spool_active', () => new Gauge({ name: 'kubetrail_spool_active', help: '1 while new events go to the spool instead of Kafka.', labelNames: ['component'] as const, registers })),
