@@ -4,7 +4,18 @@
  * output (stdout and stderr as the terminal showed them), "i" for input,
  * "r" for a resize ("COLSxROWS"). Pure: builds text from events.
  */
+import { inflateRawSync } from 'node:zlib';
 import type { KubetrailEvent, SessionBody, SessionDataBody } from '../core/events/model.ts';
+
+/** The stream bytes of a session.data chunk (inflating a compressed one). Throws on a corrupt chunk. */
+export function chunkBytes(c: Pick<SessionDataBody, 'data' | 'encoding' | 'size'>): Buffer {
+  const raw = Buffer.from(c.data, 'base64');
+  if (c.encoding === undefined) return raw;
+  if (c.encoding !== 'deflate-raw') throw new Error(`unknown chunk encoding ${String(c.encoding)}`);
+  const out = inflateRawSync(raw, c.size !== undefined ? { maxOutputLength: Math.max(1, c.size) } : {});
+  if (c.size !== undefined && out.length !== c.size) throw new Error('chunk size does not match its data');
+  return out;
+}
 
 /** One session's events, gathered for replay. */
 export interface SessionRecording {
@@ -39,7 +50,7 @@ export function gatherRecording(id: string, events: Iterable<KubetrailEvent>): S
 export function terminalSize(rec: SessionRecording): { width: number; height: number } {
   for (const c of rec.chunks) {
     if (c.stream !== 'resize') continue;
-    const s = parseResize(Buffer.from(c.data, 'base64').toString('utf8'));
+    const s = parseResize(chunkBytes(c).toString('utf8'));
     if (s) return s;
   }
   const end = rec.end?.body as SessionBody | undefined;
@@ -86,7 +97,7 @@ export function toAsciicast(rec: SessionRecording): string {
     // Times must not go backwards; chunks are ordered, their start times nearly so.
     const t = Math.max(last, c.t / 1000);
     last = t;
-    const bytes = Buffer.from(c.data, 'base64');
+    const bytes = chunkBytes(c);
     if (c.stream === 'resize') {
       const s = parseResize(bytes.toString('utf8'));
       if (s) lines.push(JSON.stringify([round(t), 'r', `${s.width}x${s.height}`]));

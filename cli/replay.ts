@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { readEvents } from '../core/events/reader.ts';
 import type { KubetrailEvent } from '../core/events/model.ts';
 import { SOURCE_FLAGS, UsageError, sourceFromFlags } from './events.ts';
-import { gatherRecording, toAsciicast } from './asciicast.ts';
+import { chunkBytes, gatherRecording, toAsciicast } from './asciicast.ts';
 
 const USAGE = `usage: kubetrail replay SESSION_ID [--config F] [--log-dir D | --brokers B [--topic T]...]
                         [--speed N] [--max-idle SECONDS] [--export FILE.cast]
@@ -77,7 +77,7 @@ export async function run(argv: string[]): Promise<number> {
       const wait = Math.min(Math.max(0, c.t - clock) / 1000, maxIdle) / speed;
       clock = Math.max(clock, c.t);
       if (wait > 0) await sleep(wait * 1000);
-      if (!out.write(Buffer.from(c.data, 'base64'))) await new Promise((r) => out.once('drain', r));
+      if (!out.write(chunkBytes(c))) await new Promise((r) => out.once('drain', r));
     }
     return rec.missing.length > 0 ? 1 : 0;
   } catch (err) {

@@ -194,6 +194,7 @@ const EXEC_DEFAULTS = {
   maxInflightRecordBytes: 8 * 1024 * 1024,
   maxLineBytes: 8192,
   upstreamTimeoutMs: 15000,
+  recordCompression: 'deflate-raw' as 'deflate-raw' | 'none',
 };
 
 const proxy = z
@@ -239,6 +240,11 @@ const proxy = z
         maxLineBytes: z.number().int().positive().default(8192),
         /** How long to wait for the upstream WebSocket to open (ms). */
         upstreamTimeoutMs: z.number().int().positive().default(15000),
+        /**
+         * session.data chunks are raw-deflated (level 1, off the event loop) when that makes
+         * them at least 10% smaller: recording cost is per stored byte (canonical JSON, hash, write).
+         */
+        recordCompression: z.enum(['deflate-raw', 'none']).default('deflate-raw'),
       })
       .default(EXEC_DEFAULTS),
   })

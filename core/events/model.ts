@@ -153,6 +153,10 @@ export interface SessionDataBody {
   t: number;
   /** Base64 bytes (already masked). */
   data: string;
+  /** Set when `data` is raw-deflated (RFC 1951) stream bytes; absent: `data` is the bytes themselves. */
+  encoding?: 'deflate-raw';
+  /** Uncompressed length of this chunk (set with `encoding`). */
+  size?: number;
 }
 
 /** Body of `guardrail.decision`. */

@@ -34,7 +34,7 @@ const specSchema = z.strictObject({
           name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and dashes'),
           regex: z.string().min(1),
           /** Literals every match starts with: lets a match split across frames be masked. */
-          startsWith: z.array(z.string().min(1)).default([]),
+          startsWith: z.array(z.string().min(1).max(32)).default([]),
           /** Longest possible match (bytes), bounding the hold-back. */
           maxLength: z.number().int().positive().max(64 * 1024).default(256),
         }),
@@ -129,6 +129,9 @@ export function patternsFor(policies: readonly CompiledMaskingPolicy[], who: { n
   return [...out.values()];
 }
 
+/** Longest start literal the built-ins use ("aws_secret_access_key"); custom ones are capped to it for the boundary check. */
+const MAX_START_LITERAL = 32;
+
 /** What a masked secret is replaced with. */
 export function maskReplacement(name: string): string {
   return `[masked:${name}]`;
@@ -142,7 +145,8 @@ export function maskReplacement(name: string): string {
  */
 export class StreamMasker {
   readonly #patterns: readonly MaskPattern[];
-  readonly #startBytes: Buffer[];
+  /** Start literals grouped by first byte: one scan for the byte can rule out a whole group (the eight AWS prefixes share 'A'). */
+  readonly #startGroups: { first: number; needles: Buffer[] }[];
   readonly #alwaysScan: boolean;
   readonly #sticky = new Map<MaskPattern, RegExp>();
   #pending = '';
@@ -151,7 +155,16 @@ export class StreamMasker {
 
   constructor(patterns: readonly MaskPattern[]) {
     this.#patterns = patterns;
-    this.#startBytes = patterns.flatMap((p) => p.starts.map((s) => Buffer.from(s, 'latin1')));
+    const groups = new Map<number, Buffer[]>();
+    for (const p of patterns) {
+      for (const st of p.starts) {
+        const b = Buffer.from(st, 'latin1');
+        const g = groups.get(b[0] as number) ?? [];
+        if (!g.some((x) => x.equals(b))) g.push(b);
+        groups.set(b[0] as number, g);
+      }
+    }
+    this.#startGroups = [...groups.entries()].map(([first, needles]) => ({ first, needles }));
     // A pattern without start literals cannot be pre-filtered: scan every frame.
     this.#alwaysScan = patterns.some((p) => p.starts.length === 0);
     for (const p of patterns) this.#sticky.set(p, new RegExp(p.regex.source, 'y'));
@@ -165,16 +178,37 @@ export class StreamMasker {
   /** Feeds a frame; returns what can be released now (possibly empty). */
   push(chunk: Buffer): Buffer {
     if (this.#patterns.length === 0) return chunk;
-    if (this.#pending.length === 0 && !this.#alwaysScan && !this.#mayContainStart(chunk)) {
-      // Fast path (the common case): no start literal anywhere in the frame,
-      // so only a partial start literal at its very end could need holding.
+    if (!this.#alwaysScan && !this.#mayContainStart(chunk)) {
+      // Fast path (the common case): no start literal anywhere in the frame.
+      // What is pending (a held partial literal) can only complete across the
+      // boundary, so look at the boundary alone; if nothing starts there either,
+      // release it and treat the frame like any other.
+      let prefix = '';
+      if (this.#pending.length > 0) {
+        // A short frame may extend a partial literal without completing it: work on it whole.
+        if (chunk.length < 64) return this.#slowPush(chunk);
+        const boundary = this.#pending + chunk.subarray(0, MAX_START_LITERAL).toString('latin1');
+        if (this.#startsIn(boundary)) return this.#slowPush(chunk);
+        prefix = this.#pending;
+        this.#pending = '';
+      }
       const tail = chunk.subarray(Math.max(0, chunk.length - 64)).toString('latin1');
-      const h = this.#holdIndex(tail);
-      if (h === tail.length) return chunk;
+      // No start literal in the frame: no match can be growing, only (a) applies.
+      const h = this.#holdIndex(tail, false);
       const cut = chunk.length - (tail.length - h);
       this.#pending = tail.slice(h);
-      return chunk.subarray(0, cut);
+      const body = h === tail.length ? chunk : chunk.subarray(0, cut);
+      return prefix ? Buffer.concat([Buffer.from(this.#mask(prefix), 'latin1'), body]) : body;
     }
+    return this.#slowPush(chunk);
+  }
+
+  #startsIn(text: string): boolean {
+    for (const p of this.#patterns) for (const s of p.starts) if (text.includes(s)) return true;
+    return false;
+  }
+
+  #slowPush(chunk: Buffer): Buffer {
     const text = this.#pending + chunk.toString('latin1');
     const h = this.#holdIndex(text);
     this.#pending = text.slice(h);
@@ -190,7 +224,10 @@ export class StreamMasker {
   }
 
   #mayContainStart(chunk: Buffer): boolean {
-    for (const s of this.#startBytes) if (chunk.indexOf(s) !== -1) return true;
+    for (const g of this.#startGroups) {
+      if (g.needles.length > 2 && chunk.indexOf(g.first) === -1) continue;
+      for (const n of g.needles) if (chunk.indexOf(n) !== -1) return true;
+    }
     return false;
   }
 
@@ -207,8 +244,11 @@ export class StreamMasker {
     return out;
   }
 
-  /** Index from which `text` must be held back (text.length: nothing). */
-  #holdIndex(text: string): number {
+  /**
+   * Index from which `text` must be held back (text.length: nothing).
+   * `growing` false skips (b), for text known to hold no start literal.
+   */
+  #holdIndex(text: string, growing = true): number {
     const n = text.length;
     let hold = n;
     for (const p of this.#patterns) {
@@ -222,6 +262,7 @@ export class StreamMasker {
           }
         }
       }
+      if (!growing) continue;
       // (b) a start literal inside the trailing run of match characters: the match may still grow
       const floor = Math.max(0, n - p.maxLength);
       let r = n;

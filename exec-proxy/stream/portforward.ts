@@ -68,7 +68,7 @@ export class PortForwardSession {
     this.#recorder = new SessionRecorder(
       ctx.sink,
       { actor: ctx.identity, target: { group: '', version: 'v1', resource: 'pods', subresource: 'portforward', namespace: ctx.target.namespace, name: ctx.target.pod }, session: ctx.sessionId },
-      { chunkBytes: ctx.limits.chunkBytes, flushMs: ctx.limits.recordFlushMs, maxRecordedBytes: ctx.limits.maxRecordedBytes, maxInflightBytes: ctx.limits.maxInflightRecordBytes },
+      { chunkBytes: ctx.limits.chunkBytes, flushMs: ctx.limits.recordFlushMs, maxRecordedBytes: ctx.limits.maxRecordedBytes, maxInflightBytes: ctx.limits.maxInflightRecordBytes, compression: ctx.limits.recordCompression },
     );
     this.#recorder.onError = (e) => this.#fail(e);
     this.done = new Promise((r) => (this.#resolveDone = r));

@@ -118,7 +118,7 @@ export class ExecSession {
         target: { group: '', version: 'v1', resource: 'pods', subresource: ctx.target.subresource, namespace: ctx.target.namespace, name: ctx.target.pod },
         session: ctx.sessionId,
       },
-      { chunkBytes: limits.chunkBytes, flushMs: limits.recordFlushMs, maxRecordedBytes: limits.maxRecordedBytes, maxInflightBytes: limits.maxInflightRecordBytes },
+      { chunkBytes: limits.chunkBytes, flushMs: limits.recordFlushMs, maxRecordedBytes: limits.maxRecordedBytes, maxInflightBytes: limits.maxInflightRecordBytes, compression: limits.recordCompression },
     );
     this.#recorder.onError = (err) => this.#fail(err, 'error');
     this.#input = {
@@ -407,7 +407,7 @@ export class ExecSession {
         this.#forwardRaw(this.#client, 'upstream', data, isBinary);
         return;
       }
-      this.#deliverOutput(ch, frame.payload, true);
+      this.#deliverOutput(ch, frame.payload, true, data, isBinary);
     } else if (ch === CHANNEL.STATUS) {
       this.#flushMaskers();
       if (this.#status.length < MAX_STATUS_BYTES) this.#status += frame.payload.toString('utf8');
@@ -437,11 +437,13 @@ export class ExecSession {
   }
 
   /** Masks, records and sends output; `fromUpstream` false for kubetrail's own messages. */
-  #deliverOutput(ch: number, payload: Buffer, fromUpstream: boolean): void {
+  #deliverOutput(ch: number, payload: Buffer, fromUpstream: boolean, raw?: Buffer, rawBinary = true): void {
     const masker = this.#maskers.get(ch);
     if (!masker) {
       this.#recordOut(ch, payload);
-      this.#sendChannel(this.#client, 'upstream', ch, payload);
+      // Unchanged bytes: forward the upstream message itself rather than re-framing a copy.
+      if (raw) this.#forwardRaw(this.#client, 'upstream', raw, rawBinary);
+      else this.#sendChannel(this.#client, 'upstream', ch, payload);
       return;
     }
     const rec = this.#recMaskers.get(ch);
@@ -455,7 +457,8 @@ export class ExecSession {
     const out = fromUpstream ? masker.push(payload) : Buffer.concat([masker.flush(), payload]);
     if (rec) this.#recordOut(ch, fromUpstream ? rec.push(payload) : Buffer.concat([rec.flush(), payload]));
     else this.#recordOut(ch, out);
-    if (out.length > 0) this.#sendChannel(this.#client, 'upstream', ch, out);
+    if (out === payload && raw) this.#forwardRaw(this.#client, 'upstream', raw, rawBinary);
+    else if (out.length > 0) this.#sendChannel(this.#client, 'upstream', ch, out);
     this.#armMaskTimer();
   }
 

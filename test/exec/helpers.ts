@@ -9,6 +9,7 @@ import { startStreamGateway, type StreamGateway, type StreamGatewayOptions } fro
 import { MemorySink } from '../../core/sinks/memory-sink.ts';
 import type { KubetrailEvent, SessionBody, SessionDataBody } from '../../core/events/model.ts';
 import { drainSessions } from '../../exec-proxy/stream/index.ts';
+import { chunkBytes } from '../../cli/asciicast.ts';
 
 /** A fake upstream, a gateway in front of it, and the sink the gateway records to. */
 export interface Rig {
@@ -58,7 +59,7 @@ export function recorded(sink: MemorySink, session: string, stream: SessionDataB
     const b = e.body as SessionDataBody;
     if (b.chunk !== expectChunk) throw new Error(`chunk ${b.chunk} out of order (expected ${expectChunk})`);
     expectChunk++;
-    const data = Buffer.from(b.data, 'base64');
+    const data = chunkBytes(b);
     if ((offsets[b.stream] ?? 0) !== b.offset) throw new Error(`offset gap in ${b.stream}`);
     offsets[b.stream] = b.offset + data.length;
     if (b.stream === stream || (stream === 'output' && (b.stream === 'stdout' || b.stream === 'stderr'))) parts.push(data);

@@ -15,6 +15,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { connect, type Socket, type AddressInfo } from 'node:net';
 import { inflateSync, constants as zc } from 'node:zlib';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
@@ -39,6 +40,8 @@ export interface FakeUpstreamOptions {
   attachCommand?: string[];
   /** Working directory of processes. */
   cwd?: string;
+  /** Serve HTTPS with this certificate (as the API server does); default plain HTTP. */
+  tls?: { cert: string; key: string };
 }
 
 /** A running fake. */
@@ -67,9 +70,10 @@ export async function startFakeUpstream(opts: FakeUpstreamOptions = {}): Promise
   const requests: UpstreamRequest[] = [];
   const sockets = new Set<WebSocket>();
   const children = new Set<ChildProcess>();
-  const server: Server = createServer((_req, res) => {
+  const notFound = (_req: IncomingMessage, res: import('node:http').ServerResponse): void => {
     res.writeHead(404, { 'content-type': 'application/json' }).end('{"kind":"Status","status":"Failure","code":404}');
-  });
+  };
+  const server: Server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, notFound) : createServer(notFound);
   server.on('upgrade', (req, socket, head) => {
     const url = new URL(req.url ?? '/', 'http://fake');
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/(exec|attach|portforward)$/.exec(url.pathname);
@@ -117,7 +121,7 @@ export async function startFakeUpstream(opts: FakeUpstreamOptions = {}): Promise
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: new URL(`http://127.0.0.1:${port}`),
+    url: new URL(`${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`),
     requests,
     sockets,
     async close() {

@@ -9,6 +9,7 @@
  *   node --expose-gc test/tools/stream-gateway-main.ts --upstream URL --data-dir D [--mask] [--line-rule]
  */
 import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Registry } from 'prom-client';
 import { loadConfig } from '../../core/config.ts';
@@ -18,18 +19,34 @@ import { compileMaskingPolicy } from '../../core/masking/stream.ts';
 import { compileExecPolicy } from '../../core/policy/exec.ts';
 import { drainSessions } from '../../exec-proxy/stream/index.ts';
 import { startStreamGateway } from './stream-gateway.ts';
+import type { EventSink } from '../../core/sinks/sink.ts';
 
 const { values } = parseArgs({
-  options: { upstream: { type: 'string' }, 'data-dir': { type: 'string' }, mask: { type: 'boolean' }, 'line-rule': { type: 'boolean' } },
+  options: { upstream: { type: 'string' }, 'data-dir': { type: 'string' }, mask: { type: 'boolean' }, 'line-rule': { type: 'boolean' }, 'discard-sink': { type: 'boolean' }, 'chunk-bytes': { type: 'string' }, 'upstream-ca': { type: 'string' }, limit: { type: 'string', multiple: true } },
   strict: true,
 });
 if (!values.upstream || !values['data-dir']) throw new Error('--upstream and --data-dir are required');
 const config = loadConfig({ document: { dataDir: values['data-dir'], cluster: 'bench' } });
 const pipeline = await createEventPipeline({ config, log: createLogger({ level: 'silent' }), registry: new Registry(), component: 'proxy', instance: 'bench' });
+// --discard-sink: events are built (base64, chunking) but not stored — to tell relay cost from storage cost.
+const discard: EventSink = {
+  emit: async (d) => ({ ...d, apiVersion: 'kubetrail.io/v1', id: '', time: '', source: { component: 'proxy', instance: 'bench', cluster: 'bench' } }) as never,
+  flush: async () => {},
+  close: async () => {},
+};
 const gw = await startStreamGateway({
   upstream: new URL(values.upstream),
+  ...(values['upstream-ca'] ? { upstreamCa: readFileSync(values['upstream-ca'], 'utf8') } : {}),
   upstreamToken: 'upstream-token',
-  sink: pipeline,
+  sink: values['discard-sink'] ? discard : pipeline,
+  limits: {
+    ...(values['chunk-bytes'] ? { chunkBytes: Number(values['chunk-bytes']) } : {}),
+    // --limit name=value overrides any proxy.exec limit (numbers or strings)
+    ...Object.fromEntries((values.limit ?? []).map((kv) => {
+      const [k, v] = kv.split('=') as [string, string];
+      return [k, /^\d+$/.test(v) ? Number(v) : v];
+    })),
+  },
   masking: values.mask ? [compileMaskingPolicy({ apiVersion: 'kubetrail.io/v1alpha1', kind: 'MaskingPolicy', metadata: { name: 'all' }, spec: {} }, 'bench')] : [],
   execPolicies: values['line-rule']
     ? [compileExecPolicy({ apiVersion: 'kubetrail.io/v1alpha1', kind: 'ExecPolicy', metadata: { name: 'no-rm' }, spec: { rules: [{ name: 'no-rm', on: 'line', expression: 'line.matches("^\\\\s*rm\\\\b")' }] } }, 'bench')]

@@ -23,6 +23,8 @@ import { handleStreamUpgrade, type StreamContext } from '../../exec-proxy/stream
 /** Options of the test gateway. */
 export interface StreamGatewayOptions {
   upstream: URL;
+  /** CA of an HTTPS upstream. */
+  upstreamCa?: string;
   upstreamToken?: string;
   sink: EventSink;
   execPolicies?: CompiledExecPolicy[];
@@ -96,7 +98,7 @@ export async function startStreamGateway(opts: StreamGatewayOptions): Promise<St
       target: { namespace: m[1] as string, pod: m[2] as string, subresource: m[3] as 'exec' | 'attach' | 'portforward', query: url.searchParams },
       upstream: {
         url: opts.upstream,
-        tls: {},
+        tls: opts.upstreamCa ? { ca: opts.upstreamCa, servername: 'localhost' } : {},
         headers: {
           authorization: `Bearer ${opts.upstreamToken ?? 'upstream-token'}`,
           'impersonate-user': (opts.identity ?? TEST_IDENTITY).username,
