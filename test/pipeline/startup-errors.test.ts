@@ -118,3 +118,18 @@ test('a second process on the same data dir and component is refused with SINK_E
     await first.close();
   }
 });
+
+const FILE_SETTINGS = [
+  { name: 'kafka.ssl.caFile', kafka: { ssl: { caFile: '/nonexistent/ca.pem' } }, code: 'SINK_ERR_KAFKA_TLS' },
+  { name: 'kafka.ssl.certFile', kafka: { ssl: { certFile: '/nonexistent/tls.crt', keyFile: '/nonexistent/tls.key' } }, code: 'SINK_ERR_KAFKA_TLS' },
+  { name: 'kafka.sasl.passwordFile', kafka: { sasl: { mechanism: 'scram-sha-256', username: 'alice', passwordFile: '/nonexistent/password' } }, code: 'SINK_ERR_KAFKA_AUTH' },
+] as const;
+
+for (const f of FILE_SETTINGS) {
+  test(`an unreadable ${f.name} fails with ${f.code} naming it`, async () => {
+    const err = await startError(`file-${f.name}`, { kafka: { brokers: broker.brokers, topics: topics(), connectTimeoutMs: 500, ...f.kafka } });
+    assert.equal(err.code, f.code);
+    assert.equal(err.setting, f.name);
+    assert.match(err.message, new RegExp(`^${f.name.replace(/\./g, '\\.')}: cannot read /nonexistent/`));
+  });
+}
