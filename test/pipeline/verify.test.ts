@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { cpSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -67,10 +68,23 @@ const TAMPERS: { name: string; tamper: Tamper; expect: string[] }[] = [
     },
     expect: ['altered'],
   },
+  {
+    // A checkpoint re-signed with another key (and re-hashed so only the signature is wrong).
+    name: 'a checkpoint signed with another key',
+    tamper: (l) =>
+      l.map((x) => {
+        const e = JSON.parse(x) as KubetrailEvent<'chain.checkpoint'>;
+        if (e.type !== 'chain.checkpoint' || e.chain!.seq > 150) return x;
+        const other = generateKeyPairSync('ed25519').privateKey;
+        e.body.signature = sign(null, Buffer.from(`${e.source.instance}\n${e.body.seq}\n${e.body.hash}`), other).toString('base64');
+        return reseal(e);
+      }),
+    expect: ['bad-signature', 'broken-link'],
+  },
   { name: 'two reordered events', tamper: (l) => l.map((x, i) => (i === 80 ? (l[81] as string) : i === 81 ? (l[80] as string) : x)), expect: ['reordered'] },
 ];
 
-test('verify passes an untouched local log and catches a deleted, an altered, a re-hashed and a reordered event in copies of it', async () => {
+test('verify passes an untouched local log and catches deleted, altered, re-hashed, re-chained and reordered events and forged signatures in copies of it', async () => {
   const dataDir = path.join(dir, 'local');
   const { log } = memoryLogger();
   const config = pipelineConfig(dataDir, { signing: { checkpointEvery: 100, checkpointIntervalMs: 60_000 } });
@@ -89,6 +103,13 @@ test('verify passes an untouched local log and catches a deleted, an altered, a 
     assert.deepEqual([...new Set(report.issues.map((i) => i.kind))].sort(), t.expect, `${t.name}: ${JSON.stringify(report.issues)}`);
     assert.equal(status, t.expect.length === 0 ? 0 : 1, `${t.name}: exit code`);
   }
+  // The untouched log against someone else's public key: every checkpoint is refused.
+  const otherKey = path.join(dir, 'other.pub.pem');
+  writeFileSync(otherKey, generateKeyPairSync('ed25519').publicKey.export({ format: 'pem', type: 'spki' }).toString());
+  const { status, report } = await verifyCli(['--public-key', otherKey, '--log-dir', logDir]);
+  assert.equal(status, 1);
+  assert.deepEqual([...new Set(report.issues.map((i) => i.kind))], ['bad-signature']);
+  assert.equal(report.issues.length, report.sources[0]?.checkpoints);
 });
 
 test('verify passes an untouched copy of a k8s-audit topic and catches a deleted, an altered and a reordered record, and an altered value', async () => {
