@@ -161,6 +161,7 @@ async function idleSessions(gw: Gateway): Promise<{ before: number; after: numbe
   // Let every session finish opening (session.start durable, upstream open).
   await new Promise((r) => setTimeout(r, 1500));
   const after = await gw.ask('rss');
+  if (process.env['BENCH_DEBUG']) console.error('idle before', before, 'after', after);
   for (const s of sockets) s.terminate();
   const per = ((after['rss'] as number) - (before['rss'] as number)) / IDLE_SESSIONS / 1024;
   const heapPer = ((after['heapUsed'] as number) - (before['heapUsed'] as number)) / IDLE_SESSIONS / 1024;
@@ -184,6 +185,12 @@ try {
     rounds.push(`direct ${fmt(d)} / relay ${fmt(r)} MiB/s`);
   }
   await gw.stop();
+  // Decomposition: the relay alone (chunks built, nothing stored, no masking), one round.
+  const bare = await startGateway(up.url, ['--discard-sink']);
+  const bd = (await throughput(up.url.href.replace(/\/$/, ''))).mibps;
+  const br = (await throughput(bare.url)).mibps;
+  await bare.stop();
+  console.log(`throughput, relay without storage or masking (decomposition): direct ${fmt(bd)} / relay ${fmt(br)} MiB/s, ratio ${fmt(br / bd, 2)}`);
   console.log(`throughput ${STREAM_BYTES / 1048576} MiB stdout, relay with recording (local log, fsync) + masking vs direct: ${rounds.join('; ')}; median ratio ${fmt(percentile(ratios, 50), 2)} (target >= 0.8)`);
 
   // 2. keystroke echo latency

@@ -17,7 +17,7 @@ import { CLOSE, StreamError } from './errors.ts';
 import { SpdyParser } from './spdy-parser.ts';
 import { failureStatus, isNonTokenProtocol, type StreamProtocol } from './protocol.ts';
 import { SessionRecorder } from './recorder.ts';
-import { relayableCloseCode, toBuffer, upstreamUrl, wireLimit } from './session.ts';
+import { relayableCloseCode, toBuffer, upstreamTls, upstreamUrl, wireLimit } from './session.ts';
 import type { StreamContext } from './context.ts';
 
 const HIGH_WATER = 1024 * 1024;
@@ -118,7 +118,7 @@ export class PortForwardSession {
     this.#client.on('message', (d, b) => this.#onClient(d, b));
     const nonToken = isNonTokenProtocol(this.#proto.name);
     const up = new WebSocket(upstreamUrl(this.#ctx), this.#proto.name && !nonToken ? [this.#proto.name] : [], {
-      ...this.#ctx.upstream.tls,
+      ...upstreamTls(this.#ctx.upstream.tls),
       // ws refuses '/' in subprotocol names: offer it as a plain header instead.
       headers: { ...this.#ctx.upstream.headers, ...(nonToken ? { 'Sec-WebSocket-Protocol': this.#proto.name } : {}) },
       perMessageDeflate: false,

@@ -64,7 +64,7 @@ rl.on('line', (line) => {
   if (line === 'rss') {
     (globalThis as { gc?: () => void }).gc?.();
     const m = process.memoryUsage();
-    process.stdout.write(JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed }) + '\n');
+    process.stdout.write(JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }) + '\n');
   } else if (line === 'exit') void stop();
 });
 rl.on('close', () => void stop());
