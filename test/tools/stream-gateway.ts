@@ -26,6 +26,8 @@ export interface StreamGatewayOptions {
   /** CA of an HTTPS upstream. */
   upstreamCa?: string;
   upstreamToken?: string;
+  /** Replaces the default upstream headers (e.g. a real API server's admin token plus Impersonate-*). */
+  upstreamHeaders?: (sessionId: string) => Record<string, string | string[]>;
   sink: EventSink;
   execPolicies?: CompiledExecPolicy[];
   masking?: CompiledMaskingPolicy[];
@@ -99,7 +101,7 @@ export async function startStreamGateway(opts: StreamGatewayOptions): Promise<St
       upstream: {
         url: opts.upstream,
         tls: opts.upstreamCa ? { ca: opts.upstreamCa, servername: 'localhost' } : {},
-        headers: {
+        headers: opts.upstreamHeaders?.(sessionId) ?? {
           authorization: `Bearer ${opts.upstreamToken ?? 'upstream-token'}`,
           'impersonate-user': (opts.identity ?? TEST_IDENTITY).username,
           'impersonate-group': (opts.identity ?? TEST_IDENTITY).groups,
