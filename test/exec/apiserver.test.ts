@@ -53,6 +53,7 @@ test('through the real API server: an impersonated user without rights gets its 
   // Authorized as agent-ci (edit in `agents`); the API server then finds no node to run it on.
   assert.doesNotMatch(allowed.stderr, /forbidden/);
   assert.match(allowed.stderr, /host|node|not running|unavailable/i, allowed.stderr);
+  t.diagnostic(`authorized exec answer: ${allowed.stderr.trim()}`);
   const allowedEnd = await sessionEnd(sink, gw.sessions.at(-1) as string);
   assert.notEqual(allowedEnd.outcome, 'completed');
 });
