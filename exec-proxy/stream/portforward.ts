@@ -101,6 +101,7 @@ export class PortForwardSession {
       await this.#finish();
       return;
     }
+    if (this.#ended) return;
     if (!ev.decision.allowed) {
       this.#outcome = 'denied';
       this.#client.resume();

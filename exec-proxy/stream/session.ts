@@ -179,6 +179,8 @@ export class ExecSession {
       await this.#finish();
       return;
     }
+    // The client may have gone while session.start was being made durable.
+    if (this.#ended) return;
     if (!ev.decision.allowed) {
       this.#outcome = 'denied';
       this.#ctx.log.info({ policy: ev.decision.policy, rule: ev.decision.rule }, 'exec session denied by policy');
