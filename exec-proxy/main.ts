@@ -13,6 +13,8 @@ import type { EventSink } from '../core/sinks/sink.ts';
 import { splitHostPort } from '../core/health-server.ts';
 import { compileGuardrail, type GuardrailPolicy } from '../core/policy/guardrail.ts';
 import { PolicyStore } from '../core/policy/store.ts';
+import { execPolicyCompiler, type CompiledExecPolicy } from '../core/policy/exec.ts';
+import { maskingPolicyCompiler, type CompiledMaskingPolicy } from '../core/masking/stream.ts';
 import { Authenticator } from './authn/index.ts';
 import { JwtAuthenticator } from './authn/jwt.ts';
 import { TokenReviewAuthenticator } from './authn/token-review.ts';
@@ -37,6 +39,9 @@ export interface GatewayOptions {
    * (when the directory exists), watched for changes.
    */
   guardrails?: () => readonly GuardrailPolicy[];
+  /** Exec policies and stream masking for the stream relay; default from the same PolicyStore (empty with `guardrails` given or no directory). */
+  execPolicies?: () => readonly CompiledExecPolicy[];
+  masking?: () => readonly CompiledMaskingPolicy[];
   /** Masking of recorded write bodies; default {@link createDefaultMasker} with `config.masking`. */
   mask?: BodyMasker;
   /** Test hook: the OIDC verification clock. */
@@ -73,6 +78,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const authenticator = new Authenticator({ ...(jwt ? { jwt } : {}), ...(tokenReview ? { tokenReview } : {}) });
 
     let guardrails = opts.guardrails;
+    let execPolicies = opts.execPolicies ?? ((): readonly CompiledExecPolicy[] => []);
+    let masking = opts.masking ?? ((): readonly CompiledMaskingPolicy[] => []);
     let store: PolicyStore | undefined;
     if (!guardrails) {
       if (existsSync(opts.config.policies.dir)) {
@@ -81,12 +88,14 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
           debounceMs: opts.config.policies.reloadDebounceMs,
           log,
           ...(opts.registry ? { registry: opts.registry } : {}),
-          compilers: { GuardrailPolicy: compileGuardrail },
+          compilers: { GuardrailPolicy: compileGuardrail, ExecPolicy: execPolicyCompiler, MaskingPolicy: maskingPolicyCompiler },
         });
         await store.load();
         store.watch();
         const s = store;
         guardrails = () => s.current().of<GuardrailPolicy>('GuardrailPolicy');
+        if (!opts.execPolicies) execPolicies = () => s.current().of<CompiledExecPolicy>('ExecPolicy');
+        if (!opts.masking) masking = () => s.current().of<CompiledMaskingPolicy>('MaskingPolicy');
       } else {
         log.info({ dir: opts.config.policies.dir }, 'no policy directory; the gateway enforces no guardrails');
         guardrails = () => [];
@@ -108,6 +117,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       guardrails,
       limits: { maxRecordedBodyBytes: cfg.maxRecordedBodyBytes, requestTimeoutMs: cfg.requestTimeoutMs },
       metrics: opts.registry ? createGatewayMetrics(opts.registry) : undefined,
+      stream: { execPolicies, masking, limits: cfg.exec },
       active: new Set(),
       pending: new Set(),
     };

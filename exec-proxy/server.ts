@@ -18,6 +18,10 @@ import type { Logger } from '../core/logger.ts';
 import type { EventSink } from '../core/sinks/sink.ts';
 import { evaluateGuardrails, toDecision, type GuardrailPolicy } from '../core/policy/guardrail.ts';
 import type { PolicyInput } from '../core/policy/match.ts';
+import type { CompiledExecPolicy } from '../core/policy/exec.ts';
+import type { CompiledMaskingPolicy } from '../core/masking/stream.ts';
+import type { Config } from '../core/config.ts';
+import type { StreamContext, StreamSubresource } from './stream/context.ts';
 import { extractCredential, type Authenticator } from './authn/index.ts';
 import { ApiAuditor, decodeBody } from './audit.ts';
 import { AuthError, ProxyError, sendError, statusResponseBytes, toKubeStatus } from './errors.ts';
@@ -47,6 +51,12 @@ export interface GatewayContext {
     requestTimeoutMs: number;
   };
   metrics: GatewayMetrics | undefined;
+  /** What the exec/attach/port-forward stream relay needs besides the request (see {@link streamContext}). */
+  stream: {
+    execPolicies: () => readonly CompiledExecPolicy[];
+    masking: () => readonly CompiledMaskingPolicy[];
+    limits: Config['proxy']['exec'];
+  };
   /** Stoppers of long-running exchanges (watches, follows, upgrades), called on shutdown. */
   active: Set<() => void>;
   /** Events still being recorded after their response ended; shutdown waits for them. */
@@ -320,11 +330,43 @@ export async function handleRequest(ctx: GatewayContext, req: IncomingMessage, r
 }
 
 /**
+ * The stream relay's context for an authenticated exec/attach/portforward
+ * upgrade: the caller (already checked, impersonation resolved), the session
+ * id, the pod, and the upstream with the gateway's credentials and
+ * impersonation headers built by {@link buildUpstreamHeaders}.
+ */
+export function streamContext(ctx: GatewayContext, call: UpgradeCall): StreamContext {
+  const t = call.auth.info.target;
+  const q = (call.req.url ?? '').indexOf('?');
+  return {
+    identity: call.auth.identity,
+    sessionId: call.auth.sessionId,
+    target: {
+      namespace: t.namespace ?? '',
+      pod: t.name ?? '',
+      subresource: t.subresource as StreamSubresource,
+      query: new URLSearchParams(q === -1 ? '' : (call.req.url ?? '').slice(q + 1)),
+    },
+    upstream: {
+      url: ctx.upstream.url,
+      tls: { ...ctx.upstream.tls },
+      headers: buildUpstreamHeaders(call.auth.identity, call.auth.sessionId, ctx.upstream) as Record<string, string | string[]>,
+    },
+    sink: ctx.sink,
+    log: ctx.log.child({ session: call.auth.sessionId, user: call.auth.identity.username, namespace: t.namespace, name: t.name }),
+    execPolicies: ctx.stream.execPolicies,
+    masking: ctx.stream.masking,
+    limits: ctx.stream.limits,
+  };
+}
+
+/**
  * THE dispatch point for authenticated upgrades. Today every upgrade
  * (including pods/exec, attach and portforward) passes through transparently;
  * to hand exec/attach/port-forward to the recording stream relay, replace the
- * marked line with `return handleStreamUpgrade(ctx, call.req, call.socket, call.head)`
- * (exec-proxy/stream/index.ts).
+ * marked line with
+ * `return handleStreamUpgrade(streamContext(ctx, call), call.req, call.socket, call.head);`
+ * (import handleStreamUpgrade from ./stream/index.ts; on shutdown also await its drainSessions()).
  */
 export function dispatchUpgrade(ctx: GatewayContext, call: UpgradeCall): void {
   if (isStreamSubresource(call.auth.info)) {

@@ -16,14 +16,16 @@ import { harness, kubectl, run } from '../support/env.ts';
 import { createNamespace, serviceAccountWithToken, uniq } from './support.ts';
 
 const CLI = path.join(REPO_ROOT, 'cli', 'main.ts');
+// The commands read KUBETRAIL_* as configuration: give them only what a user would have set (here, nothing).
+const CLEAN_ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KUBETRAIL_')));
 const dir = mkdtempSync(path.join(tmpdir(), 'kubetrail-proxy-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 test('kubetrail kubeconfig refuses a usage error with a clear message', async () => {
-  const r = await run(process.execPath, [CLI, 'kubeconfig', '--server', 'http://insecure:80', '--token-file', '/dev/null']);
+  const r = await run(process.execPath, [CLI, 'kubeconfig', '--server', 'http://insecure:80', '--token-file', '/dev/null'], undefined, { env: CLEAN_ENV });
   assert.equal(r.status, 1);
   assert.match(r.stderr, /--server must be an https:\/\/ URL/);
-  const both = await run(process.execPath, [CLI, 'kubeconfig', '--server', 'https://x:1']);
+  const both = await run(process.execPath, [CLI, 'kubeconfig', '--server', 'https://x:1'], undefined, { env: CLEAN_ENV });
   assert.equal(both.status, 1);
   assert.match(both.stderr, /exactly one of --token-file or --exec-plugin/);
 });
@@ -53,7 +55,7 @@ proxy:
   upstream: {kubeconfig: ${env.ADMIN_KUBECONFIG}}
 `,
   );
-  const child = spawn(process.execPath, [CLI, 'proxy', '--config', path.join(dir, 'kubetrail.yaml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'proxy', '--config', path.join(dir, 'kubetrail.yaml')], { stdio: ['ignore', 'pipe', 'pipe'], env: CLEAN_ENV });
   let out = '';
   let err = '';
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
@@ -72,7 +74,7 @@ proxy:
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   try {
     const kcFile = path.join(dir, 'agent.kubeconfig');
-    const w = await run(process.execPath, [CLI, 'kubeconfig', '--server', url, '--ca-file', path.join(dir, 'ca.crt'), '--token-file', path.join(dir, 'token'), '--namespace', ns, '--out', kcFile]);
+    const w = await run(process.execPath, [CLI, 'kubeconfig', '--server', url, '--ca-file', path.join(dir, 'ca.crt'), '--token-file', path.join(dir, 'token'), '--namespace', ns, '--out', kcFile], undefined, { env: CLEAN_ENV });
     assert.equal(w.status, 0, w.stderr);
     const cm = `via-cli-${uniq()}`;
     const created = await kubectl(kcFile, ['create', 'configmap', cm, '--from-literal=k=v']);
@@ -86,7 +88,7 @@ proxy:
   assert.equal(await exited, 0, `graceful shutdown; stderr: ${err}`);
   assert.ok(!out.includes(token), 'the token never appears in the logs');
 
-  const ev = await run(process.execPath, [CLI, 'events', '--config', path.join(dir, 'kubetrail.yaml'), '--type', 'api.request', '-o', 'json']);
+  const ev = await run(process.execPath, [CLI, 'events', '--config', path.join(dir, 'kubetrail.yaml'), '--type', 'api.request', '-o', 'json'], undefined, { env: CLEAN_ENV });
   assert.equal(ev.status, 0, ev.stderr);
   const events = ev.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { actor?: { username: string }; body: { verb: string; status: number }; target?: { namespace?: string } });
   const creates = events.filter((e) => e.body.verb === 'create' && e.target?.namespace === ns);

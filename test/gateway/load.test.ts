@@ -18,7 +18,7 @@ import { REPO_ROOT } from '../harness/harness.ts';
 import { harness } from '../support/env.ts';
 import { createNamespace, serviceAccountWithToken, uniq } from './support.ts';
 
-const DURATION_S = Number(process.env['KUBETRAIL_GATEWAY_LOAD_SECONDS'] ?? 60);
+const DURATION_S = Number(process.env['GATEWAY_LOAD_SECONDS'] ?? 60);
 const WATCHES = 50;
 const RATE = 200;
 

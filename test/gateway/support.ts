@@ -70,7 +70,7 @@ export async function startTestGateway(
   };
   const config = loadConfig({ document: doc });
   const sink = (opts.sink as MemorySink | undefined) ?? new MemorySink({ source: { component: 'proxy', instance: 'test', cluster: 'test' } });
-  const log = createLogger({ level: (process.env['KUBETRAIL_TEST_LOG'] as 'info' | undefined) ?? 'silent' });
+  const log = createLogger({ level: (process.env['GATEWAY_TEST_LOG'] as 'info' | undefined) ?? 'silent' });
   const gw = await startGateway({ config, log, sink, tls: { cert: serving.certPem, key: serving.keyPem }, ...(opts.guardrails ? { guardrails: opts.guardrails } : {}) });
   const agent = new https.Agent({ ca: ca.certPem, keepAlive: false });
   return {
