@@ -197,3 +197,14 @@ test('an upstream that does not answer in time gets the caller a 504 Status, not
     await g.close();
   }
 });
+
+test('TokenReview answers are cached: repeated requests with one token cost one review, a bad token is not re-reviewed at once', async () => {
+  const token = `cache-${randomBytes(4).toString('hex')}`;
+  const beforeReviews = fake.tokenReviews;
+  for (let i = 0; i < 5; i++) assert.equal((await rawRequest([['Authorization', `Bearer ${GOOD}`]])).status, 200);
+  // Without a cache this would be 5; the bound allows one expiry of the TTL if the machine stalls.
+  assert.ok(fake.tokenReviews - beforeReviews <= 2, `a cached good token is rarely re-reviewed (${fake.tokenReviews - beforeReviews} reviews for 5 requests)`);
+  const mid = fake.tokenReviews;
+  for (let i = 0; i < 5; i++) assert.equal((await rawRequest([['Authorization', `Bearer ${token}`]])).status, 401);
+  assert.ok(fake.tokenReviews - mid >= 1 && fake.tokenReviews - mid <= 2, `an unknown token is reviewed, then its rejection reused (${fake.tokenReviews - mid} reviews for 5 tries)`);
+});
