@@ -129,6 +129,22 @@ export function patternsFor(policies: readonly CompiledMaskingPolicy[], who: { n
   return [...out.values()];
 }
 
+/** How common a character is in terminal output (lower is rarer); a rough static ranking. */
+function commonness(c: string): number {
+  if (/[JKQVWXYB]/.test(c)) return 1;
+  if (/[A-Z_]/.test(c)) return 2;
+  return 3;
+}
+
+/** The tail of a start literal beginning at its rarest character (the earliest, on ties). */
+export function prefilterNeedle(literal: string): string {
+  let best = 0;
+  for (let i = 1; i < literal.length; i++) {
+    if (commonness(literal[i] as string) < commonness(literal[best] as string)) best = i;
+  }
+  return literal.slice(best);
+}
+
 /** Longest start literal the built-ins use ("aws_secret_access_key"); custom ones are capped to it for the boundary check. */
 const MAX_START_LITERAL = 32;
 
@@ -145,7 +161,14 @@ export function maskReplacement(name: string): string {
  */
 export class StreamMasker {
   readonly #patterns: readonly MaskPattern[];
-  /** Start literals grouped by first byte: one scan for the byte can rule out a whole group (the eight AWS prefixes share 'A'). */
+  /**
+   * Prefilter needles grouped by first byte: for each start literal, the tail
+   * of it that begins at its rarest character (a literal present implies its
+   * tail present, so this never misses). `Buffer.indexOf` runs memchr on the
+   * first byte, so a rare first byte ('J' of "eyJ", 'X' of "ZXlK", 'B' of
+   * "-----BEGIN") makes the scan of ordinary text fast; a group whose first
+   * byte is absent is ruled out with one scan.
+   */
   readonly #startGroups: { first: number; needles: Buffer[] }[];
   readonly #alwaysScan: boolean;
   readonly #sticky = new Map<MaskPattern, RegExp>();
@@ -158,7 +181,7 @@ export class StreamMasker {
     const groups = new Map<number, Buffer[]>();
     for (const p of patterns) {
       for (const st of p.starts) {
-        const b = Buffer.from(st, 'latin1');
+        const b = Buffer.from(prefilterNeedle(st), 'latin1');
         const g = groups.get(b[0] as number) ?? [];
         if (!g.some((x) => x.equals(b))) g.push(b);
         groups.set(b[0] as number, g);
