@@ -166,3 +166,10 @@ test('an issuer whose discovery cannot be fetched fails closed', async () => {
   // No CA given: the issuer's test certificate is not trusted.
   await expectAuthError(a.authenticate(await issuer.sign({ sub: 'a', aud: 'kubetrail' })), 'AUTH_ERR_DISCOVERY');
 });
+
+test('an issuer cannot mint reserved system: usernames or groups', async () => {
+  const a = new JwtAuthenticator([cfg(issuer, { claimMappings: { username: { claim: 'sub', prefix: '' }, groups: { claim: 'groups', prefix: '' }, extra: [] } })], { leewaySeconds: 30 });
+  await expectAuthError(a.authenticate(await issuer.sign({ sub: 'system:admin', aud: 'kubetrail' })), 'AUTH_ERR_USER_VALIDATION');
+  await expectAuthError(a.authenticate(await issuer.sign({ sub: 'mallory', aud: 'kubetrail', groups: ['dev', 'system:masters'] })), 'AUTH_ERR_USER_VALIDATION');
+  assert.equal((await a.authenticate(await issuer.sign({ sub: 'mallory', aud: 'kubetrail', groups: ['dev'] })))?.username, 'mallory');
+});

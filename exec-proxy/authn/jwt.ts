@@ -207,6 +207,10 @@ class Issuer {
       if (values === undefined) throw new AuthError('AUTH_ERR_CLAIM_MAPPING', `extra ${e.key} is not a string or list of strings`);
       if (values.length > 0 && !(values.length === 1 && values[0] === '')) extra[e.key] = values;
     }
+    // An issuer must never mint Kubernetes' reserved identities (system:masters, system:serviceaccount:..., system:admin):
+    // the API server's JWT authenticator refuses the system: prefix on usernames and groups too.
+    if (username.startsWith('system:')) throw new AuthError('AUTH_ERR_USER_VALIDATION', 'username must not have the system: prefix');
+    if (groups.some((g) => g.startsWith('system:'))) throw new AuthError('AUTH_ERR_USER_VALIDATION', 'groups must not have the system: prefix');
     const id: Identity = { username, groups, authn: 'oidc', issuer: this.url };
     if (typeof claims.sub === 'string') id.subject = claims.sub;
     if (uid !== undefined) id.uid = uid;
