@@ -1,0 +1,76 @@
+/**
+ * The most faithful path available here: kubectl → stream relay → the real
+ * kube-apiserver (impersonating agent-ci, which RBAC allows to exec in
+ * `agents`) → its StreamTranslatorHandler (WebSocket v5 → SPDY) → a fake
+ * kubelet registered as a Node, running real processes. Exit codes, stdout,
+ * stderr and stdin cross every hop, and the relay records the session.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { issueCert } from '../../certs/generate.ts';
+import { MemorySink } from '../../core/sinks/memory-sink.ts';
+import { harness, kubectl } from '../support/env.ts';
+import { startFakeKubelet } from '../tools/fake-kubelet.ts';
+import { startStreamGateway } from '../tools/stream-gateway.ts';
+import { recorded, sessionEnd } from './helpers.ts';
+
+test('kubectl exec through the relay and the real API server reaches a fake kubelet: exit code, output and stdin intact, session recorded', async (t) => {
+  const env = harness();
+  const cp = path.join(env.HARNESS_DIR, 'control-plane');
+  const ca = { certPem: readFileSync(path.join(cp, 'ca.crt'), 'utf8'), keyPem: readFileSync(path.join(cp, 'ca.key'), 'utf8') };
+  const kubelet = await startFakeKubelet(issueCert(ca, { commonName: 'fake-kubelet', ips: ['127.0.0.1'], dnsNames: ['localhost'] }));
+  t.after(() => kubelet.close());
+  const suffix = randomBytes(4).toString('hex');
+  const node = `kt-fake-node-${suffix}`;
+  const pod = `kt-kubelet-${suffix}`;
+  const admin = env.ADMIN_KUBECONFIG;
+  const mk = await kubectl(admin, ['create', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: node } }));
+  assert.equal(mk.status, 0, mk.stderr);
+  t.after(() => kubectl(admin, ['delete', 'node', node, '--wait=false']));
+  const st = await kubectl(admin, [
+    'patch', 'node', node, '--subresource=status', '--type=merge', '-p',
+    JSON.stringify({ status: { addresses: [{ type: 'InternalIP', address: '127.0.0.1' }], daemonEndpoints: { kubeletEndpoint: { Port: kubelet.port } } } }),
+  ]);
+  assert.equal(st.status, 0, st.stderr);
+  const mp = await kubectl(admin, ['create', '-f', '-'], JSON.stringify({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: pod, namespace: 'agents' },
+    spec: { nodeName: node, containers: [{ name: 'app', image: 'busybox', command: ['sleep', '3600'] }] },
+  }));
+  assert.equal(mp.status, 0, mp.stderr);
+  t.after(() => kubectl(admin, ['-n', 'agents', 'delete', 'pod', pod, '--wait=false', '--grace-period=0', '--force']));
+
+  const sink = new MemorySink({ source: { component: 'proxy' } });
+  const gw = await startStreamGateway({
+    upstream: new URL(env.APISERVER_URL),
+    upstreamCa: readFileSync(env.APISERVER_CA, 'utf8'),
+    upstreamHeaders: (session) => ({
+      authorization: `Bearer ${env.ADMIN_TOKEN}`,
+      'impersonate-user': 'agent-ci',
+      'impersonate-group': ['agents', 'system:authenticated'],
+      'impersonate-extra-kubetrail.io%2Fsession': session,
+    }),
+    sink,
+  });
+  t.after(() => gw.close());
+
+  const r = await kubectl(gw.kubeconfig, ['-n', 'agents', 'exec', pod, '--', 'sh', '-c', 'echo hello from the node; echo oops >&2; exit 3']);
+  assert.equal(r.status, 3, r.stderr);
+  assert.equal(r.stdout, 'hello from the node\n');
+  assert.match(r.stderr, /oops/);
+  const id = gw.sessions.at(-1) as string;
+  const end = await sessionEnd(sink, id);
+  assert.equal(end.exitCode, 3);
+  assert.equal(end.outcome, 'completed');
+  assert.equal(recorded(sink, id, 'stdout').toString(), 'hello from the node\n');
+  assert.equal(kubelet.requests.at(-1)?.path, `/exec/agents/${pod}/app`);
+
+  const piped = await kubectl(gw.kubeconfig, ['-n', 'agents', 'exec', '-i', pod, '--', 'tr', 'a-z', 'A-Z'], 'through every hop\n');
+  assert.equal(piped.status, 0, piped.stderr);
+  assert.equal(piped.stdout, 'THROUGH EVERY HOP\n');
+  const pid = gw.sessions.at(-1) as string;
+  await sessionEnd(sink, pid);
+  assert.equal(recorded(sink, pid, 'stdin').toString(), 'through every hop\n');
+});
