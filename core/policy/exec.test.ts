@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { compileExecPolicy, evaluateExec, hasLineRules, opaqueLineDecision, type ExecInput } from './exec.ts';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { compileExecPolicy, evaluateExec, execPolicyCompiler, hasLineRules, opaqueLineDecision, type CompiledExecPolicy, type ExecInput } from './exec.ts';
+import { maskingPolicyCompiler, type CompiledMaskingPolicy } from '../masking/stream.ts';
+import { PolicyStore } from './store.ts';
 import { PolicyError } from './errors.ts';
 
 const doc = (spec: Record<string, unknown>, name = 'p'): unknown => ({ apiVersion: 'kubetrail.io/v1alpha1', kind: 'ExecPolicy', metadata: { name }, spec });
@@ -66,4 +71,38 @@ test('bad ExecPolicy documents are rejected with every issue and its path', () =
   for (const c of cases) {
     assert.throws(() => compileExecPolicy(c.d, 'bad.yaml'), (e: unknown) => e instanceof PolicyError && e.issues.some((i) => i.path === c.path && i.file === 'bad.yaml'), c.path);
   }
+});
+
+test('ExecPolicy and MaskingPolicy documents load from a policy directory through PolicyStore, and a bad one is reported with file and path', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kubetrail-exec-policies-'));
+  writeFileSync(
+    path.join(dir, 'exec.yaml'),
+    [
+      'apiVersion: kubetrail.io/v1alpha1',
+      'kind: ExecPolicy',
+      'metadata: {name: agents-exec}',
+      'spec:',
+      '  rules:',
+      '    - {name: no-rm, expression: \'command.exists(c, c == "rm")\'}',
+      '---',
+      'apiVersion: kubetrail.io/v1alpha1',
+      'kind: MaskingPolicy',
+      'metadata: {name: default}',
+      'spec: {builtins: [jwt]}',
+      '',
+    ].join('\n'),
+  );
+  const store = new PolicyStore({ dir, compilers: { ExecPolicy: execPolicyCompiler, MaskingPolicy: maskingPolicyCompiler } });
+  const set = await store.load();
+  const execs = set.of<CompiledExecPolicy>('ExecPolicy');
+  assert.equal(execs.length, 1);
+  assert.equal(evaluateExec(execs, input({ command: ['rm', 'x'] }), 'session').decision.allowed, false);
+  assert.equal(set.of<CompiledMaskingPolicy>('MaskingPolicy')[0]?.patterns[0]?.name, 'jwt');
+
+  writeFileSync(path.join(dir, 'bad.yaml'), 'apiVersion: kubetrail.io/v1alpha1\nkind: ExecPolicy\nmetadata: {name: bad}\nspec: {rules: [{name: x, expression: "command +"}]}\n');
+  assert.equal(await store.reload(), false);
+  const err = store.lastError();
+  assert.ok(err?.issues.some((i) => i.file?.endsWith('bad.yaml') && i.path === 'spec.rules.0.expression'), JSON.stringify(err?.issues));
+  assert.equal(store.current().of('ExecPolicy').length, 1, 'the previous set stays active');
+  await store.close();
 });
