@@ -15,9 +15,9 @@ import { MemorySink } from '../../core/sinks/memory-sink.ts';
 import { harness, kubectl } from '../support/env.ts';
 import { startFakeKubelet } from '../tools/fake-kubelet.ts';
 import { startStreamGateway } from '../tools/stream-gateway.ts';
-import { recorded, sessionEnd } from './helpers.ts';
+import { interactive, recorded, sessionEnd } from './helpers.ts';
 
-test('kubectl exec through the relay and the real API server reaches a fake kubelet: exit code, output and stdin intact, session recorded', async (t) => {
+test('kubectl exec and exec -it through the relay and the real API server reach a fake kubelet: exit codes, output, stdin and tty intact, sessions recorded', async (t) => {
   const env = harness();
   const cp = path.join(env.HARNESS_DIR, 'control-plane');
   const ca = { certPem: readFileSync(path.join(cp, 'ca.crt'), 'utf8'), keyPem: readFileSync(path.join(cp, 'ca.key'), 'utf8') };
@@ -73,4 +73,17 @@ test('kubectl exec through the relay and the real API server reaches a fake kube
   const pid = gw.sessions.at(-1) as string;
   await sessionEnd(sink, pid);
   assert.equal(recorded(sink, pid, 'stdin').toString(), 'through every hop\n');
+
+  // An interactive session: kubectl under a pty, the API server's tty streams (stdin, stdout, resize).
+  const it = await interactive(`kubectl --kubeconfig ${gw.kubeconfig} -n agents exec -it ${pod} -- sh`, [
+    { after: /[$#] $/m, send: 'echo via-$((6*7))\r' },
+    { after: /via-42/, send: 'exit 5\r' },
+  ]);
+  assert.match(it.output, /via-42/);
+  assert.equal(it.status, 5);
+  const tid = gw.sessions.at(-1) as string;
+  const tend = await sessionEnd(sink, tid);
+  assert.equal(tend.tty, true);
+  assert.equal(tend.exitCode, 5);
+  assert.ok(recorded(sink, tid, 'resize').length > 0, 'kubectl sent its terminal size, and it was recorded');
 });

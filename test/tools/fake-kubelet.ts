@@ -4,7 +4,8 @@
  * requires) serving `/exec/{ns}/{pod}/{container}` over legacy SPDY/3.1 — what
  * the API server's StreamTranslatorHandler speaks toward a node after
  * terminating a client's v5.channel.k8s.io WebSocket. It runs real local
- * processes (no tty support: non-interactive exec only).
+ * processes; with `tty=1` the command runs under util-linux `script` (a real
+ * pty) and the client's resize stream is accepted (sizes are not applied).
  *
  * SPDY here: the client (the API server) opens one stream per channel with a
  * `streamtype` header (error, stdin, stdout, stderr); we answer each with
@@ -81,14 +82,18 @@ function serveExec(socket: Duplex, q: URLSearchParams): void {
   let inflated = 0;
   let buf = Buffer.alloc(0);
   const streams = new Map<string, number>();
-  const expected = new Set(['error', ...(qbool(q, 'input') ? ['stdin'] : []), ...(qbool(q, 'output') ? ['stdout'] : []), ...(qbool(q, 'error') ? ['stderr'] : [])]);
+  const tty = qbool(q, 'tty');
+  const expected = new Set(['error', ...(qbool(q, 'input') ? ['stdin'] : []), ...(qbool(q, 'output') ? ['stdout'] : []), ...(qbool(q, 'error') && !tty ? ['stderr'] : []), ...(tty ? ['resize'] : [])]);
   let child: ReturnType<typeof spawn> | undefined;
   const write = (b: Buffer): void => {
     if (!socket.destroyed) socket.write(b);
   };
   const start = (): void => {
     const cmd = q.getAll('command');
-    child = spawn(cmd[0] as string, cmd.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const quote = (a: string): string => (/^[A-Za-z0-9_\-./=:,@]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+    child = tty
+      ? spawn('script', ['-qefc', cmd.map(quote).join(' '), '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, TERM: 'dumb' } })
+      : spawn(cmd[0] as string, cmd.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
     child.stdin?.on('error', () => {});
     if (!streams.has('stdin')) child.stdin?.end();
     const pipe = (src: NodeJS.ReadableStream | null, name: string): Promise<void> =>
@@ -100,7 +105,7 @@ function serveExec(socket: Duplex, q: URLSearchParams): void {
         });
         src.on('end', () => resolve());
       });
-    const done = Promise.all([pipe(child.stdout, 'stdout'), pipe(child.stderr, 'stderr')]);
+    const done = Promise.all([pipe(child.stdout, 'stdout'), pipe(child.stderr, tty ? 'stdout' : 'stderr')]);
     child.on('close', (code) => {
       void done.then(() => {
         const status =
