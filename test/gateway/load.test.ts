@@ -94,7 +94,11 @@ test(`${WATCHES} watches plus ${RATE} requests/s for ${DURATION_S} s: no errors,
   await autocannon({ url: getTarget, headers: { authorization: `Bearer ${token}` }, connections: 4, duration: 5, overallRate: RATE, tlsOptions: { ca: gw.ca } });
   const warm = (await ask<{ mem: NodeJS.MemoryUsage }>('mem')).mem;
   const before = (await ask<{ emitted: number }>('stats')).emitted;
+  // RSS every 15 s during the run, to tell a plateau from steady growth.
+  const rssSeries: number[] = [];
+  const sampler = setInterval(() => void ask<{ mem: NodeJS.MemoryUsage }>('mem').then((m) => rssSeries.push(m.mem.rss)), 15_000);
   const r = await autocannon({ url: getTarget, headers: { authorization: `Bearer ${token}` }, connections: 8, duration: DURATION_S, overallRate: RATE, tlsOptions: { ca: gw.ca } });
+  clearInterval(sampler);
   clearInterval(ticker);
   const end = (await ask<{ mem: NodeJS.MemoryUsage }>('mem')).mem;
   // Events of the last responses may still be on their way to disk.
@@ -106,7 +110,7 @@ test(`${WATCHES} watches plus ${RATE} requests/s for ${DURATION_S} s: no errors,
   }
   const mb = (n: number): string => (n / 1024 / 1024).toFixed(1);
   t.diagnostic(`requests ${r.requests.total} (${r.requests.average.toFixed(0)}/s), p99 ${r.latency.p99} ms, errors ${r.errors}, non2xx ${r.non2xx}; config map updates ${writes}; watch events min ${Math.min(...watchEvents)}`);
-  const memLine = `RSS ${mb(warm.rss)} -> ${mb(end.rss)} MB; heapUsed after GC ${mb(warm.heapUsed)} -> ${mb(end.heapUsed)} MB; external ${mb(warm.external)} -> ${mb(end.external)} MB; arrayBuffers ${mb(warm.arrayBuffers)} -> ${mb(end.arrayBuffers)} MB`;
+  const memLine = `RSS ${mb(warm.rss)} -> ${mb(end.rss)} MB (every 15 s: ${rssSeries.map(mb).join(', ')}); heapUsed after GC ${mb(warm.heapUsed)} -> ${mb(end.heapUsed)} MB; external ${mb(warm.external)} -> ${mb(end.external)} MB; arrayBuffers ${mb(warm.arrayBuffers)} -> ${mb(end.arrayBuffers)} MB`;
   t.diagnostic(`gateway ${memLine}`);
   process.stderr.write(`[gateway load] ${memLine}; ${r.requests.total} requests, p99 ${r.latency.p99} ms\n`);
 
