@@ -21,6 +21,7 @@ import { TokenReviewAuthenticator } from './authn/token-review.ts';
 import { ApiAuditor, createDefaultMasker, type BodyMasker } from './audit.ts';
 import { ImpersonationAuthorizer } from './impersonation.ts';
 import { createGatewayMetrics, createGatewayServer, type GatewayContext, type ListenerTls } from './server.ts';
+import { drainSessions } from './stream/index.ts';
 import { loadUpstream, type Upstream } from './upstream.ts';
 
 /** What {@link startGateway} needs beyond the configuration. */
@@ -142,6 +143,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         for (const stop of [...ctx.active]) stop();
         // Keep-alive connections whose request was in flight become idle later: close those as they do.
         const sweep = setInterval(() => server.closeIdleConnections(), 50);
+        // Exec/attach/port-forward sessions in progress end on their own (their recording is completed);
+        // the process's shutdown deadline bounds how long that may take.
+        await drainSessions();
         await closed;
         clearInterval(sweep);
         // Events of finished requests still being made durable.

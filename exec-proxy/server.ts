@@ -21,6 +21,7 @@ import type { PolicyInput } from '../core/policy/match.ts';
 import type { CompiledExecPolicy } from '../core/policy/exec.ts';
 import type { CompiledMaskingPolicy } from '../core/masking/stream.ts';
 import type { Config } from '../core/config.ts';
+import { handleStreamUpgrade } from './stream/index.ts';
 import type { StreamContext, StreamSubresource } from './stream/context.ts';
 import { extractCredential, type Authenticator } from './authn/index.ts';
 import { ApiAuditor, decodeBody } from './audit.ts';
@@ -164,8 +165,19 @@ export function gatewayPolicyInput(auth: AuthenticatedRequest, object: unknown):
  * PROXY_ERR_GUARDRAIL_DENIED when the request must not reach the API server.
  * Returns the Decision and admission-style warnings.
  */
-async function applyGuardrails(ctx: GatewayContext, auth: AuthenticatedRequest, object: unknown): Promise<{ decision: Decision | undefined; warnings: string[] }> {
-  const policies = ctx.guardrails();
+async function applyGuardrails(
+  ctx: GatewayContext,
+  auth: AuthenticatedRequest,
+  object: unknown,
+  objectUnreadable = false,
+): Promise<{ decision: Decision | undefined; warnings: string[] }> {
+  let policies = ctx.guardrails();
+  // A write whose body the gateway cannot read (protobuf or CBOR: kubectl sends typed creates as
+  // protobuf; or a body past the recorded-body limit) gives the rules no `object`. Policies that also
+  // run at admission are left to the webhook, which always receives the object as JSON, instead of
+  // failing closed here on every protobuf client. Gateway-only policies still run, with object null,
+  // and fail closed if they need it: nothing else would enforce them.
+  if (objectUnreadable) policies = policies.filter((p) => !p.stages.has('admission'));
   if (policies.length === 0 || !auth.info.isResourceRequest) return { decision: undefined, warnings: [] };
   const outcome = evaluateGuardrails(policies, gatewayPolicyInput(auth, object), 'gateway');
   if (outcome.errors.length > 0) ctx.log.warn({ errors: outcome.errors, session: auth.sessionId }, 'gateway guardrail evaluation errors');
@@ -246,11 +258,13 @@ export async function handleRequest(ctx: GatewayContext, req: IncomingMessage, r
       body = await readBodyPrefix(req, ctx.limits.maxRecordedBodyBytes);
     }
     let object: unknown = null;
-    if (body?.complete && (info.verb === 'create' || info.verb === 'update')) {
-      const d = decodeBody(req.headers['content-type'], body.body);
-      if (d.ok) object = d.value;
+    let objectUnreadable = false;
+    if (body !== undefined && (info.verb === 'create' || info.verb === 'update')) {
+      const d = body.complete ? decodeBody(req.headers['content-type'], body.body) : undefined;
+      if (d?.ok) object = d.value;
+      else objectUnreadable = true;
     }
-    ({ decision, warnings } = await applyGuardrails(ctx, auth, object));
+    ({ decision, warnings } = await applyGuardrails(ctx, auth, object, objectUnreadable));
   } catch (err) {
     logRefusal(ctx, req, err, auth);
     recordRefusal(ctx, req, info, auth, err, startedAt);
@@ -361,16 +375,15 @@ export function streamContext(ctx: GatewayContext, call: UpgradeCall): StreamCon
 }
 
 /**
- * THE dispatch point for authenticated upgrades. Today every upgrade
- * (including pods/exec, attach and portforward) passes through transparently;
- * to hand exec/attach/port-forward to the recording stream relay, replace the
- * marked line with
- * `return handleStreamUpgrade(streamContext(ctx, call), call.req, call.socket, call.head);`
- * (import handleStreamUpgrade from ./stream/index.ts; on shutdown also await its drainSessions()).
+ * THE dispatch point for authenticated upgrades: exec, attach and
+ * port-forward go to the recording stream relay (exec-proxy/stream), which
+ * terminates the client's WebSocket, applies ExecPolicy and masking, and
+ * records the session; every other upgrade (e.g. a WebSocket watch) passes
+ * through transparently.
  */
 export function dispatchUpgrade(ctx: GatewayContext, call: UpgradeCall): void {
   if (isStreamSubresource(call.auth.info)) {
-    void passThrough(ctx, call); // ← switch to handleStreamUpgrade here
+    handleStreamUpgrade(streamContext(ctx, call), call.req, call.socket, call.head);
     return;
   }
   void passThrough(ctx, call);

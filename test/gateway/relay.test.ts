@@ -237,6 +237,39 @@ test('a gateway guardrail denies a request before it reaches the API server and 
   }
 });
 
+test('a protobuf write the gateway cannot read is left to admission by policies that also run there, and fails closed for gateway-only ones', async () => {
+  const objectRule = (name: string, stages: string[]) =>
+    compileGuardrail(
+      parseEnvelope({
+        apiVersion: 'kubetrail.io/v1alpha1',
+        kind: 'GuardrailPolicy',
+        metadata: { name },
+        spec: {
+          stages,
+          action: 'deny',
+          match: { resourceRules: [{ apiGroups: [''], resources: ['configmaps'], operations: ['UPDATE'] }] },
+          validations: [{ name: 'by-object', expression: "!object.metadata.name.startsWith('forbidden-')", message: 'forbidden-* config maps are off limits' }],
+        },
+      }),
+    );
+  const path = `/api/v1/namespaces/${ns}/configmaps/big-0`;
+  const got = await get(t.gw.url, path, { authorization: `Bearer ${token}`, accept: 'application/vnd.kubernetes.protobuf' }, t.caPem);
+  assert.equal(got.status, 200);
+  const put = () =>
+    t.request({ method: 'PUT', path, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/vnd.kubernetes.protobuf', accept: 'application/json' }, body: got.body as unknown as string });
+  try {
+    policies = [objectRule('both-stages', ['admission', 'gateway'])];
+    const deferred = await put();
+    assert.equal(deferred.status, 200, `deferred to admission, so the gateway lets it through: ${deferred.body}`);
+    policies = [objectRule('gateway-only', ['gateway'])];
+    const closed = await put();
+    assert.equal(closed.status, 403, 'a gateway-only rule that needs the object fails closed');
+    assert.match((JSON.parse(closed.body) as { message: string }).message, /kubetrail guardrail "gateway-only" denied the request/);
+  } finally {
+    policies = [];
+  }
+});
+
 test('closing the gateway ends an open watch cleanly and waits for its event', async () => {
   const g = await startTestGateway();
   const kc = g.kubeconfigFor(token, ns);
