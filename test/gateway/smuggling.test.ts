@@ -119,11 +119,11 @@ test('a bearer token hidden in a WebSocket subprotocol of a plain request is ref
 });
 
 /** Sends a raw upgrade request (plus `extra` bytes in the same write) and returns the socket and what came back. */
-function rawUpgrade(headerLines: string[], extra: Buffer): Promise<{ response: string; socket: tls.TLSSocket; rest: () => Buffer }> {
+function rawUpgrade(headerLines: string[], extra: Buffer, path = '/api/v1/namespaces/x/pods/p/exec?command=sh'): Promise<{ response: string; socket: tls.TLSSocket; rest: () => Buffer }> {
   return new Promise((resolve, reject) => {
     const u = new URL(t.gw.url);
     const socket = tls.connect({ host: u.hostname, port: Number(u.port), ca: t.caPem, servername: 'localhost' }, () => {
-      socket.write(Buffer.concat([Buffer.from(`GET /api/v1/namespaces/x/pods/p/exec?command=sh HTTP/1.1\r\nHost: ${u.host}\r\n${headerLines.join('\r\n')}\r\n\r\n`), extra]));
+      socket.write(Buffer.concat([Buffer.from(`GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\n${headerLines.join('\r\n')}\r\n\r\n`), extra]));
     });
     let buf = Buffer.alloc(0);
     socket.on('data', (c: Buffer) => {
@@ -145,7 +145,8 @@ test('an upgrade authenticated only by the bearer subprotocol passes through wit
   const before = fake.seen.length;
   const bearer = `base64url.bearer.authorization.k8s.io.${Buffer.from(GOOD).toString('base64url')}`;
   const early = Buffer.from('early-bytes-after-handshake');
-  const { response, socket, rest } = await rawUpgrade(wsHeaders(`v5.channel.k8s.io, ${bearer}`), early);
+  // A WebSocket watch: upgrades other than exec/attach/port-forward (which the recording relay terminates) pass through as bytes.
+  const { response, socket, rest } = await rawUpgrade(wsHeaders(`v5.channel.k8s.io, ${bearer}`), early, '/api/v1/namespaces/x/configmaps?watch=true');
   try {
     assert.match(response, /^HTTP\/1\.1 101 /);
     assert.match(response, /Sec-WebSocket-Protocol: v5\.channel\.k8s\.io/i);
