@@ -4,6 +4,13 @@
  * lookups by session.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import { issueCert } from '../../certs/generate.ts';
+import { harness, kubectl } from '../support/env.ts';
+import { startFakeKubelet, type FakeKubelet } from '../tools/fake-kubelet.ts';
 import { startFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from '../tools/fake-exec-upstream.ts';
 import { startStreamGateway, type StreamGateway, type StreamGatewayOptions } from '../tools/stream-gateway.ts';
 import { MemorySink } from '../../core/sinks/memory-sink.ts';
@@ -102,4 +109,36 @@ export function interactive(
     });
     advance();
   });
+}
+
+/**
+ * A Node whose kubelet endpoint is a fake kubelet on loopback (serving exec
+ * with real processes, certificate from the harness CA), and a Pod bound to
+ * it in `namespace`; all removed after the test.
+ */
+export async function fakeNodeWithPod(t: TestContext, namespace: string): Promise<{ pod: string; node: string; kubelet: FakeKubelet }> {
+  const env = harness();
+  const cp = path.join(env.HARNESS_DIR, 'control-plane');
+  const ca = { certPem: readFileSync(path.join(cp, 'ca.crt'), 'utf8'), keyPem: readFileSync(path.join(cp, 'ca.key'), 'utf8') };
+  const kubelet = await startFakeKubelet(issueCert(ca, { commonName: 'fake-kubelet', ips: ['127.0.0.1'], dnsNames: ['localhost'] }));
+  t.after(() => kubelet.close());
+  const suffix = randomBytes(4).toString('hex');
+  const node = `kt-fake-node-${suffix}`;
+  const pod = `kt-kubelet-${suffix}`;
+  const admin = env.ADMIN_KUBECONFIG;
+  const mk = await kubectl(admin, ['create', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: node } }));
+  if (mk.status !== 0) throw new Error(`creating the fake node failed: ${mk.stderr}`);
+  t.after(() => kubectl(admin, ['delete', 'node', node, '--wait=false']));
+  const st = await kubectl(admin, [
+    'patch', 'node', node, '--subresource=status', '--type=merge', '-p',
+    JSON.stringify({ status: { addresses: [{ type: 'InternalIP', address: '127.0.0.1' }], daemonEndpoints: { kubeletEndpoint: { Port: kubelet.port } } } }),
+  ]);
+  if (st.status !== 0) throw new Error(`patching the fake node failed: ${st.stderr}`);
+  const mp = await kubectl(admin, ['create', '-f', '-'], JSON.stringify({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: pod, namespace },
+    spec: { nodeName: node, containers: [{ name: 'app', image: 'busybox', command: ['sleep', '3600'] }] },
+  }));
+  if (mp.status !== 0) throw new Error(`creating the pod failed: ${mp.stderr}`);
+  t.after(() => kubectl(admin, ['-n', namespace, 'delete', 'pod', pod, '--wait=false', '--grace-period=0', '--force']));
+  return { pod, node, kubelet };
 }
