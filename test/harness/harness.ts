@@ -65,12 +65,24 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: n
   throw new Error(`${what} not ready after ${timeoutMs} ms\n${tail}`);
 }
 
+/** Components this process started and must not leave behind. */
+const owned = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of owned) c.kill('SIGKILL');
+});
+
 /** Spawns a component with stdout and stderr appended to its log file. */
 function spawnLogged(cmd: string, args: readonly string[], logFile: string, detached: boolean): ChildProcess {
   const out = openSync(logFile, 'a');
   const child = spawn(cmd, args, { stdio: ['ignore', out, out], detached });
   closeSync(out);
   if (detached) child.unref();
+  // A component we started for this process must not outlive it, however this process ends
+  // (a shutdown deadline, an uncaught error): kill it on exit, unless it was started to outlive us.
+  else {
+    owned.add(child);
+    child.once('exit', () => owned.delete(child));
+  }
   return child;
 }
 
