@@ -8,7 +8,7 @@
  * A table for people; `-o json` prints one event per line (NDJSON): the
  * native event, or its k8s-audit / OCSF rendering with `--format`.
  */
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.ts';
 import { loadConfig, type Config } from '../core/config.ts';
 import { createLogger } from '../core/logger.ts';
 import { readEvents, type EventFilter, type ReadSource } from '../core/events/reader.ts';
@@ -102,11 +102,7 @@ const USAGE = `usage: kubetrail events [--config F] [--log-dir D | --brokers B [
 
 /** Runs `kubetrail events`. */
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
+  const parsed = parseCommandArgs('events', USAGE, argv, {
         ...SOURCE_FLAGS,
         user: { type: 'string' },
         namespace: { type: 'string', short: 'n' },
@@ -117,17 +113,9 @@ export async function run(argv: string[]): Promise<number> {
         format: { type: 'string' },
         output: { type: 'string', short: 'o' },
         help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`kubetrail events: ${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+      });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
   try {
     const format = (values.format ?? 'native') as WireFormat;
     if (!['native', 'k8s-audit', 'ocsf'].includes(format)) throw new UsageError(`--format: expected native, k8s-audit or ocsf`);

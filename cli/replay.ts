@@ -9,8 +9,8 @@
  * Exit codes: 0 played/exported; 1 session not found or recording incomplete
  * (missing chunks are named, and what exists is still played); 2 usage.
  */
+import { parseCommandArgs } from './args.ts';
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { readEvents } from '../core/events/reader.ts';
 import type { KubetrailEvent } from '../core/events/model.ts';
 import { SOURCE_FLAGS, UsageError, sourceFromFlags } from './events.ts';
@@ -24,29 +24,15 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /** Runs `kubetrail replay`. */
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      options: {
+  const parsed = parseCommandArgs('replay', USAGE, argv, {
         ...SOURCE_FLAGS,
         speed: { type: 'string' },
         'max-idle': { type: 'string' },
         export: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
-      },
-      allowPositionals: true,
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`kubetrail replay: ${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+      }, true);
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
   try {
     const id = positionals[0];
     if (id === undefined || positionals.length > 1) throw new UsageError('exactly one SESSION_ID');

@@ -9,7 +9,7 @@
  * prints one native event per session and line: its session.end, or its
  * session.start while it is still open.
  */
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.ts';
 import { readEvents, type EventFilter } from '../core/events/reader.ts';
 import { canonicalJson } from '../core/chain/canonical.ts';
 import type { KubetrailEvent, SessionBody } from '../core/events/model.ts';
@@ -63,11 +63,7 @@ function cells(s: SessionSummary): string[] {
 
 /** Runs `kubetrail sessions`. */
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
+  const parsed = parseCommandArgs('sessions', USAGE, argv, {
         ...SOURCE_FLAGS,
         user: { type: 'string' },
         namespace: { type: 'string', short: 'n' },
@@ -75,17 +71,9 @@ export async function run(argv: string[]): Promise<number> {
         since: { type: 'string' },
         output: { type: 'string', short: 'o' },
         help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`kubetrail sessions: ${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+      });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
   try {
     const output = values.output ?? 'table';
     if (output !== 'table' && output !== 'json') throw new UsageError('-o: expected table or json');

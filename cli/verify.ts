@@ -8,7 +8,7 @@
  *
  * Only the public key is needed (an SPKI PEM, e.g. dataDir/keys/dev-signing.pub.pem).
  */
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.ts';
 import { loadPublicKey } from '../core/chain/signing.ts';
 import { ChainVerifier, type VerifyReport } from '../core/chain/verify.ts';
 import { readRecords } from '../core/events/reader.ts';
@@ -35,27 +35,15 @@ function printText(r: VerifyReport, out: NodeJS.WritableStream): void {
 
 /** Runs `kubetrail verify`. */
 export async function run(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
+  const parsed = parseCommandArgs('verify', USAGE, argv, {
         ...SOURCE_FLAGS,
         'public-key': { type: 'string' },
         'allow-head-gap': { type: 'boolean' },
         output: { type: 'string', short: 'o' },
         help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`kubetrail verify: ${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+      });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
   try {
     if (values['public-key'] === undefined) throw new UsageError('--public-key is required');
     const output = values.output ?? 'text';
