@@ -50,6 +50,7 @@ export type ProxyErrorCode =
   | 'PROXY_ERR_UPSTREAM_CONFIG'
   | 'PROXY_ERR_AUDIT_NOT_DURABLE'
   | 'PROXY_ERR_CLIENT_ABORTED'
+  | 'PROXY_ERR_SHUTTING_DOWN'
   | 'PROXY_ERR_INTERNAL';
 
 const PROXY_STATUS: Record<ProxyErrorCode, number> = {
@@ -63,6 +64,7 @@ const PROXY_STATUS: Record<ProxyErrorCode, number> = {
   PROXY_ERR_UPSTREAM_CONFIG: 500,
   PROXY_ERR_AUDIT_NOT_DURABLE: 503,
   PROXY_ERR_CLIENT_ABORTED: 499,
+  PROXY_ERR_SHUTTING_DOWN: 503,
   PROXY_ERR_INTERNAL: 500,
 };
 
@@ -113,6 +115,7 @@ const FIXED_MESSAGE: Record<ProxyErrorCode, string> = {
   PROXY_ERR_UPSTREAM_CONFIG: 'the gateway is misconfigured',
   PROXY_ERR_AUDIT_NOT_DURABLE: 'the request could not be recorded; try again',
   PROXY_ERR_CLIENT_ABORTED: 'client closed the request',
+  PROXY_ERR_SHUTTING_DOWN: 'the gateway is shutting down; try again',
   PROXY_ERR_INTERNAL: 'internal error in the gateway',
 };
 

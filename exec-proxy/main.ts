@@ -137,6 +137,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       upstream,
       context: ctx,
       close: async () => {
+        ctx.closing = true;
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         // Watches, follows and upgrades would hold the listener open forever: end them, as the API server does on shutdown.
@@ -148,8 +149,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         await drainSessions();
         await closed;
         clearInterval(sweep);
-        // Events of finished requests still being made durable.
-        await Promise.allSettled([...ctx.pending]);
+        // Requests still finishing and their events being made durable; a request adds its
+        // event as it finishes, so wait until nothing is left.
+        while (ctx.pending.size > 0) await Promise.allSettled([...ctx.pending]);
         await store?.close();
         upstream.close();
       },

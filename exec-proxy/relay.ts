@@ -13,7 +13,7 @@
  */
 import https from 'node:https';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { ProxyError } from './errors.ts';
+import { ProxyError, sendError } from './errors.ts';
 import type { UpstreamTarget } from './upstream.ts';
 
 /**
@@ -153,7 +153,11 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
       // End what the client has cleanly (a complete chunked body), then drop the upstream side.
       if (res.headersSent && !res.writableEnded) res.end();
       upReq.destroy();
-      if (!res.headersSent) finish();
+      if (!res.headersSent) {
+        // Stopped before the API server answered: answer for it, so the client is not left waiting.
+        sendError(res, new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shutting down'));
+        finish();
+      }
     });
     if (a.timeoutMs !== undefined) {
       upReq.setTimeout(a.timeoutMs, () => upReq.destroy(new ProxyError('PROXY_ERR_UPSTREAM_TIMEOUT', 'upstream idle timeout')));

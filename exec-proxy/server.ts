@@ -60,6 +60,8 @@ export interface GatewayContext {
   };
   /** Stoppers of long-running exchanges (watches, follows, upgrades), called on shutdown. */
   active: Set<() => void>;
+  /** Set when shutdown begins: new requests get 503, and exchanges tracked from then on are stopped at once. */
+  closing?: boolean;
   /** Events still being recorded after their response ended; shutdown waits for them. */
   pending: Set<Promise<unknown>>;
 }
@@ -73,6 +75,8 @@ function keepPending(ctx: GatewayContext, p: Promise<unknown>): void {
 
 /** Registers a stopper in `ctx.active`; returns its unregister function. */
 function trackActive(ctx: GatewayContext, stop: () => void): () => void {
+  // A watch that began before shutdown but starts streaming after the stop sweep must not hold the listener open.
+  if (ctx.closing) queueMicrotask(stop);
   ctx.active.add(stop);
   return () => void ctx.active.delete(stop);
 }
@@ -243,8 +247,25 @@ function logRefusal(ctx: GatewayContext, req: IncomingMessage, err: unknown, aut
   else ctx.log.error({ ...fields, err }, 'request failed');
 }
 
-/** Handles one plain (non-upgrade) request through the whole chain. */
-export async function handleRequest(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/**
+ * Handles one plain (non-upgrade) request through the whole chain. The
+ * request is kept in `ctx.pending` for its whole life, so shutdown also waits
+ * for the event a request records just after its connection has closed.
+ */
+export function handleRequest(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const p = handleRequestChain(ctx, req, res);
+  keepPending(ctx, p);
+  return p;
+}
+
+async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (ctx.closing) {
+    // A request on a keep-alive connection after shutdown began (e.g. kubectl's watch right after its list).
+    res.shouldKeepAlive = false;
+    if (!req.readableEnded) req.resume();
+    sendError(res, new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shutting down'));
+    return;
+  }
   const startedAt = performance.now();
   const info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
   let auth: AuthenticatedRequest | undefined;
@@ -433,6 +454,10 @@ export async function handleUpgrade(ctx: GatewayContext, req: IncomingMessage, s
   const startedAt = performance.now();
   const info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
   socket.on('error', () => socket.destroy());
+  if (ctx.closing) {
+    socket.end(statusResponseBytes(new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shutting down')));
+    return;
+  }
   let auth: AuthenticatedRequest | undefined;
   try {
     auth = await authenticate(ctx, req, info, startedAt);

@@ -279,8 +279,12 @@ test('closing the gateway ends an open watch cleanly and waits for its event', a
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   try {
-    while (!out.includes('configmap/')) await new Promise((r) => setTimeout(r, 20));
-    await g.close();
+    const deadline = Date.now() + 30_000;
+    while (!out.includes('configmap/') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(out.includes('configmap/'), 'the watch never listed anything');
+    // Bounded, so a shutdown that hangs fails the test instead of the whole run.
+    const closed = await Promise.race([g.close().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 30_000))]);
+    assert.ok(closed, 'close() did not return within 30 s');
     // The watch was recorded before close() returned.
     assert.ok(g.sink.ofType('api.request').some((e) => e.body.verb === 'watch' && e.target?.namespace === ns));
   } finally {
