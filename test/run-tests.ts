@@ -43,7 +43,7 @@ process.stderr.write(`[run-tests] real components up in ${((Date.now() - started
 let code = 1;
 try {
   code = await new Promise<number>((resolve) => {
-    const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
+    const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=300000', '--test-reporter=spec', ...files], {
       stdio: 'inherit',
       env: { ...process.env, KUBETRAIL_HARNESS_ENV: envFile },
     });
