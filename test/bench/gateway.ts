@@ -19,14 +19,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import autocannon from 'autocannon';
-import { createCA, issueCert } from '../certs/generate.ts';
-import { loadConfig } from '../core/config.ts';
-import { createLogger } from '../core/logger.ts';
-import { createMetricsRegistry } from '../core/health-server.ts';
-import { createEventPipeline } from '../core/pipeline.ts';
-import { startGateway } from '../exec-proxy/main.ts';
-import { readEnvFile } from '../test/harness/harness.ts';
-import { kubectl } from '../test/support/env.ts';
+import { createCA, issueCert } from '../../certs/generate.ts';
+import { loadConfig } from '../../core/config.ts';
+import { createLogger } from '../../core/logger.ts';
+import { createMetricsRegistry } from '../../core/health-server.ts';
+import { createEventPipeline } from '../../core/pipeline.ts';
+import { startGateway } from '../../exec-proxy/main.ts';
+import { readEnvFile } from '../harness/harness.ts';
+import { kubectl } from '../support/env.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 

@@ -16,13 +16,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createCA, issueCert } from '../certs/generate.ts';
+import { createCA, issueCert } from '../../certs/generate.ts';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { WebSocket } from 'ws';
-import { startFakeUpstream } from '../test/tools/fake-exec-upstream.ts';
-import { REPO_ROOT } from '../test/harness/harness.ts';
+import { startFakeUpstream } from '../tools/fake-exec-upstream.ts';
+import { REPO_ROOT } from '../harness/harness.ts';
 
 const STREAM_BYTES = Number(process.env["BENCH_STREAM_MIB"] ?? 256) * 1024 * 1024;
 const KEYSTROKES = Number(process.env['BENCH_KEYSTROKES'] ?? 1000);
