@@ -15,6 +15,7 @@ import https from 'node:https';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { ProxyError, sendError } from './errors.ts';
 import type { UpstreamTarget } from './upstream.ts';
+import { forwardRequestOptions } from './upstream.ts';
 
 /**
  * Request headers copied from the client. Everything else — Authorization,
@@ -139,15 +140,7 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
     if (a.body !== undefined && a.bodyComplete) {
       headers['content-length'] = a.body.length;
     }
-    const upReq = https.request({
-      protocol: 'https:',
-      hostname: upstream.url.hostname,
-      port: upstream.url.port || 443,
-      method: req.method ?? 'GET',
-      path: upstream.url.pathname.replace(/\/$/, '') + (req.url ?? '/'),
-      headers,
-      agent: upstream.agent,
-    });
+    const upReq = https.request(forwardRequestOptions(upstream, req, headers, upstream.agent));
     untrack = a.track?.(() => {
       stopping = true;
       // End what the client has cleanly (a complete chunked body), then drop the upstream side.

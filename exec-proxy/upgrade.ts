@@ -13,6 +13,7 @@ import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { forwardedHeaders } from './relay.ts';
 import type { UpstreamTarget } from './upstream.ts';
+import { forwardRequestOptions } from './upstream.ts';
 
 /** What the passthrough observed, for the audit record. */
 export interface UpgradeResult {
@@ -66,17 +67,8 @@ export function passThroughUpgrade(a: PassThroughArgs): Promise<UpgradeResult> {
     headers['connection'] = 'Upgrade';
     headers['upgrade'] = req.headers.upgrade ?? '';
     if (a.subprotocols !== undefined && a.subprotocols.length > 0) headers['sec-websocket-protocol'] = a.subprotocols.join(', ');
-    const upReq = https.request({
-      protocol: 'https:',
-      hostname: upstream.url.hostname,
-      port: upstream.url.port || 443,
-      method: req.method ?? 'GET',
-      path: upstream.url.pathname.replace(/\/$/, '') + (req.url ?? '/'),
-      headers,
-      // An upgraded socket leaves any pool; a dedicated connection keeps the keep-alive agent clean.
-      agent: false,
-      ...upstream.tls,
-    });
+    // An upgraded socket leaves any pool; a dedicated connection keeps the keep-alive agent clean.
+    const upReq = https.request({ ...forwardRequestOptions(upstream, req, headers, false), ...upstream.tls });
     socket.on('error', () => upReq.destroy());
     socket.on('close', () => {
       if (result.status === 0) {

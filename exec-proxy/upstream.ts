@@ -25,6 +25,23 @@ export interface UpstreamTarget {
   authorization(): string | undefined;
 }
 
+/**
+ * Options of the upstream request that forwards a client's request (method
+ * and path kept, under the API server's base path). `agent` is the upstream's
+ * keep-alive agent, or `false` for a dedicated connection (upgrades leave any pool).
+ */
+export function forwardRequestOptions(target: UpstreamTarget, req: { method?: string | undefined; url?: string | undefined }, headers: https.RequestOptions['headers'], agent: https.Agent | false): https.RequestOptions {
+  return {
+    protocol: 'https:',
+    hostname: target.url.hostname,
+    port: target.url.port || 443,
+    method: req.method ?? 'GET',
+    path: target.url.pathname.replace(/\/$/, '') + (req.url ?? '/'),
+    headers,
+    agent,
+  };
+}
+
 /** TLS settings towards the API server. */
 export interface UpstreamTls {
   ca?: Buffer;
