@@ -17,10 +17,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { connect, type Socket, type AddressInfo } from 'node:net';
-import { inflateSync, constants as zc } from 'node:zlib';
 import { WebSocketServer, WebSocket, type RawData } from 'ws';
-import { SPDY_DICTIONARY } from '../../exec-proxy/stream/spdy-dictionary.ts';
-import { decodeNameValues, encodeNameValues } from '../../exec-proxy/stream/spdy-parser.ts';
+import { SpdyFrameReader, StoredZlib, controlFrame, dataFrame, synReply } from './spdy-server.ts';
 
 /** What the fake saw of one stream request. */
 export interface UpstreamRequest {
@@ -271,114 +269,41 @@ function directPortForward(ws: WebSocket, q: URLSearchParams, proto: string): vo
   ws.on('close', () => socks.forEach((s) => s.destroy()));
 }
 
-/** A zlib stream of stored blocks primed with the SPDY dictionary: each call continues it. */
-class StoredZlib {
-  #started = false;
-  block(data: Buffer): Buffer {
-    const parts: Buffer[] = [];
-    if (!this.#started) {
-      // CMF 0x78, FLG with FDICT; FCHECK makes (CMF*256+FLG) % 31 == 0; then the dictionary's Adler-32.
-      let flg = 0x20;
-      flg += 31 - ((0x78 * 256 + flg) % 31);
-      const dictId = Buffer.alloc(4);
-      dictId.writeUInt32BE(adler32(SPDY_DICTIONARY));
-      parts.push(Buffer.from([0x78, flg]), dictId);
-      this.#started = true;
-    }
-    const len = Buffer.alloc(5);
-    len[0] = 0; // BFINAL=0, BTYPE=00 (stored); we stay byte-aligned
-    len.writeUInt16LE(data.length, 1);
-    len.writeUInt16LE(~data.length & 0xffff, 3);
-    // An empty stored block after the data, as a zlib sync flush emits: Go's flate
-    // returns buffered output only when it meets it, and must not read past the frame.
-    parts.push(len, data, Buffer.from([0x00, 0x00, 0x00, 0xff, 0xff]));
-    return Buffer.concat(parts);
-  }
-}
-
-function adler32(b: Buffer): number {
-  let a = 1;
-  let c = 0;
-  for (const x of b) {
-    a = (a + x) % 65521;
-    c = (c + a) % 65521;
-  }
-  return ((c << 16) | a) >>> 0;
-}
-
-function controlFrame(type: number, flags: number, body: Buffer): Buffer {
-  const h = Buffer.alloc(8);
-  h.writeUInt32BE((0x8000 | 3) * 0x10000 + type);
-  h.writeUInt32BE(((flags & 0xff) << 24) | body.length, 4);
-  return Buffer.concat([h, body]);
-}
-
-function dataFrame(streamId: number, flags: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(8);
-  h.writeUInt32BE(streamId & 0x7fffffff);
-  h.writeUInt32BE(((flags & 0xff) << 24) | payload.length, 4);
-  return Buffer.concat([h, payload]);
-}
-
 function spdyPortForward(ws: WebSocket): void {
   const out = new StoredZlib();
-  const compressed: Buffer[] = [];
-  let inflated = 0;
-  let buf = Buffer.alloc(0);
+  const reader = new SpdyFrameReader();
   const streams = new Map<number, { type: string; port: number; sock?: Socket }>();
   const send = (b: Buffer): void => {
     if (ws.readyState === WebSocket.OPEN) ws.send(b, { binary: true });
   };
-  const reply = (id: number): void => {
-    const body = Buffer.alloc(4);
-    body.writeUInt32BE(id);
-    send(controlFrame(2, 0, Buffer.concat([body, out.block(encodeNameValues({}))])));
-  };
   ws.on('message', (raw) => {
     const data = Buffer.isBuffer(raw) ? raw : Array.isArray(raw) ? Buffer.concat(raw) : Buffer.from(raw);
-    buf = Buffer.concat([buf, data]);
-    while (buf.length >= 8) {
-      const len = buf.readUInt32BE(4) & 0xffffff;
-      if (buf.length < 8 + len) break;
-      const first = buf.readUInt32BE(0);
-      const flags = buf[4] as number;
-      const body = buf.subarray(8, 8 + len);
-      buf = buf.subarray(8 + len);
-      if (first & 0x80000000) {
-        const type = first & 0xffff;
-        if (type === 1) {
-          const id = body.readUInt32BE(0) & 0x7fffffff;
-          compressed.push(body.subarray(10));
-          const all = inflateSync(Buffer.concat(compressed), { dictionary: SPDY_DICTIONARY, finishFlush: zc.Z_SYNC_FLUSH });
-          const h = decodeNameValues(all.subarray(inflated));
-          inflated = all.length;
-          const st: { type: string; port: number; sock?: Socket } = { type: h['streamtype'] ?? '', port: Number(h['port']) };
-          streams.set(id, st);
-          reply(id);
-          if (st.type === 'data') {
-            const s = connect(st.port, '127.0.0.1');
-            st.sock = s;
-            s.on('data', (c: Buffer) => {
-              for (let o = 0; o < c.length; o += 16 * 1024) send(dataFrame(id, 0, c.subarray(o, o + 16 * 1024)));
-            });
-            s.on('end', () => send(dataFrame(id, 1, Buffer.alloc(0))));
-            s.on('error', () => {
-              const errId = [...streams.entries()].find(([, v]) => v.type === 'error' && v.port === st.port)?.[0];
-              if (errId !== undefined) send(dataFrame(errId, 1, Buffer.from(`error connecting to port ${st.port}`)));
-            });
-          }
-        } else if (type === 6) {
-          send(controlFrame(6, 0, body)); // PING echo
-        } else if (type === 3) {
-          const id = body.readUInt32BE(0) & 0x7fffffff;
-          streams.get(id)?.sock?.destroy();
+    for (const f of reader.push(data)) {
+      if (f.kind === 'syn') {
+        const id = f.id;
+        const st: { type: string; port: number; sock?: Socket } = { type: f.headers['streamtype'] ?? '', port: Number(f.headers['port']) };
+        streams.set(id, st);
+        send(synReply(out, id));
+        if (st.type === 'data') {
+          const s = connect(st.port, '127.0.0.1');
+          st.sock = s;
+          s.on('data', (c: Buffer) => {
+            for (let o = 0; o < c.length; o += 16 * 1024) send(dataFrame(id, 0, c.subarray(o, o + 16 * 1024)));
+          });
+          s.on('end', () => send(dataFrame(id, 1, Buffer.alloc(0))));
+          s.on('error', () => {
+            const errId = [...streams.entries()].find(([, v]) => v.type === 'error' && v.port === st.port)?.[0];
+            if (errId !== undefined) send(dataFrame(errId, 1, Buffer.from(`error connecting to port ${st.port}`)));
+          });
         }
+      } else if (f.kind === 'control') {
+        if (f.type === 6) send(controlFrame(6, 0, f.body)); // PING echo
+        else if (f.type === 3) streams.get(f.body.readUInt32BE(0) & 0x7fffffff)?.sock?.destroy(); // RST_STREAM
       } else {
-        const id = first & 0x7fffffff;
-        const st = streams.get(id);
+        const st = streams.get(f.id);
         if (st?.sock) {
-          if (body.length > 0) st.sock.write(body);
-          if (flags & 1) st.sock.end();
+          if (f.body.length > 0) st.sock.write(f.body);
+          if (f.flags & 1) st.sock.end();
         }
       }
     }

@@ -16,10 +16,8 @@
 import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { inflateSync, constants as zc } from 'node:zlib';
 import type { Duplex } from 'node:stream';
-import { SPDY_DICTIONARY } from '../../exec-proxy/stream/spdy-dictionary.ts';
-import { decodeNameValues, encodeNameValues } from '../../exec-proxy/stream/spdy-parser.ts';
+import { SpdyFrameReader, StoredZlib, controlFrame, dataFrame, synReply } from './spdy-server.ts';
 
 /** A running fake kubelet. */
 export interface FakeKubelet {
@@ -29,58 +27,11 @@ export interface FakeKubelet {
   close(): Promise<void>;
 }
 
-function adler32(b: Buffer): number {
-  let a = 1;
-  let c = 0;
-  for (const x of b) {
-    a = (a + x) % 65521;
-    c = (c + a) % 65521;
-  }
-  return ((c << 16) | a) >>> 0;
-}
-
-/** One direction's header compression: zlib stored blocks, each ended by a sync-flush marker. */
-class StoredZlib {
-  #started = false;
-  block(data: Buffer): Buffer {
-    const parts: Buffer[] = [];
-    if (!this.#started) {
-      let flg = 0x20;
-      flg += 31 - ((0x78 * 256 + flg) % 31);
-      const id = Buffer.alloc(4);
-      id.writeUInt32BE(adler32(SPDY_DICTIONARY));
-      parts.push(Buffer.from([0x78, flg]), id);
-      this.#started = true;
-    }
-    const h = Buffer.alloc(5);
-    h.writeUInt16LE(data.length, 1);
-    h.writeUInt16LE(~data.length & 0xffff, 3);
-    parts.push(h, data, Buffer.from([0, 0, 0, 0xff, 0xff]));
-    return Buffer.concat(parts);
-  }
-}
-
-function control(type: number, flags: number, body: Buffer): Buffer {
-  const h = Buffer.alloc(8);
-  h.writeUInt32BE(0x80030000 + type);
-  h.writeUInt32BE(((flags & 0xff) << 24) + body.length, 4);
-  return Buffer.concat([h, body]);
-}
-
-function data(id: number, flags: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(8);
-  h.writeUInt32BE(id & 0x7fffffff);
-  h.writeUInt32BE(((flags & 0xff) << 24) + payload.length, 4);
-  return Buffer.concat([h, payload]);
-}
-
 const qbool = (q: URLSearchParams, n: string): boolean => ['1', 'true'].includes(q.get(n) ?? '');
 
 function serveExec(socket: Duplex, q: URLSearchParams): void {
   const out = new StoredZlib();
-  const compressed: Buffer[] = [];
-  let inflated = 0;
-  let buf = Buffer.alloc(0);
+  const reader = new SpdyFrameReader();
   const streams = new Map<string, number>();
   const tty = qbool(q, 'tty');
   const expected = new Set(['error', ...(qbool(q, 'input') ? ['stdin'] : []), ...(qbool(q, 'output') ? ['stdout'] : []), ...(qbool(q, 'error') && !tty ? ['stderr'] : []), ...(tty ? ['resize'] : [])]);
@@ -101,7 +52,7 @@ function serveExec(socket: Duplex, q: URLSearchParams): void {
         if (!src) return resolve();
         src.on('data', (c: Buffer) => {
           const id = streams.get(name);
-          if (id !== undefined) write(data(id, 0, c));
+          if (id !== undefined) write(dataFrame(id, 0, c));
         });
         src.on('end', () => resolve());
       });
@@ -113,43 +64,23 @@ function serveExec(socket: Duplex, q: URLSearchParams): void {
             ? { metadata: {}, status: 'Success' }
             : { metadata: {}, status: 'Failure', message: `command terminated with non-zero exit code: exit status ${code}`, reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: String(code) }] } };
         const err = streams.get('error');
-        if (err !== undefined) write(data(err, 0, Buffer.from(JSON.stringify(status))));
-        for (const id of streams.values()) write(data(id, 1, Buffer.alloc(0)));
+        if (err !== undefined) write(dataFrame(err, 0, Buffer.from(JSON.stringify(status))));
+        for (const id of streams.values()) write(dataFrame(id, 1, Buffer.alloc(0)));
         setTimeout(() => socket.end(), 100);
       });
     });
   };
   socket.on('data', (chunk: Buffer) => {
-    buf = Buffer.concat([buf, chunk]);
-    while (buf.length >= 8) {
-      const len = buf.readUInt32BE(4) & 0xffffff;
-      if (buf.length < 8 + len) break;
-      const first = buf.readUInt32BE(0);
-      const flags = buf[4] as number;
-      const body = buf.subarray(8, 8 + len);
-      buf = buf.subarray(8 + len);
-      if (first & 0x80000000) {
-        const type = first & 0xffff;
-        if (type === 1) {
-          const id = body.readUInt32BE(0) & 0x7fffffff;
-          compressed.push(body.subarray(10));
-          const all = inflateSync(Buffer.concat(compressed), { dictionary: SPDY_DICTIONARY, finishFlush: zc.Z_SYNC_FLUSH });
-          const h = decodeNameValues(all.subarray(inflated));
-          inflated = all.length;
-          streams.set(h['streamtype'] ?? '', id);
-          const rb = Buffer.alloc(4);
-          rb.writeUInt32BE(id);
-          write(control(2, 0, Buffer.concat([rb, out.block(encodeNameValues({}))])));
-          if (child === undefined && [...expected].every((s) => streams.has(s))) start();
-        } else if (type === 6) {
-          write(control(6, 0, body));
-        }
-      } else {
-        const id = first & 0x7fffffff;
-        if (id === streams.get('stdin') && child?.stdin) {
-          if (body.length > 0) child.stdin.write(body);
-          if (flags & 1) child.stdin.end();
-        }
+    for (const f of reader.push(chunk)) {
+      if (f.kind === 'syn') {
+        streams.set(f.headers['streamtype'] ?? '', f.id);
+        write(synReply(out, f.id));
+        if (child === undefined && [...expected].every((s) => streams.has(s))) start();
+      } else if (f.kind === 'control') {
+        if (f.type === 6) write(controlFrame(6, 0, f.body)); // PING echo
+      } else if (f.id === streams.get('stdin') && child?.stdin) {
+        if (f.body.length > 0) child.stdin.write(f.body);
+        if (f.flags & 1) child.stdin.end();
       }
     }
   });
