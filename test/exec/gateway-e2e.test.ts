@@ -30,6 +30,8 @@ test('kubectl exec as the agent through the real gateway reaches the pod as agen
   const end = await sessionEnd(g.sink, session);
   assert.equal(end.exitCode, 3);
   assert.equal(recorded(g.sink, session, 'stdout').toString(), 'out-42\n');
-  assert.ok(sessionEvents(g.sink, session).every((e) => e.correlation?.session === session));
+  // Every event of the session names the caller, not the gateway's own upstream identity.
+  const actors = new Set(sessionEvents(g.sink, session).map((e) => e.actor?.username));
+  assert.deepEqual([...actors], ['agent-ci']);
 
 });
