@@ -10,7 +10,7 @@
  * API; people use `npm run harness -- up|down`, which writes `test/.harness/env`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync, closeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir } from 'node:os';
@@ -131,6 +131,10 @@ export interface KafkaBroker {
   readonly brokers: string[];
   /** SASL_PLAINTEXT listener, when started with `saslUsers`. */
   readonly saslBrokers?: string[];
+  /** SSL listener (mutual TLS when `tls.clientCaPem` is set), when started with `tls`. */
+  readonly sslBrokers?: string[];
+  /** SASL_SSL listener (server-authenticated TLS, then SASL), when started with both `tls` and `saslUsers`. */
+  readonly saslSslBrokers?: string[];
   readonly port: number;
   readonly dir: string;
   /** Sends a signal (default SIGKILL) and waits for the process to go. */
@@ -148,6 +152,12 @@ export interface KafkaOptions {
   detached?: boolean;
   /** Adds a SASL_PLAINTEXT listener with PLAIN and SCRAM users (name → password). */
   saslUsers?: Record<string, string>;
+  /**
+   * Adds an SSL listener serving this certificate (PEM; the key may be PKCS#1
+   * or PKCS#8), requiring a client certificate signed by `clientCaPem` when
+   * given; with `saslUsers` also a SASL_SSL listener.
+   */
+  tls?: { certPem: string; keyPem: string; clientCaPem?: string };
 }
 
 async function kafkaReady(brokers: string[]): Promise<boolean> {
@@ -188,16 +198,23 @@ export async function startKafka(opts: KafkaOptions): Promise<KafkaBroker> {
   const port = await freePort();
   const controllerPort = await freePort();
   const saslPort = opts.saslUsers ? await freePort() : 0;
+  const sslPort = opts.tls ? await freePort() : 0;
+  const saslSslPort = opts.tls && opts.saslUsers ? await freePort() : 0;
   const dataDir = path.join(opts.dir, 'data');
+  const extra: { name: string; port: number }[] = [];
+  if (opts.saslUsers) extra.push({ name: 'SASL_PLAINTEXT', port: saslPort });
+  if (opts.tls) extra.push({ name: 'SSL', port: sslPort });
+  if (saslSslPort !== 0) extra.push({ name: 'SASL_SSL', port: saslSslPort });
+  const extraListeners = extra.map((l) => `,${l.name}://127.0.0.1:${l.port}`).join('');
   const props = [
     'process.roles=broker,controller',
     'node.id=1',
     `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-    `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}${opts.saslUsers ? `,SASL_PLAINTEXT://127.0.0.1:${saslPort}` : ''}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${port}${opts.saslUsers ? `,SASL_PLAINTEXT://127.0.0.1:${saslPort}` : ''}`,
+    `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}${extraListeners}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${port}${extraListeners}`,
     'controller.listener.names=CONTROLLER',
     'inter.broker.listener.name=PLAINTEXT',
-    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${opts.saslUsers ? ',SASL_PLAINTEXT:SASL_PLAINTEXT' : ''}`,
+    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${extra.map((l) => `,${l.name}:${l.name}`).join('')}`,
     `log.dirs=${dataDir}`,
     'num.partitions=1',
     'offsets.topic.replication.factor=1',
@@ -214,11 +231,27 @@ export async function startKafka(opts: KafkaOptions): Promise<KafkaBroker> {
     const plainUsers = Object.entries(opts.saslUsers)
       .map(([u, p]) => `user_${u}="${p}"`)
       .join(' ');
-    props.push(
-      `listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
-      'listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
-      'listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
-    );
+    for (const l of extra.filter((x) => x.name.startsWith('SASL_'))) {
+      const n = l.name.toLowerCase();
+      props.push(
+        `listener.name.${n}.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
+        `listener.name.${n}.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`,
+        `listener.name.${n}.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;`,
+      );
+    }
+  }
+  if (opts.tls) {
+    // Kafka reads PEM key stores from files; the key must be PKCS#8.
+    const keystore = path.join(opts.dir, 'broker-keystore.pem');
+    const pkcs8 = createPrivateKey(opts.tls.keyPem).export({ type: 'pkcs8', format: 'pem' }).toString();
+    writeFileSync(keystore, pkcs8 + opts.tls.certPem, { mode: 0o600 });
+    props.push('ssl.keystore.type=PEM', `ssl.keystore.location=${keystore}`);
+    if (opts.tls.clientCaPem !== undefined) {
+      const truststore = path.join(opts.dir, 'broker-truststore.pem');
+      writeFileSync(truststore, opts.tls.clientCaPem);
+      props.push('ssl.truststore.type=PEM', `ssl.truststore.location=${truststore}`, 'listener.name.ssl.ssl.client.auth=required');
+    }
+    if (saslSslPort !== 0) props.push('listener.name.sasl_ssl.ssl.client.auth=none');
   }
   const propsFile = path.join(opts.dir, 'server.properties');
   writeFileSync(propsFile, props.join('\n') + '\n');
@@ -255,6 +288,8 @@ export async function startKafka(opts: KafkaOptions): Promise<KafkaBroker> {
     restart: launch,
     stop: () => kill('SIGTERM'),
     ...(opts.saslUsers ? { saslBrokers: [`127.0.0.1:${saslPort}`] } : {}),
+    ...(opts.tls ? { sslBrokers: [`127.0.0.1:${sslPort}`] } : {}),
+    ...(saslSslPort !== 0 ? { saslSslBrokers: [`127.0.0.1:${saslSslPort}`] } : {}),
   };
 }
 
