@@ -22,8 +22,10 @@ import { SpdyFrameReader, StoredZlib, controlFrame, dataFrame, synReply } from '
 /** A running fake kubelet. */
 export interface FakeKubelet {
   port: number;
-  /** Exec requests seen: path and query. */
+  /** Exec and log requests seen: path and query. */
   requests: { path: string; query: URLSearchParams }[];
+  /** Log streams (`follow=true`) still open toward the API server. */
+  readonly openLogStreams: number;
   close(): Promise<void>;
 }
 
@@ -93,7 +95,30 @@ function serveExec(socket: Duplex, q: URLSearchParams): void {
 /** Starts a fake kubelet on 127.0.0.1 with a certificate the API server trusts. */
 export async function startFakeKubelet(cert: { certPem: string; keyPem: string }): Promise<FakeKubelet> {
   const requests: FakeKubelet['requests'] = [];
-  const server: Server = createServer({ cert: cert.certPem, key: cert.keyPem }, (_req, res) => res.writeHead(404).end());
+  let openLogStreams = 0;
+  // GET /containerLogs/{ns}/{pod}/{container}: `log line N` every 50 ms; three
+  // lines then the end, or with follow=true until the API server hangs up.
+  const server: Server = createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
+    const url = new URL(req.url ?? '/', 'https://kubelet');
+    if (req.method !== 'GET' || !/^\/containerLogs\/[^/]+\/[^/]+\/[^/]+$/.test(url.pathname)) return void res.writeHead(404).end();
+    requests.push({ path: url.pathname, query: url.searchParams });
+    const follow = qbool(url.searchParams, 'follow');
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    let n = 0;
+    if (follow) openLogStreams++;
+    const timer = setInterval(() => {
+      n++;
+      res.write(`log line ${n}\n`);
+      if (!follow && n === 3) {
+        clearInterval(timer);
+        res.end();
+      }
+    }, 50);
+    res.on('close', () => {
+      clearInterval(timer);
+      if (follow) openLogStreams--;
+    });
+  });
   server.on('upgrade', (req, socket: Socket, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'https://kubelet');
     requests.push({ path: url.pathname, query: url.searchParams });
@@ -110,6 +135,9 @@ export async function startFakeKubelet(cert: { certPem: string; keyPem: string }
   return {
     port: (server.address() as AddressInfo).port,
     requests,
+    get openLogStreams() {
+      return openLogStreams;
+    },
     async close() {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
