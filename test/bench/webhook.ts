@@ -83,7 +83,7 @@ export function realisticPod(name: string, labels: Record<string, string> = {}):
   };
 }
 
-function reviewBody(): string {
+export function reviewBody(): string {
   return JSON.stringify({
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
@@ -230,6 +230,120 @@ async function load(port: number, ca: string, body: string, opts: { seconds: num
   return { rps: r.requests.average, p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors, total: r.requests.total };
 }
 
+/**
+ * Open-loop fixed-rate load (what autocannon's `overallRate` is not: it lets
+ * every connection fire its share of a second in a burst at the start of the
+ * second, so 1,000/s arrives as a 1,000-request burst and its queueing shows
+ * up as latency — the no-op floor "measured" p99 > 300 ms that way).
+ *
+ * Requests are scheduled every 1/rate s. A timer tick sends every request
+ * whose scheduled time has come, over a keep-alive pool (pre-opened, at most
+ * `maxConnections`; a request finding every connection busy waits in the
+ * pool, and that wait is counted). Latency is measured from the tick that
+ * sent the request, so a slow server cannot hide its queueing by slowing the
+ * generator (no coordinated omission: the schedule never waits for
+ * responses); how late the generator's own ticks were against the schedule
+ * (its event loop, on the shared CPU) is reported separately as `lag`, and
+ * the latency from the scheduled time as `fromSchedule`. Runs in its own
+ * process (`load-fixed`), apart from the server and from the driver.
+ */
+async function fixedRateLoad(opts: { port: number; ca: string; body: string; rate: number; seconds: number; maxConnections: number; warmConnections: number }): Promise<FixedRateResult> {
+  const body = Buffer.from(opts.body);
+  const agent = new https.Agent({ keepAlive: true, maxSockets: opts.maxConnections, maxFreeSockets: opts.maxConnections, scheduling: 'lifo' });
+  const send = (): Promise<number> =>
+    new Promise((resolve) => {
+      const req = https.request(
+        { host: '127.0.0.1', port: opts.port, path: '/validate?timeout=10s', method: 'POST', ca: opts.ca, agent, headers: { 'content-type': 'application/json', 'content-length': body.length } },
+        (res) => {
+          res.on('data', () => undefined);
+          res.on('end', () => resolve(res.statusCode ?? 0));
+          res.on('error', () => resolve(0));
+        },
+      );
+      req.on('error', () => resolve(0));
+      req.end(body);
+    });
+  // Open the pool and warm both sides (JIT, TLS sessions) before the clock starts.
+  for (let i = 0; i < 3; i++) await Promise.all(Array.from({ length: opts.warmConnections }, send));
+  const interval = 1000 / opts.rate;
+  const total = Math.round(opts.rate * opts.seconds);
+  const fromTick: number[] = [];
+  const fromSchedule: number[] = [];
+  const lag: number[] = [];
+  let errors = 0;
+  let sent = 0;
+  const done: Promise<void>[] = [];
+  const t0 = performance.now() + 5;
+  await new Promise<void>((finish) => {
+    const tick = (): void => {
+      const now = performance.now();
+      while (sent < total && t0 + sent * interval <= now) {
+        const scheduled = t0 + sent * interval;
+        sent++;
+        lag.push(now - scheduled);
+        done.push(
+          send().then((status) => {
+            const end = performance.now();
+            if (status !== 200) errors++;
+            fromTick.push(end - now);
+            fromSchedule.push(end - scheduled);
+          }),
+        );
+      }
+      if (sent < total) setTimeout(tick, Math.max(0, t0 + sent * interval - performance.now() - 0.5));
+      else finish();
+    };
+    setTimeout(tick, 5);
+  });
+  await Promise.all(done);
+  const elapsed = (performance.now() - t0) / 1000;
+  agent.destroy();
+  const pct = (xs: number[], q: number): number => {
+    const s = Float64Array.from(xs).sort();
+    return s.length === 0 ? NaN : (s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] as number);
+  };
+  return {
+    rps: total / elapsed,
+    p50: pct(fromTick, 0.5),
+    p90: pct(fromTick, 0.9),
+    p99: pct(fromTick, 0.99),
+    non2xx: errors,
+    errors: 0,
+    total,
+    scheduleP99: pct(fromSchedule, 0.99),
+    lagP99: pct(lag, 0.99),
+  };
+}
+
+interface FixedRateResult extends LoadResult {
+  /** p99 measured from the scheduled send time (includes the generator's own lag). */
+  scheduleP99: number;
+  /** p99 of how late the generator's ticks were against the schedule. */
+  lagP99: number;
+}
+
+/** Runs {@link fixedRateLoad} in a child process of its own. */
+function fixedRate(port: number, ca: string, body: string, rate: number, seconds: number): Promise<FixedRateResult> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [SELF, 'load-fixed'], { stdio: ['pipe', 'pipe', 'inherit'], env: process.env });
+    let out = '';
+    proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+    proc.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as FixedRateResult) : reject(new Error(`load-fixed exited with ${code}`))));
+    proc.stdin?.end(JSON.stringify({ port, ca, body, rate, seconds, maxConnections: FIXED_RATE_MAX_CONNECTIONS, warmConnections: FIXED_RATE_WARM_CONNECTIONS }));
+  });
+}
+
+/** Connections of the fixed-rate pool: at most (an API server keeps a similar pool per webhook), and opened before the clock starts. */
+const FIXED_RATE_MAX_CONNECTIONS = 64;
+const FIXED_RATE_WARM_CONNECTIONS = 16;
+
+async function loadFixedChild(): Promise<void> {
+  let input = '';
+  for await (const c of process.stdin) input += (c as Buffer).toString();
+  const opts = JSON.parse(input) as Parameters<typeof fixedRateLoad>[0];
+  process.stdout.write(JSON.stringify(await fixedRateLoad(opts)));
+}
+
 async function apiRequest(url: string, token: string, ca: string, method: string, body?: string, agent?: https.Agent): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = https.request(url, { method, ca, agent: agent ?? false, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (res) => {
@@ -289,10 +403,8 @@ async function main(): Promise<void> {
 
   const noop = await startChild('serve-noop');
   const floor = await load(noop.port, noop.ca, body, { seconds, connections });
-  // At a fixed rate each connection carries one request at a time, so the offered 1,000/s needs enough
-  // connections to stay reachable when latency grows (rate / connections must exceed 1 / latency).
-  const rateConnections = Math.max(connections, 200);
-  const floorAt1k = await load(noop.port, noop.ca, body, { seconds, connections: rateConnections, rate: 1000 });
+  const rate = Number(process.env['BENCH_RATE'] ?? 1000);
+  const floorAt1k = await fixedRate(noop.port, noop.ca, body, rate, seconds);
   await stopChild(noop);
 
   const mem = await startChild('serve-webhook-memory');
@@ -303,7 +415,7 @@ async function main(): Promise<void> {
   const hook = await startChild('serve-webhook');
   await load(hook.port, hook.ca, body, { seconds: 2, connections }); // warm-up: JIT, Kafka producer, topic creation
   const full = await load(hook.port, hook.ca, body, { seconds, connections });
-  const at1k = await load(hook.port, hook.ca, body, { seconds, connections: rateConnections, rate: 1000 });
+  const at1k = await fixedRate(hook.port, hook.ca, body, rate, seconds);
 
   const row = (name: string, r: LoadResult): string =>
     `${name.padEnd(52)} ${fmt(r.rps).padStart(8)} ${fmt(r.p50, 2).padStart(8)} ${fmt(r.p90, 2).padStart(8)} ${fmt(r.p99, 2).padStart(8)} ${String(r.non2xx + r.errors).padStart(7)}`;
@@ -311,11 +423,18 @@ async function main(): Promise<void> {
   process.stdout.write(`${row('no-op HTTPS handler (floor), full load', floor)}\n`);
   process.stdout.write(`${row('kubetrail /validate, in-memory sink, full load', memFull)}\n`);
   process.stdout.write(`${row('kubetrail /validate + Kafka, full load', full)}\n`);
-  process.stdout.write(`${row(`no-op HTTPS handler (floor), 1,000/s, ${rateConnections} conns`, floorAt1k)}\n`);
-  process.stdout.write(`${row(`kubetrail /validate + Kafka, 1,000/s, ${rateConnections} conns`, at1k)}\n`);
+  process.stdout.write(`${row(`no-op HTTPS handler (floor), fixed ${rate}/s`, floorAt1k)}\n`);
+  process.stdout.write(`${row(`kubetrail /validate + Kafka, fixed ${rate}/s`, at1k)}\n`);
+  const lagRow = (name: string, r: FixedRateResult): string => `  ${name}: p99 from the scheduled time ${fmt(r.scheduleP99, 2)} ms; generator tick lag p99 ${fmt(r.lagP99, 2)} ms`;
+  process.stdout.write(`fixed-rate rows: open loop, keep-alive pool of at most ${FIXED_RATE_MAX_CONNECTIONS} connections (${FIXED_RATE_WARM_CONNECTIONS} pre-opened), generator in its own process, latency from the send tick\n`);
+  process.stdout.write(`${lagRow('floor', floorAt1k)}\n${lagRow('kubetrail', at1k)}\n`);
   process.stdout.write(`ratio kubetrail + Kafka / floor (full load): ${fmt(full.rps / floor.rps, 2)}; in-memory sink / floor: ${fmt(memFull.rps / floor.rps, 2)}\n\n`);
 
   // Pods per second through the real API server, without and with the webhooks.
+  if (process.env['BENCH_SKIP_PODS'] === '1') {
+    await stopChild(hook);
+    return;
+  }
   const id = uniqueId();
   const n = Number(process.env['BENCH_PODS'] ?? 200);
   const conc = Number(process.env['BENCH_POD_CONCURRENCY'] ?? 8);
@@ -352,5 +471,6 @@ if (import.meta.main) {
   const mode = process.argv[2];
   if (mode === 'serve-noop') await serveNoop();
   else if (mode === 'serve-webhook' || mode === 'serve-webhook-memory') await serveWebhook();
+  else if (mode === 'load-fixed') await loadFixedChild();
   else await main();
 }
