@@ -21,6 +21,7 @@
  */
 import { Environment, Optional } from '@marcbachmann/cel-js';
 import { PolicyError } from './errors.ts';
+import { registerKubernetesLibraries } from './cel-k8s.ts';
 
 /** The variable names an expression may use. */
 export const CEL_VARIABLES = ['object', 'oldObject', 'request', 'namespaceObject', 'params', 'variables'] as const;
@@ -57,6 +58,7 @@ function env(): Environment {
   if (sharedEnv === undefined) {
     const e = new Environment({ enableOptionalTypes: true, homogeneousAggregateLiterals: false, unlistedVariablesAreDyn: false });
     for (const v of CEL_VARIABLES) e.registerVariable(v, 'dyn');
+    registerKubernetesLibraries(e);
     sharedEnv = e;
   }
   return sharedEnv;
