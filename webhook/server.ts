@@ -62,12 +62,11 @@ function sendError(res: ServerResponse, err: unknown, log: Logger): void {
     res.destroy();
     return;
   }
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  const json = JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code: e.status, reason: e.code, message: e.message });
+  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) };
   if (e.code === 'ADM_ERR_METHOD') headers['allow'] = 'POST';
   if (e.code === 'ADM_ERR_TOO_LARGE') headers['connection'] = 'close';
-  res.writeHead(e.status, headers).end(
-    JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code: e.status, reason: e.code, message: e.message }),
-  );
+  res.writeHead(e.status, headers).end(json);
 }
 
 function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
@@ -137,7 +136,9 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
         log.error({ err, uid: review.uid, webhook: which }, 'review failed unexpectedly; denying');
         response = { uid: review.uid, allowed: false, status: { code: 500, reason: 'InternalError', message: 'kubetrail could not evaluate this request' } };
       }
-      res.writeHead(200, { 'content-type': 'application/json' }).end(encodeResponse(response));
+      const json = encodeResponse(response);
+      // With a content-length Node writes head and body as one TLS write; without one the body goes chunked (4 writes).
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) }).end(json);
     } catch (err) {
       if (err instanceof AdmissionError && err.code !== 'ADM_ERR_NOT_FOUND') log.debug({ code: err.code }, 'review rejected');
       sendError(res, err, log);

@@ -1,7 +1,9 @@
 /**
  * Masking of captured Kubernetes objects before they go into events. Pure:
- * returns a masked deep copy and never mutates its input, so what the API
- * server admits is never affected (masking happens in events only).
+ * never mutates its input, so what the API server admits is never affected
+ * (masking happens in events only). The result shares every unchanged
+ * subtree with the input (copy on write: most of a Pod has nothing to mask,
+ * and copying 15 KiB of it for every review cost more than the masking).
  *
  * What is masked:
  * - Secret (`v1` `Secret`): every value of `data` and `stringData` (the keys stay,
@@ -124,40 +126,63 @@ export function maskString(s: string, patterns: readonly ValuePattern[]): string
   return out;
 }
 
-/** Deep copy, masking `env[].value` by name (and secret-shaped substrings) on the way. */
-function copyMaskingEnv(m: ObjectMasking, v: unknown, key: string | undefined, patterns: readonly ValuePattern[] = []): unknown {
+/**
+ * Masks `env[].value` by name (and secret-shaped substrings) in `v`, copying
+ * only what changes: a subtree with nothing to mask is returned as it is (the
+ * same reference), so the result shares every unchanged part with the input.
+ * The input is never written to.
+ */
+function maskShared(m: ObjectMasking, v: unknown, key: string | undefined, patterns: readonly ValuePattern[]): unknown {
   if (typeof v === 'string') return patterns.length > 0 ? maskString(v, patterns) : v;
   if (v === null || typeof v !== 'object') return v;
   if (Array.isArray(v)) {
     const isEnv = key === 'env' && m.envName !== undefined;
-    const out = new Array<unknown>(v.length);
+    let out: unknown[] | undefined;
     for (let i = 0; i < v.length; i++) {
-      const e = v[i];
+      const e: unknown = v[i];
+      let r: unknown;
       if (isEnv && isRecord(e) && typeof e['name'] === 'string' && 'value' in e && m.envName!.test(e['name'])) {
-        const copy = copyMaskingEnv(m, e, undefined, patterns) as Record<string, unknown>;
-        copy['value'] = maskValue(m, e['value']);
-        out[i] = copy;
-      } else out[i] = copyMaskingEnv(m, e, undefined, patterns);
+        const inner = maskShared(m, e, undefined, patterns) as Record<string, unknown>;
+        r = inner === e ? { ...e } : inner;
+        (r as Record<string, unknown>)['value'] = maskValue(m, e['value']);
+      } else r = maskShared(m, e, undefined, patterns);
+      if (r !== e && out === undefined) out = v.slice(0, i);
+      if (out !== undefined) out.push(r);
     }
-    return out;
+    return out ?? v;
   }
-  const out: Record<string, unknown> = {};
-  for (const k of Object.keys(v)) out[k] = copyMaskingEnv(m, (v as Record<string, unknown>)[k], k, patterns);
-  return out;
+  let out: Record<string, unknown> | undefined;
+  const o = v as Record<string, unknown>;
+  for (const k in o) {
+    if (!Object.hasOwn(o, k)) continue;
+    const e = o[k];
+    // Scalars other than strings never change: skip the call.
+    if (e === null || (typeof e !== 'object' && typeof e !== 'string')) continue;
+    const r = maskShared(m, e, k, patterns);
+    if (r !== e) {
+      out ??= { ...o };
+      out[k] = r;
+    }
+  }
+  return out ?? v;
 }
 
-/** Masks in place (on our own copy) every value at `segs`. */
-function maskPath(m: ObjectMasking, node: unknown, segs: readonly string[], i: number): void {
-  if (node === null || typeof node !== 'object') return;
+/** Returns `node` with every value at `segs` masked, copying only the containers on the way (copy on write). */
+function maskPath(m: ObjectMasking, node: unknown, segs: readonly string[], i: number): unknown {
+  if (node === null || typeof node !== 'object') return node;
   const seg = segs[i] as string;
   const last = i === segs.length - 1;
   const keys = seg === '*' ? (Array.isArray(node) ? node.map((_, j) => String(j)) : Object.keys(node)) : [seg];
+  let out: Record<string, unknown> | unknown[] | undefined;
   for (const k of keys) {
     const container = node as Record<string, unknown>;
     if (!Object.hasOwn(container, k)) continue;
-    if (last) container[k] = maskValue(m, container[k]);
-    else maskPath(m, container[k], segs, i + 1);
+    const r = last ? maskValue(m, container[k]) : maskPath(m, container[k], segs, i + 1);
+    if (r === container[k]) continue;
+    out ??= Array.isArray(node) ? node.slice() : { ...container };
+    (out as Record<string, unknown>)[k] = r;
   }
+  return out ?? node;
 }
 
 function isSecret(o: Record<string, unknown>): boolean {
@@ -165,25 +190,30 @@ function isSecret(o: Record<string, unknown>): boolean {
 }
 
 /**
- * Returns a masked deep copy of `obj` (any JSON value; non-objects are
- * returned as they are, strings masked by `patterns`). Never mutates `obj`.
+ * Returns `obj` masked (any JSON value; non-objects are returned as they
+ * are, strings masked by `patterns`). Never mutates `obj`: what changes is
+ * copied, what does not is shared with `obj` (the result may be `obj` itself
+ * when nothing is masked), so treat the result as read-only.
  * `patterns`: secret-shaped substrings to mask in every string value.
  */
 export function maskObject(m: ObjectMasking, obj: unknown, patterns: readonly ValuePattern[] = []): unknown {
-  if (!isRecord(obj)) return copyMaskingEnv(m, obj, undefined, patterns);
-  const out = copyMaskingEnv(m, obj, undefined, patterns) as Record<string, unknown>;
+  if (!isRecord(obj)) return maskShared(m, obj, undefined, patterns);
+  let out = maskShared(m, obj, undefined, patterns) as Record<string, unknown>;
+  const own = (): Record<string, unknown> => (out === obj ? (out = { ...obj }) : out);
   if (isSecret(out)) {
     for (const field of ['data', 'stringData']) {
       const d = out[field];
-      if (isRecord(d)) for (const k of Object.keys(d)) d[k] = maskValue(m, d[k]);
-      else if (d !== undefined && d !== null) out[field] = maskValue(m, d);
+      if (isRecord(d)) {
+        const masked: Record<string, unknown> = {};
+        for (const k of Object.keys(d)) masked[k] = maskValue(m, d[k]);
+        own()[field] = masked;
+      } else if (d !== undefined && d !== null) own()[field] = maskValue(m, d);
     }
   }
-  for (const segs of m.paths) maskPath(m, out, segs, 0);
+  for (const segs of m.paths) out = maskPath(m, out, segs, 0) as Record<string, unknown>;
   const md = out['metadata'];
   if (isRecord(md) && isRecord(md['annotations']) && typeof md['annotations'][LAST_APPLIED_ANNOTATION] === 'string') {
-    const ann = md['annotations'];
-    const raw = ann[LAST_APPLIED_ANNOTATION] as string;
+    const raw = md['annotations'][LAST_APPLIED_ANNOTATION];
     let parsed: unknown;
     try {
       parsed = JSON.parse(raw);
@@ -191,7 +221,8 @@ export function maskObject(m: ObjectMasking, obj: unknown, patterns: readonly Va
       parsed = undefined;
     }
     // Recursion depth is one: the copy inside the annotation has no annotation of its own (kubectl strips it).
-    ann[LAST_APPLIED_ANNOTATION] = isRecord(parsed) ? JSON.stringify(maskObject(m, parsed, patterns)) : maskValue(m, raw);
+    const value = isRecord(parsed) ? JSON.stringify(maskObject(m, parsed, patterns)) : maskValue(m, raw);
+    if (value !== raw) own()['metadata'] = { ...md, annotations: { ...md['annotations'], [LAST_APPLIED_ANNOTATION]: value } };
   }
   return out;
 }

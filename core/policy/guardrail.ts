@@ -36,6 +36,7 @@
 import { z } from 'zod';
 import type { Decision, GuardrailDecisionBody } from '../events/model.ts';
 import { compileCel, toCelValue, type CelActivation, type CelProgram, type CelResult } from './cel.ts';
+import { lazyCelValue } from './cel-value.ts';
 import { parseSpec, type PolicyDocument } from './document.ts';
 import { compileMatcher, matchConditionsSchema, matchSchema, requestNamespace, type Matcher, type PolicyInput } from './match.ts';
 
@@ -178,15 +179,17 @@ function inputSummary(input: PolicyInput): Record<string, unknown> {
 }
 
 /**
- * Builds the CEL activation for an input once (integral numbers become CEL
- * ints); pass it to several evaluations of the same request to convert once.
+ * Builds the CEL activation for an input once (integral numbers read as CEL
+ * ints, converted lazily where expressions look); pass it to several
+ * evaluations of the same request to share the conversion.
  */
 export function guardrailActivation(input: PolicyInput): CelActivation {
+  // The objects are converted lazily (only what expressions read); the request is small and converted here.
   return {
-    object: toCelValue(input.object ?? null),
-    oldObject: toCelValue(input.oldObject ?? null),
+    object: lazyCelValue(input.object ?? null),
+    oldObject: lazyCelValue(input.oldObject ?? null),
     request: toCelValue({ dryRun: false, subResource: '', namespace: '', name: '', ...input.request }),
-    namespaceObject: toCelValue(input.namespaceObject ?? null),
+    namespaceObject: lazyCelValue(input.namespaceObject ?? null),
   };
 }
 
