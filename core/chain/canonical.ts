@@ -13,7 +13,8 @@
  * - objects with a `toJSON` method are serialized through it (e.g. Date).
  *
  * For the values kubetrail events hold this is RFC 8785 JSON Canonicalization.
- * It is pure and allocation-light because every event goes through it once.
+ * It is pure and allocation-light because every event goes through it once
+ * (test/bench/canonical.ts measures it: `npm run bench:canonical`).
  */
 
 /** A value that cannot be canonicalized (NaN, Infinity, BigInt, function, symbol, cycle). */
@@ -29,16 +30,33 @@ export class CanonicalizationError extends TypeError {
 
 /** Serializes `value` canonically (see the module comment for the exact rules). */
 export function canonicalJson(value: unknown): string {
-  // Fast path: a copy whose objects have their keys inserted in sorted order,
-  // serialized by the engine's JSON.stringify (about twice as fast as the
-  // writer below). It gives up — and the writer decides — wherever the engine
-  // would not keep insertion order (integer-like keys enumerate first), where
-  // toJSON or `__proto__` is involved, and on values the rules refuse.
+  // Fast path: the engine's JSON.stringify over a "canonical view" of the
+  // value: every object whose own keys already enumerate in sorted order
+  // (and whose members need no change) is handed over as it is, and only the
+  // objects whose keys are out of order are copied with their keys inserted
+  // sorted. Kubernetes objects are mostly already in order (env entries,
+  // probes, labels...), so few copies are made. The view gives up — and the
+  // writer below decides — wherever the engine would not keep the order of a
+  // copy (integer-like keys enumerate first), where toJSON, non-plain objects
+  // or `__proto__` are involved, and on values the rules refuse.
+  if (protoHasToJson()) return writeOrThrow(value);
   try {
-    return JSON.stringify(sortedCopy(value, 0));
+    return JSON.stringify(canonicalView(value, 0));
   } catch (err) {
     if (err !== SLOW_PATH) throw err;
   }
+  return writeOrThrow(value);
+}
+
+/**
+ * The same serialization by the plain recursive writer alone (no fast path):
+ * the reference the fast path is tested against, and a fallback.
+ */
+export function canonicalJsonByWriter(value: unknown): string {
+  return writeOrThrow(value);
+}
+
+function writeOrThrow(value: unknown): string {
   try {
     return write(value, 0);
   } catch (err) {
@@ -49,26 +67,97 @@ export function canonicalJson(value: unknown): string {
 
 const SLOW_PATH = Symbol('canonical slow path');
 
-function sortedCopy(v: unknown, depth: number): unknown {
+/** True when someone gave every object or array an inherited toJSON (the view would not see it). */
+function protoHasToJson(): boolean {
+  return (Object.prototype as { toJSON?: unknown }).toJSON !== undefined || (Array.prototype as { toJSON?: unknown }).toJSON !== undefined;
+}
+
+/** Refuses (to the slow path) values the rules refuse or that JSON.stringify would write differently. */
+function checkScalar(v: unknown): void {
+  if (typeof v === 'number' ? !Number.isFinite(v) : typeof v === 'bigint') throw SLOW_PATH;
+}
+
+/** A key a copy cannot hold in insertion order (integer-like keys enumerate first) or at all (`__proto__`). */
+function checkCopiedKey(k: string): void {
+  const c = k.charCodeAt(0);
+  if ((c >= 48 && c <= 57) || k === '__proto__') throw SLOW_PATH;
+}
+
+/**
+ * `v` itself when JSON.stringify(v) is already canonical, else a copy that
+ * is (sharing every unchanged member). Throws SLOW_PATH where it cannot tell.
+ */
+function canonicalView(v: unknown, depth: number): unknown {
   if (typeof v !== 'object' || v === null) {
-    if ((typeof v === 'number' && !Number.isFinite(v)) || typeof v === 'bigint') throw SLOW_PATH;
+    checkScalar(v);
     return v;
   }
   if (depth > MAX_DEPTH) throw SLOW_PATH;
-  if (Array.isArray(v)) {
-    const out: unknown[] = new Array(v.length);
-    for (let i = 0; i < v.length; i++) out[i] = sortedCopy(v[i], depth + 1);
-    return out;
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto === Array.prototype) {
+    const a = v as unknown[];
+    let out: unknown[] | undefined;
+    for (let i = 0; i < a.length; i++) {
+      const e = a[i];
+      if (typeof e !== 'object' || e === null) {
+        checkScalar(e);
+        continue;
+      }
+      const c = canonicalView(e, depth + 1);
+      if (c !== e) {
+        out ??= a.slice();
+        out[i] = c;
+      }
+    }
+    return out ?? a;
   }
-  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') throw SLOW_PATH;
-  const keys = Object.keys(v);
-  if (keys.length > 1) keys.sort();
+  // Dates, class instances, boxed primitives, Maps...: the writer's rules.
+  if (proto !== Object.prototype && proto !== null) throw SLOW_PATH;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  const n = keys.length;
+  let sorted = true;
+  for (let i = 1; i < n; i++) {
+    if ((keys[i - 1] as string) > (keys[i] as string)) {
+      sorted = false;
+      break;
+    }
+  }
+  if (sorted) {
+    // Shared as it is unless a member changes; then copied from that member on.
+    let out: Record<string, unknown> | undefined;
+    for (let i = 0; i < n; i++) {
+      const k = keys[i] as string;
+      if (k === 'toJSON') throw SLOW_PATH;
+      const e = o[k];
+      let c = e;
+      if (typeof e !== 'object' || e === null) checkScalar(e);
+      else c = canonicalView(e, depth + 1);
+      if (out !== undefined) {
+        checkCopiedKey(k);
+        out[k] = c;
+      }
+      else if (c !== e) {
+        out = {};
+        for (let j = 0; j < i; j++) {
+          const kj = keys[j] as string;
+          checkCopiedKey(kj);
+          out[kj] = o[kj];
+        }
+        checkCopiedKey(k);
+        out[k] = c;
+      }
+    }
+    return out ?? o;
+  }
+  keys.sort();
   const out: Record<string, unknown> = {};
-  for (let i = 0; i < keys.length; i++) {
+  for (let i = 0; i < n; i++) {
     const k = keys[i] as string;
-    const c = k.charCodeAt(0);
-    if ((c >= 48 && c <= 57) || k === '__proto__') throw SLOW_PATH;
-    out[k] = sortedCopy((v as Record<string, unknown>)[k], depth + 1);
+    checkCopiedKey(k);
+    if (k === 'toJSON') throw SLOW_PATH;
+    const e = o[k];
+    out[k] = typeof e !== 'object' || e === null ? (checkScalar(e), e) : canonicalView(e, depth + 1);
   }
   return out;
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
-import { canonicalJson, CanonicalizationError } from './canonical.ts';
+import { canonicalJson, canonicalJsonByWriter, CanonicalizationError } from './canonical.ts';
 import { computeHash, GENESIS_HASH, seal } from './hash.ts';
 import { ChainSealer } from './sealer.ts';
 import { keyIdOf, signCheckpoint, verifyCheckpoint, type SigningKey } from './signing.ts';
@@ -115,3 +115,61 @@ const FAST_SLOW: [string, unknown, string][] = [
 for (const [name, value, expected] of FAST_SLOW) {
   test(`canonical JSON: ${name}`, () => assert.equal(canonicalJson(value), expected));
 }
+
+// The fast path (shares in-order objects, copies out-of-order ones) must give
+// exactly what the plain writer gives, including where it hands over to it.
+class Tagged {
+  z = 1;
+  a = 2;
+}
+const EQUIVALENT: [string, unknown][] = [
+  ['sorted object holding an unsorted one', { a: 1, b: { d: 1, c: 2 }, c: [{ y: 1, x: 2 }] }],
+  ['unsorted object with integer-like keys below a sorted one', { a: { b: 1, '2': 3, '10': 4 } }],
+  ['sorted object with integer-like keys and a changed member', { '1': { z: 1, a: 2 }, a: 1 }],
+  ['__proto__ key next to an out-of-order member', JSON.parse('{"__proto__":{"z":1,"a":2},"b":1}') as unknown],
+  ['Date inside a sorted object', { a: new Date(0), b: 1 }],
+  ['own toJSON member', { a: 1, toJSON: () => ({ z: 1, y: 2 }) }],
+  ['class instance', { a: new Tagged() }],
+  ['null-prototype object', Object.assign(Object.create(null) as object, { b: 1, a: { d: 1, c: 2 } })],
+  ['Buffer', { a: Buffer.from('hi') }],
+  ['array with holes, undefined and -0', { a: [1, , undefined, -0] }], // eslint-disable-line no-sparse-arrays
+  ['strings needing escapes and lone surrogates', { 'k"\n': 'a\u2028\ud800b', é: '\u0000' }],
+  ['top-level array and scalars', [{ b: 1, a: 2 }, 'x', 1.5, true, null]],
+];
+for (const [name, value] of EQUIVALENT) {
+  test(`canonical JSON fast path equals the writer: ${name}`, () => assert.equal(canonicalJson(value), canonicalJsonByWriter(value)));
+}
+
+test('canonical JSON fast path equals the writer on random values', () => {
+  let seed = 12345;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const KEYS = ['a', 'b', 'kind', 'metadata', 'spec', 'Z', '0', '10', '9', 'é', 'name', 'value', '__proto__', '_x'];
+  const gen = (depth: number): unknown => {
+    const r = rnd(depth > 3 ? 5 : 8);
+    if (r === 0) return rnd(1000) - 500;
+    if (r === 1) return `s${rnd(100)}\n"`.slice(0, rnd(5));
+    if (r === 2) return rnd(2) === 0;
+    if (r === 3) return null;
+    if (r === 4) return rnd(2) === 0 ? undefined : 0.5;
+    if (r === 5) return Array.from({ length: rnd(4) }, () => gen(depth + 1));
+    const o: Record<string, unknown> = {};
+    for (let i = rnd(6); i > 0; i--) Object.defineProperty(o, KEYS[rnd(KEYS.length)] as string, { value: gen(depth + 1), enumerable: true, writable: true, configurable: true });
+    return o;
+  };
+  for (let i = 0; i < 3000; i++) {
+    const v = gen(0);
+    assert.equal(canonicalJson(v), canonicalJsonByWriter(v), JSON.stringify(v));
+  }
+});
+
+test('a sealed event is built with its members in canonical order (nothing to copy)', () => {
+  const s = new ChainSealer({ source: { instance: 'i', component: 'webhook', cluster: 'c' }, head: { seq: 0, hash: GENESIS_HASH } });
+  const a = s.seal({ ...draft(1), correlation: { request: 'r' }, target: { version: 'v1', resource: 'pods', name: 'p' } });
+  const keys = Object.keys(a.event);
+  assert.deepEqual(keys, [...keys].sort());
+  assert.deepEqual(Object.keys(a.event.source), ['cluster', 'component', 'instance']);
+  assert.equal(a.line, canonicalJsonByWriter(a.event));
+});

@@ -37,6 +37,7 @@ const MARKER = '"chain":{"hash":""';
  */
 export function seal(event: Omit<KubetrailEvent, 'chain'>, seq: number, prev: string): SealedEvent {
   const chain: ChainLink = { hash: '', prev, seq };
+  // A spread keeps an existing `chain` member (the sealer reserves it) in its place.
   const full = { ...event, chain } as KubetrailEvent;
   const unsealed = canonicalJson(full);
   const digest = sha256Hex(unsealed);

@@ -36,7 +36,10 @@ export class ChainSealer {
   readonly #now: () => Date;
 
   constructor(opts: SealerOptions) {
-    this.source = Object.freeze({ ...opts.source });
+    // Members inserted in sorted order: canonical JSON then serializes the
+    // source (on every event) without copying it.
+    const { cluster, component, instance } = opts.source;
+    this.source = Object.freeze({ cluster, component, instance });
     this.#seq = opts.head.seq;
     this.#hash = opts.head.hash;
     this.#signer = opts.signer;
@@ -91,12 +94,13 @@ export class ChainSealer {
   checkpoint(): SealedEvent | undefined {
     if (this.#signer === undefined || this.#sinceCheckpoint === 0) return undefined;
     const body: CheckpointBody = {
-      seq: this.#seq,
       hash: this.#hash,
       keyId: this.#signer.keyId,
+      seq: this.#seq,
       signature: signCheckpoint(this.#signer, this.source.instance, this.#seq, this.#hash),
     };
-    const sealed = this.#append({ apiVersion: 'kubetrail.io/v1', id: uuidv7(), time: this.#now().toISOString(), type: 'chain.checkpoint', source: this.source, body });
+    const cp = { apiVersion: 'kubetrail.io/v1', body, chain: undefined, id: uuidv7(), source: this.source, time: this.#now().toISOString(), type: 'chain.checkpoint' } as const;
+    const sealed = this.#append(cp as Omit<KubetrailEvent, 'chain'>);
     this.#sinceCheckpoint = 0;
     return sealed;
   }
@@ -132,17 +136,20 @@ export class ChainSealer {
     if (draft.body === null || typeof draft.body !== 'object' || Array.isArray(draft.body)) {
       throw new SinkError('SINK_ERR_INVALID_EVENT', `event ${draft.type}: body must be an object`);
     }
-    const event: Omit<KubetrailEvent, 'chain'> = {
-      apiVersion: 'kubetrail.io/v1',
-      id: draft.id ?? uuidv7(),
-      time: draft.time ?? this.#now().toISOString(),
-      type: draft.type,
-      source: this.source,
-      body: draft.body,
-    };
-    if (draft.actor !== undefined) event.actor = draft.actor;
-    if (draft.target !== undefined) event.target = draft.target;
-    if (draft.correlation !== undefined) event.correlation = draft.correlation;
-    return event;
+    // Top-level members inserted in sorted order, with `chain` reserved in its
+    // place (seal() fills it): canonical JSON then takes the event object as
+    // it is instead of building a sorted copy of it.
+    const event: Record<string, unknown> = {};
+    if (draft.actor !== undefined) event['actor'] = draft.actor;
+    event['apiVersion'] = 'kubetrail.io/v1';
+    event['body'] = draft.body;
+    event['chain'] = undefined;
+    if (draft.correlation !== undefined) event['correlation'] = draft.correlation;
+    event['id'] = draft.id ?? uuidv7();
+    event['source'] = this.source;
+    if (draft.target !== undefined) event['target'] = draft.target;
+    event['time'] = draft.time ?? this.#now().toISOString();
+    event['type'] = draft.type;
+    return event as Omit<KubetrailEvent, 'chain'>;
   }
 }
