@@ -389,6 +389,23 @@ async function deletePods(env: { APISERVER_URL: string; ADMIN_TOKEN: string; API
   await apiRequest(`${env.APISERVER_URL}/api/v1/namespaces/agents/pods?labelSelector=${encodeURIComponent(`kubetrail-test=${label}`)}&gracePeriodSeconds=0`, env.ADMIN_TOKEN, ca, 'DELETE');
 }
 
+/** Sum and count of the API server's own admission-webhook latency histogram, per webhook name (its /metrics). */
+async function webhookCallStats(env: { APISERVER_URL: string; ADMIN_TOKEN: string; APISERVER_CA: string }): Promise<Map<string, { sum: number; count: number }>> {
+  const ca = readFileSync(env.APISERVER_CA, 'utf8');
+  const r = await apiRequest(`${env.APISERVER_URL}/metrics`, env.ADMIN_TOKEN, ca, 'GET');
+  const out = new Map<string, { sum: number; count: number }>();
+  for (const line of r.body.split('\n')) {
+    const m = /^apiserver_admission_webhook_admission_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$/.exec(line);
+    if (!m) continue;
+    const name = /(?:^|,)name="([^"]*)"/.exec(m[2] as string)?.[1] ?? '?';
+    const e = out.get(name) ?? { sum: 0, count: 0 };
+    if (m[1] === 'sum') e.sum += Number(m[3]);
+    else e.count += Number(m[3]);
+    out.set(name, e);
+  }
+  return out;
+}
+
 const fmt = (n: number, d = 0): string => n.toFixed(d);
 
 async function main(): Promise<void> {
@@ -401,35 +418,37 @@ async function main(): Promise<void> {
   const connections = Number(process.env['BENCH_CONNECTIONS'] ?? 64);
   process.stdout.write(`bench:webhook — review body ${fmt(Buffer.byteLength(body) / 1024, 1)} KiB (Pod CREATE by agent-ci), ${seconds} s per run, ${connections} connections, node ${process.version}\n\n`);
 
-  const noop = await startChild('serve-noop');
-  const floor = await load(noop.port, noop.ca, body, { seconds, connections });
-  const rate = Number(process.env['BENCH_RATE'] ?? 1000);
-  const floorAt1k = await fixedRate(noop.port, noop.ca, body, rate, seconds);
-  await stopChild(noop);
-
-  const mem = await startChild('serve-webhook-memory');
-  await load(mem.port, mem.ca, body, { seconds: 2, connections });
-  const memFull = await load(mem.port, mem.ca, body, { seconds, connections });
-  await stopChild(mem);
-
+  const skipReviews = process.env['BENCH_SKIP_REVIEWS'] === '1';
   const hook = await startChild('serve-webhook');
-  await load(hook.port, hook.ca, body, { seconds: 2, connections }); // warm-up: JIT, Kafka producer, topic creation
-  const full = await load(hook.port, hook.ca, body, { seconds, connections });
-  const at1k = await fixedRate(hook.port, hook.ca, body, rate, seconds);
+  if (!skipReviews) {
+    const noop = await startChild('serve-noop');
+    const floor = await load(noop.port, noop.ca, body, { seconds, connections });
+    const rate = Number(process.env['BENCH_RATE'] ?? 1000);
+    const floorAt1k = await fixedRate(noop.port, noop.ca, body, rate, seconds);
+    await stopChild(noop);
 
-  const row = (name: string, r: LoadResult): string =>
-    `${name.padEnd(52)} ${fmt(r.rps).padStart(8)} ${fmt(r.p50, 2).padStart(8)} ${fmt(r.p90, 2).padStart(8)} ${fmt(r.p99, 2).padStart(8)} ${String(r.non2xx + r.errors).padStart(7)}`;
-  process.stdout.write(`${'review load'.padEnd(52)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p90 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'errors'.padStart(7)}\n`);
-  process.stdout.write(`${row('no-op HTTPS handler (floor), full load', floor)}\n`);
-  process.stdout.write(`${row('kubetrail /validate, in-memory sink, full load', memFull)}\n`);
-  process.stdout.write(`${row('kubetrail /validate + Kafka, full load', full)}\n`);
-  process.stdout.write(`${row(`no-op HTTPS handler (floor), fixed ${rate}/s`, floorAt1k)}\n`);
-  process.stdout.write(`${row(`kubetrail /validate + Kafka, fixed ${rate}/s`, at1k)}\n`);
-  const lagRow = (name: string, r: FixedRateResult): string => `  ${name}: p99 from the scheduled time ${fmt(r.scheduleP99, 2)} ms; generator tick lag p99 ${fmt(r.lagP99, 2)} ms`;
-  process.stdout.write(`fixed-rate rows: open loop, keep-alive pool of at most ${FIXED_RATE_MAX_CONNECTIONS} connections (${FIXED_RATE_WARM_CONNECTIONS} pre-opened), generator in its own process, latency from the send tick\n`);
-  process.stdout.write(`${lagRow('floor', floorAt1k)}\n${lagRow('kubetrail', at1k)}\n`);
-  process.stdout.write(`ratio kubetrail + Kafka / floor (full load): ${fmt(full.rps / floor.rps, 2)}; in-memory sink / floor: ${fmt(memFull.rps / floor.rps, 2)}\n\n`);
+    const mem = await startChild('serve-webhook-memory');
+    await load(mem.port, mem.ca, body, { seconds: 2, connections });
+    const memFull = await load(mem.port, mem.ca, body, { seconds, connections });
+    await stopChild(mem);
 
+    await load(hook.port, hook.ca, body, { seconds: 2, connections }); // warm-up: JIT, Kafka producer, topic creation
+    const full = await load(hook.port, hook.ca, body, { seconds, connections });
+    const at1k = await fixedRate(hook.port, hook.ca, body, rate, seconds);
+
+    const row = (name: string, r: LoadResult): string =>
+      `${name.padEnd(52)} ${fmt(r.rps).padStart(8)} ${fmt(r.p50, 2).padStart(8)} ${fmt(r.p90, 2).padStart(8)} ${fmt(r.p99, 2).padStart(8)} ${String(r.non2xx + r.errors).padStart(7)}`;
+    process.stdout.write(`${'review load'.padEnd(52)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p90 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'errors'.padStart(7)}\n`);
+    process.stdout.write(`${row('no-op HTTPS handler (floor), full load', floor)}\n`);
+    process.stdout.write(`${row('kubetrail /validate, in-memory sink, full load', memFull)}\n`);
+    process.stdout.write(`${row('kubetrail /validate + Kafka, full load', full)}\n`);
+    process.stdout.write(`${row(`no-op HTTPS handler (floor), fixed ${rate}/s`, floorAt1k)}\n`);
+    process.stdout.write(`${row(`kubetrail /validate + Kafka, fixed ${rate}/s`, at1k)}\n`);
+    const lagRow = (name: string, r: FixedRateResult): string => `  ${name}: p99 from the scheduled time ${fmt(r.scheduleP99, 2)} ms; generator tick lag p99 ${fmt(r.lagP99, 2)} ms`;
+    process.stdout.write(`fixed-rate rows: open loop, keep-alive pool of at most ${FIXED_RATE_MAX_CONNECTIONS} connections (${FIXED_RATE_WARM_CONNECTIONS} pre-opened), generator in its own process, latency from the send tick\n`);
+    process.stdout.write(`${lagRow('floor', floorAt1k)}\n${lagRow('kubetrail', at1k)}\n`);
+    process.stdout.write(`ratio kubetrail + Kafka / floor (full load): ${fmt(full.rps / floor.rps, 2)}; in-memory sink / floor: ${fmt(memFull.rps / floor.rps, 2)}\n\n`);
+  }
   // Pods per second through the real API server, without and with the webhooks.
   if (process.env['BENCH_SKIP_PODS'] === '1') {
     await stopChild(hook);
@@ -453,12 +472,19 @@ async function main(): Promise<void> {
     void probeCa;
     await createPods(env, `warm2-${id}`, id, 40, conc);
     await deletePods(env, id);
+    const before = await webhookCallStats(env);
     const withHooks = await createPods(env, `hooked-${id}`, id, n, conc);
+    const after = await webhookCallStats(env);
     await deletePods(env, id);
     process.stdout.write(`pods created through the API server (${n} pods, ${conc} in flight, agent token)\n`);
     process.stdout.write(`  without webhooks:                     ${fmt(without, 1)} pods/s\n`);
     process.stdout.write(`  with kubetrail validate+mutate+Kafka: ${fmt(withHooks, 1)} pods/s\n`);
     process.stdout.write(`  ratio with / without: ${fmt(withHooks / without, 2)}\n`);
+    for (const [name, a] of after) {
+      const b = before.get(name) ?? { sum: 0, count: 0 };
+      if (!name.includes('kubetrail') || a.count === b.count) continue;
+      process.stdout.write(`  API server's own latency of the ${name} calls: mean ${fmt(((a.sum - b.sum) / (a.count - b.count)) * 1000, 2)} ms over ${a.count - b.count} calls\n`);
+    }
   } finally {
     await unregister?.();
     await deletePods(env, id);
