@@ -8,7 +8,7 @@
  * produced by {@link lazyCelValue} has the same values as `toCelValue(v)`
  * when read (same keys, same order, integral numbers as bigint, non-integral
  * as number, strings/booleans/null as they are) but converts a property only
- * when it is read, and makes one view per JSON object or array.
+ * when it is read, and makes at most one view per JSON object or array.
  *
  * How: every object or array is seen through a Proxy whose target is an
  * empty stand-in of the same kind (so `Array.isArray`, `instanceof Array`
@@ -20,23 +20,13 @@
  * Pure: no I/O, no logging.
  */
 
-/** Views already made, so one JSON object has one view (stable identity, no repeated Proxy allocation). */
-const views = new WeakMap<object, object>();
-
-/** Converts one JSON scalar or container read from the input. */
-function convert(v: unknown): unknown {
-  if (typeof v === 'number') return Number.isInteger(v) ? BigInt(v) : v;
-  if (v === null || typeof v !== 'object') return v;
-  return viewOf(v);
+/** Converts one JSON scalar read from the input (containers are converted by their parent's handler, which caches them). */
+function convertScalar(v: unknown): unknown {
+  return typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : v;
 }
 
 function viewOf(raw: object): object {
-  let view = views.get(raw);
-  if (view === undefined) {
-    view = new Proxy(Array.isArray(raw) ? [] : {}, new LazyHandler(raw));
-    views.set(raw, view);
-  }
-  return view;
+  return new Proxy(Array.isArray(raw) ? [] : {}, new LazyHandler(raw));
 }
 
 function readOnly(): never {
@@ -47,10 +37,19 @@ function readOnly(): never {
 class LazyHandler implements ProxyHandler<object> {
   readonly raw: Record<PropertyKey, unknown>;
   readonly isArray: boolean;
+  /** Views of the child containers made so far (one per child: stable identity, no repeated Proxy allocation). */
+  #kids: Map<PropertyKey, object> | undefined;
 
   constructor(raw: object) {
     this.raw = raw as Record<PropertyKey, unknown>;
     this.isArray = Array.isArray(raw);
+  }
+
+  #kid(key: PropertyKey, v: object): object {
+    this.#kids ??= new Map();
+    let view = this.#kids.get(key);
+    if (view === undefined) this.#kids.set(key, (view = viewOf(v)));
+    return view;
   }
 
   get(_target: object, key: PropertyKey): unknown {
@@ -60,7 +59,7 @@ class LazyHandler implements ProxyHandler<object> {
       return this.isArray && key === 'length' ? v : Number.isInteger(v) ? BigInt(v) : v;
     }
     // Only own members are data: `__proto__`, Symbol.unscopables and the like are not converted.
-    if (v !== null && typeof v === 'object' && Object.hasOwn(this.raw, key)) return viewOf(v);
+    if (v !== null && typeof v === 'object' && Object.hasOwn(this.raw, key)) return this.#kid(key, v);
     return v;
   }
 
@@ -77,7 +76,8 @@ class LazyHandler implements ProxyHandler<object> {
     if (d === undefined) return undefined;
     // The stand-in array's own non-configurable, writable length must be reported as such.
     if (this.isArray && key === 'length') return { value: d.value, writable: true, enumerable: false, configurable: false };
-    return { value: convert(d.value), writable: false, enumerable: d.enumerable ?? false, configurable: true };
+    const v: unknown = d.value;
+    return { value: v !== null && typeof v === 'object' ? this.#kid(key, v) : convertScalar(v), writable: false, enumerable: d.enumerable ?? false, configurable: true };
   }
 
   set(): boolean {
@@ -107,5 +107,5 @@ class LazyHandler implements ProxyHandler<object> {
  * is read. Never mutates `v`; `v` must not change while the view is in use.
  */
 export function lazyCelValue(v: unknown): unknown {
-  return convert(v);
+  return v !== null && typeof v === 'object' ? viewOf(v) : convertScalar(v);
 }
