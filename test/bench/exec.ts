@@ -27,6 +27,10 @@ import { REPO_ROOT } from '../harness/harness.ts';
 const STREAM_BYTES = Number(process.env["BENCH_STREAM_MIB"] ?? 256) * 1024 * 1024;
 const KEYSTROKES = Number(process.env['BENCH_KEYSTROKES'] ?? 1000);
 const IDLE_SESSIONS = Number(process.env['BENCH_IDLE_SESSIONS'] ?? 1000);
+/** Extra node flags for the relay process, e.g. BENCH_GATEWAY_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile it. */
+const GATEWAY_NODE_ARGS = (process.env['BENCH_GATEWAY_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+/** BENCH_ONLY=throughput,keystrokes,idle runs a subset (all by default). */
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? 'throughput,keystrokes,idle').split(','));
 
 interface Gateway {
   url: string;
@@ -39,7 +43,7 @@ async function startGateway(upstream: URL, flags: string[]): Promise<Gateway> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'kubetrail-bench-exec-'));
   const caFile = path.join(dataDir, 'upstream-ca.pem');
   writeFileSync(caFile, UPSTREAM_CA.certPem);
-  const child = spawn(process.execPath, ['--expose-gc', path.join(REPO_ROOT, 'test/tools/stream-gateway-main.ts'), '--upstream', upstream.href, '--upstream-ca', caFile, '--data-dir', dataDir, ...flags], {
+  const child = spawn(process.execPath, ['--expose-gc', ...GATEWAY_NODE_ARGS, path.join(REPO_ROOT, 'test/tools/stream-gateway-main.ts'), '--upstream', upstream.href, '--upstream-ca', caFile, '--data-dir', dataDir, ...flags], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
@@ -174,43 +178,47 @@ const upstreamCert = issueCert(UPSTREAM_CA, { commonName: 'bench-upstream', ips:
 const up = await startFakeUpstream({ token: 'upstream-token', tls: { cert: upstreamCert.certPem, key: upstreamCert.keyPem } });
 const fmt = (n: number, d = 1): string => n.toFixed(d);
 try {
-  // 1. throughput: alternating rounds (the machine is shared: each ratio compares runs made back to back)
-  const gw = await startGateway(up.url, ['--mask']);
-  const ratios: number[] = [];
-  const rounds: string[] = [];
-  for (let round = 0; round < 3; round++) {
-    const d = (await throughput(up.url.href.replace(/\/$/, ''))).mibps;
-    const r = (await throughput(gw.url)).mibps;
-    ratios.push(r / d);
-    rounds.push(`direct ${fmt(d)} / relay ${fmt(r)} MiB/s`);
+  if (ONLY.has('throughput')) {
+    // 1. throughput: alternating rounds (the machine is shared: each ratio compares runs made back to back)
+    const gw = await startGateway(up.url, ['--mask']);
+    const ratios: number[] = [];
+    const rounds: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      const d = (await throughput(up.url.href.replace(/\/$/, ''))).mibps;
+      const r = (await throughput(gw.url)).mibps;
+      ratios.push(r / d);
+      rounds.push(`direct ${fmt(d)} / relay ${fmt(r)} MiB/s`);
+    }
+    await gw.stop();
+    // Decomposition: the relay alone (chunks built, nothing stored, no masking), one round.
+    const bare = await startGateway(up.url, ['--discard-sink']);
+    const bd = (await throughput(up.url.href.replace(/\/$/, ''))).mibps;
+    const br = (await throughput(bare.url)).mibps;
+    await bare.stop();
+    console.log(`throughput, relay without storage or masking (decomposition): direct ${fmt(bd)} / relay ${fmt(br)} MiB/s, ratio ${fmt(br / bd, 2)}`);
+    console.log(`throughput ${STREAM_BYTES / 1048576} MiB stdout, relay with recording (local log, fsync) + masking vs direct: ${rounds.join('; ')}; median ratio ${fmt(percentile(ratios, 50), 2)} (target >= 0.8)`);
   }
-  await gw.stop();
-  // Decomposition: the relay alone (chunks built, nothing stored, no masking), one round.
-  const bare = await startGateway(up.url, ['--discard-sink']);
-  const bd = (await throughput(up.url.href.replace(/\/$/, ''))).mibps;
-  const br = (await throughput(bare.url)).mibps;
-  await bare.stop();
-  console.log(`throughput, relay without storage or masking (decomposition): direct ${fmt(bd)} / relay ${fmt(br)} MiB/s, ratio ${fmt(br / bd, 2)}`);
-  console.log(`throughput ${STREAM_BYTES / 1048576} MiB stdout, relay with recording (local log, fsync) + masking vs direct: ${rounds.join('; ')}; median ratio ${fmt(percentile(ratios, 50), 2)} (target >= 0.8)`);
-
-  // 2. keystroke echo latency
-  const gw2 = await startGateway(up.url, ['--mask', '--line-rule']);
-  const ks = await keystrokes(up.url.href.replace(/\/$/, ''), gw2.url);
-  const kd = ks.direct;
-  const kr = ks.relay;
-  await gw2.stop();
-  const p = (xs: number[], q: number): number => percentile(xs, q);
-  console.log(
-    `keystroke echo RTT (${KEYSTROKES} keys, tty, line editor + masking): direct p50 ${fmt(p(kd, 50), 3)} ms p99 ${fmt(p(kd, 99), 3)} ms; relay p50 ${fmt(p(kr, 50), 3)} ms p99 ${fmt(p(kr, 99), 3)} ms; added p50 ${fmt(p(kr, 50) - p(kd, 50), 3)} ms, added p99 ${fmt(p(kr, 99) - p(kd, 99), 3)} ms (target < 2 ms)`,
-  );
-
-  // 3. idle sessions
-  const gw3 = await startGateway(up.url, ['--mask']);
-  const idle = await idleSessions(gw3);
-  await gw3.stop();
-  console.log(
-    `idle sessions: ${IDLE_SESSIONS} concurrent, relay RSS ${fmt(idle.before / 1048576)} -> ${fmt(idle.after / 1048576)} MiB, ${fmt(idle.perSessionKiB)} KiB/session RSS (${fmt(idle.heapPerSessionKiB)} KiB JS heap) (target < 100 KiB)`,
-  );
+  if (ONLY.has('keystrokes')) {
+    // 2. keystroke echo latency
+    const gw2 = await startGateway(up.url, ['--mask', '--line-rule']);
+    const ks = await keystrokes(up.url.href.replace(/\/$/, ''), gw2.url);
+    const kd = ks.direct;
+    const kr = ks.relay;
+    await gw2.stop();
+    const p = (xs: number[], q: number): number => percentile(xs, q);
+    console.log(
+      `keystroke echo RTT (${KEYSTROKES} keys, tty, line editor + masking): direct p50 ${fmt(p(kd, 50), 3)} ms p99 ${fmt(p(kd, 99), 3)} ms; relay p50 ${fmt(p(kr, 50), 3)} ms p99 ${fmt(p(kr, 99), 3)} ms; added p50 ${fmt(p(kr, 50) - p(kd, 50), 3)} ms, added p99 ${fmt(p(kr, 99) - p(kd, 99), 3)} ms (target < 2 ms)`,
+    );
+  }
+  if (ONLY.has('idle')) {
+    // 3. idle sessions
+    const gw3 = await startGateway(up.url, ['--mask']);
+    const idle = await idleSessions(gw3);
+    await gw3.stop();
+    console.log(
+      `idle sessions: ${IDLE_SESSIONS} concurrent, relay RSS ${fmt(idle.before / 1048576)} -> ${fmt(idle.after / 1048576)} MiB, ${fmt(idle.perSessionKiB)} KiB/session RSS (${fmt(idle.heapPerSessionKiB)} KiB JS heap) (target < 100 KiB)`,
+    );
+  }
 } finally {
   await up.close();
 }
