@@ -62,10 +62,16 @@ function handlerMetrics(registry: Registry): HandlerMetrics {
     'kubetrail_webhook_record_failures_total',
     () => new Counter({ name: 'kubetrail_webhook_record_failures_total', help: 'Reviews whose event could not be made durable, by whether the review was then denied.', labelNames: ['webhook', 'failed_closed'], registers: [registry] }),
   );
+  // Label children bound once per label combination (a handful): prom-client otherwise hashes the label object on every review.
+  const reviewChildren = new Map<string, { inc(): void }>();
+  const durationChildren = { validate: duration.labels({ webhook: 'validate' }), mutate: duration.labels({ webhook: 'mutate' }) };
   return {
     review: (webhook, operation, allowed, seconds) => {
-      reviews.inc({ webhook, operation, allowed: String(allowed) });
-      duration.observe({ webhook }, seconds);
+      const key = `${webhook} ${operation} ${allowed}`;
+      let child = reviewChildren.get(key);
+      if (child === undefined) reviewChildren.set(key, (child = reviews.labels({ webhook, operation, allowed: String(allowed) })));
+      child.inc();
+      durationChildren[webhook].observe(seconds);
     },
     recordFailure: (webhook, failedClosed) => failures.inc({ webhook, failed_closed: String(failedClosed) }),
   };
