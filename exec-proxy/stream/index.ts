@@ -78,26 +78,36 @@ export function handleStreamUpgrade(ctx: StreamContext, req: IncomingMessage, so
     writeHttpError(socket, e.status, failureStatus(e.message, 'BadRequest', e.status));
     return;
   }
-  const wss = new WebSocketServer({
-    noServer: true,
-    perMessageDeflate: false,
-    maxPayload: wireLimit(ctx.limits.maxFrameBytes, proto),
-    handleProtocols: () => (proto.name === '' ? false : proto.name),
-  });
-  if (isNonTokenProtocol(proto.name)) {
-    // ws rejects '/' in a subprotocol ("Invalid Sec-WebSocket-Protocol header"), so
-    // we hide the header from it and echo the chosen name in the 101 ourselves.
-    delete req.headers['sec-websocket-protocol'];
-    wss.on('headers', (headers) => headers.push(`Sec-WebSocket-Protocol: ${proto.name}`));
-  }
-  wss.handleUpgrade(req, socket, head, (ws) => {
+  // ws rejects '/' in a subprotocol ("Invalid Sec-WebSocket-Protocol header"), so
+  // we hide the header from it and its server echoes the chosen name in the 101.
+  if (isNonTokenProtocol(proto.name)) delete req.headers['sec-websocket-protocol'];
+  upgradeServer(wireLimit(ctx.limits.maxFrameBytes, proto), proto.name).handleUpgrade(req, socket, head, (ws) => {
     const done = start(ctx, ws, proto);
     live.add(done);
-    void done.finally(() => {
-      live.delete(done);
-      wss.close();
-    });
+    void done.finally(() => live.delete(done));
   });
+}
+
+/** Handshake servers by (maxPayload, subprotocol); a handful exist (one per protocol name and frame limit). */
+const upgradeServers = new Map<string, WebSocketServer>();
+const MAX_UPGRADE_SERVERS = 64;
+
+/**
+ * The ws server that completes handshakes for one frame limit and chosen
+ * subprotocol. Shared by every session with those (it keeps no per-client
+ * state: clientTracking is off), instead of one server object, options and
+ * closures per session.
+ */
+function upgradeServer(maxPayload: number, protocol: string): WebSocketServer {
+  const key = `${maxPayload}|${protocol}`;
+  let wss = upgradeServers.get(key);
+  if (wss === undefined) {
+    wss = new WebSocketServer({ noServer: true, clientTracking: false, perMessageDeflate: false, maxPayload, handleProtocols: () => (protocol === '' ? false : protocol) });
+    if (isNonTokenProtocol(protocol)) wss.on('headers', (headers) => headers.push(`Sec-WebSocket-Protocol: ${protocol}`));
+    if (upgradeServers.size >= MAX_UPGRADE_SERVERS) upgradeServers.clear();
+    upgradeServers.set(key, wss);
+  }
+  return wss;
 }
 
 async function start(ctx: StreamContext, ws: WebSocket, proto: StreamProtocol): Promise<void> {

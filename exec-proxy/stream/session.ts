@@ -54,6 +54,8 @@ export function upstreamUrl(ctx: StreamContext): URL {
   return base;
 }
 
+type MaskPattern = ReturnType<typeof patternsFor>[number];
+
 type Outcome = 'completed' | 'denied' | 'client-closed' | 'upstream-closed' | 'error';
 
 /** Sends a Failure to the client the way kubectl reads it, then closes normally. */
@@ -77,6 +79,14 @@ export class ExecSession {
   #upstream: WebSocket | undefined;
   #fromClient: ChannelParser;
   #fromUpstream: ChannelParser;
+  /**
+   * Masking patterns by output channel. Maskers are built on a channel's
+   * first output (an idle session never pays for their prefilter tables).
+   */
+  #maskPatterns = new Map<number, readonly MaskPattern[]>();
+  #stdinPatterns: readonly MaskPattern[] | undefined;
+  /** Whether typed bytes are tracked to tell their echo apart (tty with output masking). */
+  #trackEcho = false;
   /** Maskers of what the client receives, by channel. */
   #maskers = new Map<number, StreamMasker>();
   /**
@@ -192,13 +202,11 @@ export class ExecSession {
     const masking = this.#ctx.masking();
     for (const [ch, name] of [[CHANNEL.STDOUT, 'stdout'], [CHANNEL.STDERR, 'stderr']] as const) {
       const pats = patternsFor(masking, who, name);
-      if (pats.length > 0) {
-        this.#maskers.set(ch, new StreamMasker(pats));
-        if (this.#opts.tty) this.#recMaskers.set(ch, new StreamMasker(pats));
-      }
+      if (pats.length > 0) this.#maskPatterns.set(ch, pats);
     }
+    this.#trackEcho = this.#opts.tty && this.#maskPatterns.size > 0;
     const stdinPats = patternsFor(masking, who, 'stdin');
-    if (stdinPats.length > 0) this.#stdinMasker = new StreamMasker(stdinPats);
+    if (stdinPats.length > 0) this.#stdinPatterns = stdinPats;
     if (this.#opts.tty && this.#opts.stdin && hasLineRules(this.#ctx.execPolicies(), this.#input)) {
       this.#editor = new LineEditor({ maxLineBytes: this.#ctx.limits.maxLineBytes });
     }
@@ -318,7 +326,7 @@ export class ExecSession {
     if (frame.channel === CHANNEL.STDIN) {
       this.#bytesIn += frame.payload.length;
       this.#record('stdin', frame.payload);
-      if (this.#recMaskers.size > 0) this.#noteTyped(frame.payload);
+      if (this.#trackEcho) this.#noteTyped(frame.payload);
       if (this.#editor) {
         for (const ev of this.#editor.feed(frame.payload)) {
           if (ev.type === 'bytes') this.#sendChannel(up, 'client', CHANNEL.STDIN, ev.data);
@@ -364,7 +372,8 @@ export class ExecSession {
   }
 
   #record(stream: 'stdin' | 'stdout' | 'stderr', bytes: Buffer): void {
-    if (stream === 'stdin' && this.#stdinMasker) {
+    if (stream === 'stdin' && this.#stdinPatterns !== undefined) {
+      this.#stdinMasker ??= new StreamMasker(this.#stdinPatterns);
       // stdin is masked in the recording only: the container must receive what was typed.
       this.#recorder.data('stdin', this.#stdinMasker.push(bytes));
       this.#armMaskTimer();
@@ -441,7 +450,7 @@ export class ExecSession {
 
   /** Masks, records and sends output; `fromUpstream` false for kubetrail's own messages. */
   #deliverOutput(ch: number, payload: Buffer, fromUpstream: boolean, raw?: Buffer, rawBinary = true): void {
-    const masker = this.#maskers.get(ch);
+    const masker = this.#maskerFor(ch);
     if (!masker) {
       this.#recordOut(ch, payload);
       // Unchanged bytes: forward the upstream message itself rather than re-framing a copy.
@@ -463,6 +472,18 @@ export class ExecSession {
     if (out === payload && raw) this.#forwardRaw(this.#client, 'upstream', raw, rawBinary);
     else if (out.length > 0) this.#sendChannel(this.#client, 'upstream', ch, out);
     this.#armMaskTimer();
+  }
+
+  /** The channel's masker (and, for tty, its recording twin), built on first use; undefined when nothing is masked there. */
+  #maskerFor(ch: number): StreamMasker | undefined {
+    const m = this.#maskers.get(ch);
+    if (m !== undefined) return m;
+    const pats = this.#maskPatterns.get(ch);
+    if (pats === undefined) return undefined;
+    const created = new StreamMasker(pats);
+    this.#maskers.set(ch, created);
+    if (this.#opts.tty) this.#recMaskers.set(ch, new StreamMasker(pats));
+    return created;
   }
 
   #armMaskTimer(): void {
