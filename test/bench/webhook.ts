@@ -216,9 +216,11 @@ interface LoadResult {
   total: number;
 }
 
-async function load(port: number, ca: string, body: string, opts: { seconds: number; connections: number; rate?: number }): Promise<LoadResult> {
+/** Closed-loop full load with autocannon; several ports share the connections (replicas behind one client). */
+async function load(port: number | number[], ca: string | string[], body: string, opts: { seconds: number; connections: number; rate?: number }): Promise<LoadResult> {
+  const urls = (Array.isArray(port) ? port : [port]).map((p) => `https://127.0.0.1:${p}/validate?timeout=10s`);
   const r = await autocannon({
-    url: `https://127.0.0.1:${port}/validate?timeout=10s`,
+    url: urls.length === 1 ? (urls[0] as string) : urls,
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body,
@@ -247,13 +249,17 @@ async function load(port: number, ca: string, body: string, opts: { seconds: num
  * the latency from the scheduled time as `fromSchedule`. Runs in its own
  * process (`load-fixed`), apart from the server and from the driver.
  */
-async function fixedRateLoad(opts: { port: number; ca: string; body: string; rate: number; seconds: number; maxConnections: number; warmConnections: number }): Promise<FixedRateResult> {
+async function fixedRateLoad(opts: { ports: number[]; ca: string[]; body: string; rate: number; seconds: number; maxConnections: number; warmConnections: number }): Promise<FixedRateResult> {
   const body = Buffer.from(opts.body);
-  const agent = new https.Agent({ keepAlive: true, maxSockets: opts.maxConnections, maxFreeSockets: opts.maxConnections, scheduling: 'lifo' });
+  const perPort = Math.ceil(opts.maxConnections / opts.ports.length);
+  const agent = new https.Agent({ keepAlive: true, maxSockets: perPort, maxFreeSockets: perPort, scheduling: 'lifo' });
+  let next = 0;
   const send = (): Promise<number> =>
     new Promise((resolve) => {
+      // Several ports (replicas): requests go round robin, each port with its own pool.
+      const port = opts.ports[next++ % opts.ports.length] as number;
       const req = https.request(
-        { host: '127.0.0.1', port: opts.port, path: '/validate?timeout=10s', method: 'POST', ca: opts.ca, agent, headers: { 'content-type': 'application/json', 'content-length': body.length } },
+        { host: '127.0.0.1', port, path: '/validate?timeout=10s', method: 'POST', ca: opts.ca, agent, headers: { 'content-type': 'application/json', 'content-length': body.length } },
         (res) => {
           res.on('data', () => undefined);
           res.on('end', () => resolve(res.statusCode ?? 0));
@@ -323,13 +329,15 @@ interface FixedRateResult extends LoadResult {
 }
 
 /** Runs {@link fixedRateLoad} in a child process of its own. */
-function fixedRate(port: number, ca: string, body: string, rate: number, seconds: number): Promise<FixedRateResult> {
+function fixedRate(port: number | number[], ca: string | string[], body: string, rate: number, seconds: number): Promise<FixedRateResult> {
+  const ports = Array.isArray(port) ? port : [port];
+  const cas = Array.isArray(ca) ? ca : [ca];
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [SELF, 'load-fixed'], { stdio: ['pipe', 'pipe', 'inherit'], env: process.env });
     let out = '';
     proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));
     proc.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as FixedRateResult) : reject(new Error(`load-fixed exited with ${code}`))));
-    proc.stdin?.end(JSON.stringify({ port, ca, body, rate, seconds, maxConnections: FIXED_RATE_MAX_CONNECTIONS, warmConnections: FIXED_RATE_WARM_CONNECTIONS }));
+    proc.stdin?.end(JSON.stringify({ ports, ca: cas, body, rate, seconds, maxConnections: FIXED_RATE_MAX_CONNECTIONS, warmConnections: FIXED_RATE_WARM_CONNECTIONS }));
   });
 }
 
@@ -436,6 +444,18 @@ async function main(): Promise<void> {
     const full = await load(hook.port, hook.ca, body, { seconds, connections });
     const at1k = await fixedRate(hook.port, hook.ca, body, rate, seconds);
 
+    // Two webhook processes (as two replicas behind a Service would be: each its own pipeline and chain), same client.
+    let replicas: { full: LoadResult; fixed: FixedRateResult } | undefined;
+    if (process.env['BENCH_SKIP_REPLICAS'] !== '1') {
+      const second = await startChild('serve-webhook');
+      const pair = [hook, second];
+      const ports = pair.map((c) => c.port);
+      const cas = pair.map((c) => c.ca);
+      await load(ports, cas, body, { seconds: 2, connections });
+      replicas = { full: await load(ports, cas, body, { seconds, connections }), fixed: await fixedRate(ports, cas, body, rate, seconds) };
+      await stopChild(second);
+    }
+
     const row = (name: string, r: LoadResult): string =>
       `${name.padEnd(52)} ${fmt(r.rps).padStart(8)} ${fmt(r.p50, 2).padStart(8)} ${fmt(r.p90, 2).padStart(8)} ${fmt(r.p99, 2).padStart(8)} ${String(r.non2xx + r.errors).padStart(7)}`;
     process.stdout.write(`${'review load'.padEnd(52)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p90 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'errors'.padStart(7)}\n`);
@@ -447,6 +467,12 @@ async function main(): Promise<void> {
     const lagRow = (name: string, r: FixedRateResult): string => `  ${name}: p99 from the scheduled time ${fmt(r.scheduleP99, 2)} ms; generator tick lag p99 ${fmt(r.lagP99, 2)} ms`;
     process.stdout.write(`fixed-rate rows: open loop, keep-alive pool of at most ${FIXED_RATE_MAX_CONNECTIONS} connections (${FIXED_RATE_WARM_CONNECTIONS} pre-opened), generator in its own process, latency from the send tick\n`);
     process.stdout.write(`${lagRow('floor', floorAt1k)}\n${lagRow('kubetrail', at1k)}\n`);
+    if (replicas) {
+      process.stdout.write(`${row('2 webhook processes (replicas) + Kafka, full load', replicas.full)}\n`);
+      process.stdout.write(`${row(`2 webhook processes (replicas) + Kafka, fixed ${rate}/s`, replicas.fixed)}\n`);
+      process.stdout.write(`${lagRow('2 replicas', replicas.fixed)}\n`);
+      process.stdout.write(`ratio 2 replicas + Kafka / single-process floor (full load): ${fmt(replicas.full.rps / floor.rps, 2)}\n`);
+    }
     process.stdout.write(`ratio kubetrail + Kafka / floor (full load): ${fmt(full.rps / floor.rps, 2)}; in-memory sink / floor: ${fmt(memFull.rps / floor.rps, 2)}\n\n`);
   }
   // Pods per second through the real API server, without and with the webhooks.
