@@ -57,6 +57,34 @@ function headerValue(v: string): string {
   return /^[\u0000-\u007f]*$/.test(v) ? v : Buffer.from(v, 'utf8').toString('latin1');
 }
 
+/** `Impersonate-Extra-` header name of the session id (constant: escaped once). */
+const SESSION_HEADER = `impersonate-extra-${escapeExtraKey(SESSION_EXTRA_KEY)}`;
+
+/**
+ * The impersonation headers of one identity, built once per Identity object
+ * and reused while that object lives (the authenticators hand out the same
+ * cached object for every request of a token, so the escaping and checks run
+ * once per token, not per request). Identities are never mutated after they
+ * are made; the arrays are shared and never mutated either.
+ */
+const identityHeaderCache = new WeakMap<Identity, Readonly<OutgoingHttpHeaders>>();
+
+function identityHeaders(identity: Identity): Readonly<OutgoingHttpHeaders> {
+  let headers = identityHeaderCache.get(identity);
+  if (headers !== undefined) return headers;
+  const h: OutgoingHttpHeaders = {};
+  h['impersonate-user'] = headerValue(identity.username);
+  if (identity.groups.length > 0) h['impersonate-group'] = identity.groups.map(headerValue);
+  if (identity.uid !== undefined && identity.uid !== '') h['impersonate-uid'] = headerValue(identity.uid);
+  for (const [key, values] of Object.entries(identity.extra ?? {})) {
+    if (key.toLowerCase().startsWith(RESERVED_EXTRA_PREFIX) || values.length === 0) continue;
+    h[`impersonate-extra-${escapeExtraKey(key)}`] = values.map(headerValue);
+  }
+  headers = Object.freeze(h);
+  identityHeaderCache.set(identity, headers);
+  return headers;
+}
+
 /**
  * Builds the identity part of an upstream request: the gateway's own bearer
  * token (when `upstream` is given and uses one; a client certificate lives in
@@ -67,14 +95,8 @@ export function buildUpstreamHeaders(identity: Identity, sessionId: string, upst
   const headers: OutgoingHttpHeaders = {};
   const auth = upstream?.authorization();
   if (auth) headers['authorization'] = auth;
-  headers['impersonate-user'] = headerValue(identity.username);
-  if (identity.groups.length > 0) headers['impersonate-group'] = identity.groups.map(headerValue);
-  if (identity.uid !== undefined && identity.uid !== '') headers['impersonate-uid'] = headerValue(identity.uid);
-  for (const [key, values] of Object.entries(identity.extra ?? {})) {
-    if (key.toLowerCase().startsWith(RESERVED_EXTRA_PREFIX) || values.length === 0) continue;
-    headers[`impersonate-extra-${escapeExtraKey(key)}`] = values.map(headerValue);
-  }
-  headers[`impersonate-extra-${escapeExtraKey(SESSION_EXTRA_KEY)}`] = headerValue(sessionId);
+  Object.assign(headers, identityHeaders(identity));
+  headers[SESSION_HEADER] = headerValue(sessionId);
   return headers;
 }
 

@@ -99,6 +99,7 @@ export interface RelayArgs {
   upstream: UpstreamTarget;
   req: IncomingMessage;
   res: ServerResponse;
+  /** The upstream request headers (built for this request; the relay may add content-length to it). */
   headers: OutgoingHttpHeaders;
   /**
    * The request body already read (writes up to the recorded-body limit).
@@ -109,7 +110,7 @@ export interface RelayArgs {
   /** Idle timeout towards the API server (ms); undefined for long-running requests (watch, follow). */
   timeoutMs: number | undefined;
   /** Extra response header lines as a flat [name, value, ...] list (e.g. guardrail warnings). */
-  extraResponseHeaders?: string[];
+  extraResponseHeaders?: string[] | undefined;
   /** Awaited before the last byte of the response is released (writes: the event is durable). */
   beforeEnd?: (partial: Omit<RelayResult, 'error'>) => Promise<void>;
   /**
@@ -136,7 +137,7 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
       resolve(result);
     };
 
-    const headers = { ...a.headers };
+    const headers = a.headers;
     if (a.body !== undefined && a.bodyComplete) {
       headers['content-length'] = a.body.length;
     }
@@ -179,8 +180,8 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
       result.status = upRes.statusCode ?? 502;
       const auditId = upRes.headers['audit-id'];
       result.auditId = typeof auditId === 'string' ? auditId : undefined;
-      // Once streaming, the idle timeout no longer applies to long responses such as large lists.
-      if (a.timeoutMs !== undefined) upReq.setTimeout(a.timeoutMs);
+      // The timeout is an idle timeout of the upstream socket: every chunk of a long response (e.g. a
+      // large list) re-arms it, so it only fires when the API server stalls.
       const lines = responseHeaders(upRes);
       if (a.extraResponseHeaders) lines.push(...a.extraResponseHeaders);
       res.writeHead(result.status, lines);
@@ -233,12 +234,25 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
         return;
       }
       upReq.write(a.body);
+    } else if (!hasBody(req)) {
+      // No Content-Length and no Transfer-Encoding: no body (RFC 9112 §6.3). Send the request now, in one
+      // write, instead of a tick later through pipe(); the server dumps the (empty) request stream itself.
+      upReq.end();
+      return;
     }
     req.on('data', (c: Buffer) => {
       result.bytesIn += c.length;
     });
     req.pipe(upReq);
   });
+}
+
+/** Whether a request has a body to relay: a Transfer-Encoding, or a Content-Length other than 0. */
+export function hasBody(req: IncomingMessage): boolean {
+  const h = req.headers;
+  if (h['transfer-encoding'] !== undefined) return true;
+  const cl = h['content-length'];
+  return cl !== undefined && cl !== '0';
 }
 
 /**

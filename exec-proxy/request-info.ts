@@ -24,25 +24,38 @@ export interface RequestInfo {
 const NAMESPACE_SUBRESOURCES_THAT_ARE_NOT_RESOURCES = new Set(['status', 'finalize']);
 const STREAM_SUBRESOURCES = new Set(['exec', 'attach', 'portforward', 'proxy']);
 
-function queryFlag(query: URLSearchParams, name: string): boolean {
+function queryFlag(query: URLSearchParams | undefined, name: string): boolean {
+  if (query === undefined) return false;
   const v = query.get(name);
   return v === 'true' || v === '1';
+}
+
+/** Non-empty path segments, percent-decoded (a segment that does not decode is kept as is). */
+function pathSegments(pathname: string): string[] {
+  const parts: string[] = [];
+  for (const p of pathname.split('/')) {
+    if (p === '') continue;
+    if (!p.includes('%')) {
+      parts.push(p);
+      continue;
+    }
+    try {
+      parts.push(decodeURIComponent(p));
+    } catch {
+      parts.push(p);
+    }
+  }
+  return parts;
 }
 
 /** Parses `method` + `rawUrl` (path and query, as in `req.url`). */
 export function parseRequestInfo(method: string, rawUrl: string): RequestInfo {
   const q = rawUrl.indexOf('?');
   const pathname = q === -1 ? rawUrl : rawUrl.slice(0, q);
-  const query = new URLSearchParams(q === -1 ? '' : rawUrl.slice(q + 1));
+  const query = q === -1 ? undefined : new URLSearchParams(rawUrl.slice(q + 1));
   const m = method.toUpperCase();
   const isWriteMethod = m === 'POST' || m === 'PUT' || m === 'PATCH' || m === 'DELETE';
-  const parts = pathname.split('/').filter((p) => p !== '').map((p) => {
-    try {
-      return decodeURIComponent(p);
-    } catch {
-      return p;
-    }
-  });
+  const parts = pathSegments(pathname);
 
   const nonResource = (): RequestInfo => {
     const first = parts[0];

@@ -9,10 +9,10 @@ import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import { v7 as uuidv7 } from 'uuid';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Decision } from '../core/events/model.ts';
 import { guardrailDecision } from '../core/events/builders.ts';
+import { uuidv7 } from '../core/events/ids.ts';
 import type { Identity } from '../core/identity.ts';
 import type { Logger } from '../core/logger.ts';
 import type { EventSink } from '../core/sinks/sink.ts';
@@ -128,10 +128,32 @@ function splitUrl(url: string): { path: string; query: string | undefined } {
   return i === -1 ? { path: url, query: undefined } : { path: url.slice(0, i), query: url.slice(i + 1) };
 }
 
-/** Authentication and client impersonation, shared by plain requests and upgrades. */
-async function authenticate(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, startedAt: number): Promise<AuthenticatedRequest> {
+/**
+ * Authentication and client impersonation, shared by plain requests and
+ * upgrades. The common case — a token whose verification is cached, no
+ * client impersonation — is answered synchronously (no promise, no I/O);
+ * everything else takes {@link authenticateSlow}.
+ */
+function authenticate(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, startedAt: number): AuthenticatedRequest | Promise<AuthenticatedRequest> {
   const cred = extractCredential(req);
-  const caller = await ctx.authenticator.authenticate(cred.token);
+  const { key, identity } = ctx.authenticator.cached(cred.token);
+  if (identity !== undefined && !hasImpersonationHeaders(req.rawHeaders)) {
+    return { identity, actor: identity, sessionId: uuidv7(), info, subprotocols: cred.subprotocols, startedAt };
+  }
+  return authenticateSlow(ctx, req, info, startedAt, cred.token, key, identity, cred.subprotocols);
+}
+
+async function authenticateSlow(
+  ctx: GatewayContext,
+  req: IncomingMessage,
+  info: RequestInfo,
+  startedAt: number,
+  token: string,
+  key: string,
+  cachedIdentity: Identity | undefined,
+  subprotocols: string[] | undefined,
+): Promise<AuthenticatedRequest> {
+  const caller = cachedIdentity ?? (await ctx.authenticator.authenticate(token, key));
   let identity = caller;
   let actor = caller;
   if (hasImpersonationHeaders(req.rawHeaders)) {
@@ -141,7 +163,7 @@ async function authenticate(ctx: GatewayContext, req: IncomingMessage, info: Req
       actor = { ...identity, extra: { ...(identity.extra ?? {}), [IMPERSONATOR_EXTRA_KEY]: [caller.username] } };
     }
   }
-  return { identity, actor, sessionId: uuidv7(), info, subprotocols: cred.subprotocols, startedAt };
+  return { identity, actor, sessionId: uuidv7(), info, subprotocols, startedAt };
 }
 
 const OPERATION_BY_VERB: Record<string, string> = { create: 'CREATE', update: 'UPDATE', patch: 'PATCH', delete: 'DELETE', deletecollection: 'DELETE', get: 'GET', list: 'LIST', watch: 'WATCH' };
@@ -163,18 +185,26 @@ export function gatewayPolicyInput(auth: AuthenticatedRequest, object: unknown):
   return { request, object: object ?? null, oldObject: null };
 }
 
+/** What the gateway guardrails decided about a request that may go on. */
+interface GuardrailResult {
+  decision: Decision | undefined;
+  warnings: readonly string[];
+}
+const NO_GUARDRAIL_RESULT: GuardrailResult = Object.freeze({ decision: undefined, warnings: Object.freeze([]) });
+
 /**
  * Evaluates the gateway guardrails; records every violated rule as a
  * `guardrail.decision` (durably, before answering); throws
  * PROXY_ERR_GUARDRAIL_DENIED when the request must not reach the API server.
- * Returns the Decision and admission-style warnings.
+ * Returns the Decision and admission-style warnings. With no guardrail
+ * that could apply (the common case), answers synchronously.
  */
-async function applyGuardrails(
-  ctx: GatewayContext,
-  auth: AuthenticatedRequest,
-  object: unknown,
-  objectUnreadable = false,
-): Promise<{ decision: Decision | undefined; warnings: string[] }> {
+function applyGuardrails(ctx: GatewayContext, auth: AuthenticatedRequest, object: unknown, objectUnreadable = false): GuardrailResult | Promise<GuardrailResult> {
+  if (!auth.info.isResourceRequest || ctx.guardrails().length === 0) return NO_GUARDRAIL_RESULT;
+  return applyGuardrailsAsync(ctx, auth, object, objectUnreadable);
+}
+
+async function applyGuardrailsAsync(ctx: GatewayContext, auth: AuthenticatedRequest, object: unknown, objectUnreadable: boolean): Promise<GuardrailResult> {
   let policies = ctx.guardrails();
   // A write whose body the gateway cannot read (protobuf or CBOR: kubectl sends typed creates as
   // protobuf; or a body past the recorded-body limit) gives the rules no `object`. Policies that also
@@ -182,10 +212,10 @@ async function applyGuardrails(
   // failing closed here on every protobuf client. Gateway-only policies still run, with object null,
   // and fail closed if they need it: nothing else would enforce them.
   if (objectUnreadable) policies = policies.filter((p) => !p.stages.has('admission'));
-  if (policies.length === 0 || !auth.info.isResourceRequest) return { decision: undefined, warnings: [] };
+  if (policies.length === 0) return NO_GUARDRAIL_RESULT;
   const outcome = evaluateGuardrails(policies, gatewayPolicyInput(auth, object), 'gateway');
   if (outcome.errors.length > 0) ctx.log.warn({ errors: outcome.errors, session: auth.sessionId }, 'gateway guardrail evaluation errors');
-  if (outcome.matchedPolicies.length === 0) return { decision: undefined, warnings: [] };
+  if (outcome.matchedPolicies.length === 0) return NO_GUARDRAIL_RESULT;
   const target = auth.info.target;
   await Promise.all(
     outcome.decisions.map((d) => ctx.sink.emit(guardrailDecision({ actor: auth.actor, target, correlation: { session: auth.sessionId } }, d))),
@@ -271,9 +301,11 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
   let auth: AuthenticatedRequest | undefined;
   let body: { body: Buffer; complete: boolean } | undefined;
   let decision: Decision | undefined;
-  let warnings: string[] = [];
+  let warnings: readonly string[] = [];
   try {
-    auth = await authenticate(ctx, req, info, startedAt);
+    // Cached token, no client impersonation, no guardrails, no body: no await before the upstream request.
+    const authenticated = authenticate(ctx, req, info, startedAt);
+    auth = authenticated instanceof Promise ? await authenticated : authenticated;
     const mayHaveBody = req.method !== 'DELETE' || req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     if (info.isWrite && mayHaveBody) {
       body = await readBodyPrefix(req, ctx.limits.maxRecordedBodyBytes);
@@ -285,7 +317,8 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
       if (d?.ok) object = d.value;
       else objectUnreadable = true;
     }
-    ({ decision, warnings } = await applyGuardrails(ctx, auth, object, objectUnreadable));
+    const guarded = applyGuardrails(ctx, auth, object, objectUnreadable);
+    ({ decision, warnings } = guarded instanceof Promise ? await guarded : guarded);
   } catch (err) {
     logRefusal(ctx, req, err, auth);
     recordRefusal(ctx, req, info, auth, err, startedAt);
@@ -326,7 +359,7 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
     res,
     headers: forwardedHeaders(req, buildUpstreamHeaders(a.identity, a.sessionId, ctx.upstream)),
     timeoutMs: info.isLongRunning ? undefined : ctx.limits.requestTimeoutMs,
-    extraResponseHeaders: warningHeaders(warnings),
+    extraResponseHeaders: warnings.length > 0 ? warningHeaders(warnings) : undefined,
   };
   if (info.isLongRunning) relayArgs.track = (stop) => trackActive(ctx, stop);
   if (body !== undefined) {

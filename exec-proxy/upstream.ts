@@ -31,15 +31,27 @@ export interface UpstreamTarget {
  * keep-alive agent, or `false` for a dedicated connection (upgrades leave any pool).
  */
 export function forwardRequestOptions(target: UpstreamTarget, req: { method?: string | undefined; url?: string | undefined }, headers: https.RequestOptions['headers'], agent: https.Agent | false): https.RequestOptions {
+  const o = origin(target);
   return {
     protocol: 'https:',
-    hostname: target.url.hostname,
-    port: target.url.port || 443,
+    hostname: o.hostname,
+    port: o.port,
     method: req.method ?? 'GET',
-    path: target.url.pathname.replace(/\/$/, '') + (req.url ?? '/'),
+    path: o.basePath + (req.url ?? '/'),
     headers,
     agent,
   };
+}
+
+/** Host, port and base path of a target, read from its URL once (URL getters are not free on the hot path). */
+const origins = new WeakMap<UpstreamTarget, { hostname: string; port: string | number; basePath: string }>();
+function origin(target: UpstreamTarget): { hostname: string; port: string | number; basePath: string } {
+  let o = origins.get(target);
+  if (o === undefined) {
+    o = { hostname: target.url.hostname, port: target.url.port || 443, basePath: target.url.pathname.replace(/\/$/, '') };
+    origins.set(target, o);
+  }
+  return o;
 }
 
 /** TLS settings towards the API server. */

@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Identity } from '../../core/identity.ts';
 import { AuthError } from '../errors.ts';
 import type { JwtAuthenticator } from './jwt.ts';
-import type { TokenReviewAuthenticator } from './token-review.ts';
+import { tokenKey, type TokenReviewAuthenticator } from './token-review.ts';
 
 /** The subprotocol prefix carrying a bearer token (k8s.io/apiserver/pkg/authentication/request/websocket/protocol.go). */
 export const BEARER_SUBPROTOCOL_PREFIX = 'base64url.bearer.authorization.k8s.io.';
@@ -23,6 +23,24 @@ export interface ExtractedCredential {
 
 function isWebSocketUpgrade(req: IncomingMessage): boolean {
   return (req.headers.upgrade ?? '').toLowerCase() === 'websocket';
+}
+
+const isBlank = (c: number): boolean => c === 0x20 || c === 0x09;
+
+/**
+ * The token of an `Authorization: Bearer <token>` value (scheme in any case,
+ * spaces or tabs around the token, no whitespace inside it), or undefined.
+ * Same as /^bearer[ \t]+(\S+)[ \t]*$/i, without backtracking over a long token.
+ */
+export function bearerToken(line: string): string | undefined {
+  if (line.length < 8 || line.slice(0, 6).toLowerCase() !== 'bearer' || !isBlank(line.charCodeAt(6))) return undefined;
+  let start = 7;
+  while (start < line.length && isBlank(line.charCodeAt(start))) start++;
+  let end = line.length;
+  while (end > start && isBlank(line.charCodeAt(end - 1))) end--;
+  if (end === start) return undefined;
+  const token = start === 0 && end === line.length ? line : line.slice(start, end);
+  return /\s/.test(token) ? undefined : token;
 }
 
 /**
@@ -44,9 +62,8 @@ export function extractCredential(req: IncomingMessage): ExtractedCredential {
   let headerToken: string | undefined;
   const line = authLines[0];
   if (line !== undefined) {
-    const m = /^bearer[ \t]+(\S+)[ \t]*$/i.exec(line);
-    if (!m) throw new AuthError('AUTH_ERR_MALFORMED', 'Authorization is not a Bearer token');
-    headerToken = m[1] as string;
+    headerToken = bearerToken(line);
+    if (headerToken === undefined) throw new AuthError('AUTH_ERR_MALFORMED', 'Authorization is not a Bearer token');
   }
 
   let subprotocols: string[] | undefined;
@@ -85,11 +102,21 @@ export class Authenticator {
     this.#tokenReview = opts.tokenReview;
   }
 
-  /** Authenticates a bearer token or throws AuthError. */
-  async authenticate(token: string): Promise<Identity> {
-    const fromJwt = await this.#jwt?.authenticate(token);
+  /**
+   * The hot path: the token's cache key, and its identity when a previous
+   * verification (JWT signature or TokenReview) is still cached. No I/O, no
+   * promise; on a miss call {@link authenticate} with the same key.
+   */
+  cached(token: string): { key: string; identity: Identity | undefined } {
+    const key = tokenKey(token);
+    return { key, identity: this.#jwt?.peek(key) ?? this.#tokenReview?.peek(key) };
+  }
+
+  /** Authenticates a bearer token or throws AuthError. `key` is the one {@link cached} returned, if called. */
+  async authenticate(token: string, key: string = tokenKey(token)): Promise<Identity> {
+    const fromJwt = await this.#jwt?.authenticate(token, key);
     if (fromJwt) return fromJwt;
-    if (this.#tokenReview) return this.#tokenReview.authenticate(token);
+    if (this.#tokenReview) return this.#tokenReview.authenticate(token, key);
     throw new AuthError('AUTH_ERR_TOKEN_REJECTED', 'no authenticator accepted the token');
   }
 }

@@ -6,6 +6,7 @@ import { ConfigError } from '../../core/errors.ts';
 import { startOidcIssuer, type OidcIssuer } from '../../test/tools/oidc-issuer.ts';
 import { AuthError } from '../errors.ts';
 import { JwtAuthenticator, type JwtIssuerConfig } from './jwt.ts';
+import { tokenKey } from './token-review.ts';
 
 let issuer: OidcIssuer;
 let other: OidcIssuer;
@@ -172,4 +173,33 @@ test('an issuer cannot mint reserved system: usernames or groups', async () => {
   await expectAuthError(a.authenticate(await issuer.sign({ sub: 'system:admin', aud: 'kubetrail' })), 'AUTH_ERR_USER_VALIDATION');
   await expectAuthError(a.authenticate(await issuer.sign({ sub: 'mallory', aud: 'kubetrail', groups: ['dev', 'system:masters'] })), 'AUTH_ERR_USER_VALIDATION');
   assert.equal((await a.authenticate(await issuer.sign({ sub: 'mallory', aud: 'kubetrail', groups: ['dev'] })))?.username, 'mallory');
+});
+
+test('a verified token is cached for the TTL and never past exp + leeway; failures are not cached', async () => {
+  let clock = now();
+  const a = new JwtAuthenticator([cfg(issuer)], { leewaySeconds: 30, cacheTtlMs: 60_000, now: () => new Date(clock * 1000) });
+  const t = await issuer.sign({ sub: 'a', aud: 'kubetrail', exp: clock + 10 });
+  const key = tokenKey(t);
+  assert.equal(a.peek(key), undefined);
+  const id = await a.authenticate(t);
+  assert.equal(id?.username, 'oidc:a');
+  assert.equal(a.peek(key), id, 'the identity object is reused while cached');
+  assert.equal(await a.authenticate(t), id);
+  clock += 39; // exp + leeway - 1 s: still valid
+  assert.equal(a.peek(key), id);
+  clock += 2; // past exp + leeway: the cache no longer answers, and verification refuses
+  assert.equal(a.peek(key), undefined);
+  await expectAuthError(a.authenticate(t), 'AUTH_ERR_EXPIRED');
+
+  // The TTL bounds a long-lived token's entry; a bad token is verified (and refused) every time.
+  const b = new JwtAuthenticator([cfg(issuer)], { leewaySeconds: 30, cacheTtlMs: 5_000, now: () => new Date(clock * 1000) });
+  const long = await issuer.sign({ sub: 'b', aud: 'kubetrail', exp: clock + 3600 });
+  const lk = tokenKey(long);
+  await b.authenticate(long);
+  assert.ok(b.peek(lk));
+  clock += 6;
+  assert.equal(b.peek(lk), undefined);
+  const tampered = `${long.slice(0, -4)}AAAA`;
+  await expectAuthError(b.authenticate(tampered), 'AUTH_ERR_SIGNATURE');
+  assert.equal(b.peek(tokenKey(tampered)), undefined);
 });

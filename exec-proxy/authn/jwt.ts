@@ -9,6 +9,11 @@
  * prefixes, user validation rules. Several issuers at once, chosen by the
  * token's (unverified) `iss`; a token whose `iss` matches no issuer is not
  * ours and is left to the next authenticator.
+ *
+ * A verified token's identity is cached briefly (10 s by default, never past
+ * the token's own exp + leeway), keyed by the token's SHA-256 as the API
+ * server's token cache does, so a client reusing its token does not pay a
+ * signature check per request. Failures are not cached.
  */
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
@@ -16,6 +21,7 @@ import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JS
 import type { Identity } from '../../core/identity.ts';
 import type { Config } from '../../core/config.ts';
 import { AuthError, type AuthErrorCode } from '../errors.ts';
+import { tokenKey } from './token-review.ts';
 import { celToJs, compileExpression, type CompiledExpression } from './cel-rules.ts';
 
 /** One `jwt[]` entry of the configuration. */
@@ -35,6 +41,10 @@ export interface JwtAuthenticatorOptions {
   /** Largest discovery or JWKS document accepted (bytes). */
   maxDocumentBytes?: number;
   fetchTimeoutMs?: number;
+  /** How long a verified token's identity is reused (ms); 0 disables the cache. Never past the token's exp + leeway. */
+  cacheTtlMs?: number;
+  /** Most cached tokens kept. */
+  maxCacheEntries?: number;
   /** Injectable clock. */
   now?: () => Date;
 }
@@ -167,7 +177,7 @@ class Issuer {
     return (this.#jwks as { set: ReturnType<typeof createLocalJWKSet> }).set;
   }
 
-  async verify(token: string, alg: string, kid: string | undefined): Promise<Identity> {
+  async verify(token: string, alg: string, kid: string | undefined): Promise<{ identity: Identity; exp: number }> {
     if (!ALLOWED_ALGORITHMS.includes(alg)) throw new AuthError('AUTH_ERR_ALGORITHM', 'token algorithm not allowed');
     const keySet = await this.#keySet(kid);
     let payload: JWTPayload;
@@ -183,7 +193,7 @@ class Issuer {
     } catch (err) {
       throw mapJoseError(err);
     }
-    return this.#identity(payload);
+    return { identity: this.#identity(payload), exp: payload.exp as number };
   }
 
   #identity(claims: JWTPayload): Identity {
@@ -294,6 +304,11 @@ function mapJoseError(err: unknown): AuthError {
 /** Verifies OIDC JWTs against every configured issuer. */
 export class JwtAuthenticator {
   readonly #issuers = new Map<string, Issuer>();
+  readonly #cache = new Map<string, { identity: Identity; expires: number }>();
+  readonly #cacheTtlMs: number;
+  readonly #maxCacheEntries: number;
+  readonly #leewayMs: number;
+  readonly #now: () => Date;
 
   /** Compiles every issuer's rules; a bad expression throws a ConfigError here. */
   constructor(issuers: readonly JwtIssuerConfig[], opts: JwtAuthenticatorOptions) {
@@ -303,8 +318,14 @@ export class JwtAuthenticator {
       jwksMaxAgeMs: opts.jwksMaxAgeMs ?? 60 * 60 * 1000,
       maxDocumentBytes: opts.maxDocumentBytes ?? 1024 * 1024,
       fetchTimeoutMs: opts.fetchTimeoutMs ?? 10_000,
+      cacheTtlMs: opts.cacheTtlMs ?? 10_000,
+      maxCacheEntries: opts.maxCacheEntries ?? 10_000,
       now: opts.now ?? (() => new Date()),
     };
+    this.#cacheTtlMs = full.cacheTtlMs;
+    this.#maxCacheEntries = full.maxCacheEntries;
+    this.#leewayMs = full.leewaySeconds * 1000;
+    this.#now = full.now;
     issuers.forEach((cfg, i) => this.#issuers.set(cfg.issuer.url, new Issuer(cfg, i, full)));
   }
 
@@ -315,13 +336,28 @@ export class JwtAuthenticator {
     return failed;
   }
 
+  /** The cached identity of a token verified within the cache TTL and not yet past exp + leeway; `key` is tokenKey(token). */
+  peek(key: string): Identity | undefined {
+    const hit = this.#cache.get(key);
+    if (hit === undefined) return undefined;
+    if (hit.expires > this.#now().getTime()) return hit.identity;
+    this.#cache.delete(key);
+    return undefined;
+  }
+
   /**
    * Verifies `token` when its `iss` names a configured issuer; returns
    * undefined when it is not a JWT or names no configured issuer (another
    * authenticator may know it). Throws AuthError for every failed check.
+   * `key` is tokenKey(token), if already computed.
    */
-  async authenticate(token: string): Promise<Identity | undefined> {
+  async authenticate(token: string, key?: string): Promise<Identity | undefined> {
     if (this.#issuers.size === 0) return undefined;
+    const k = key ?? (this.#cacheTtlMs > 0 ? tokenKey(token) : '');
+    if (this.#cacheTtlMs > 0) {
+      const hit = this.peek(k);
+      if (hit !== undefined) return hit;
+    }
     let iss: unknown;
     let alg: string | undefined;
     let kid: string | undefined;
@@ -336,6 +372,15 @@ export class JwtAuthenticator {
     if (typeof iss !== 'string') return undefined;
     const issuer = this.#issuers.get(iss);
     if (!issuer) return undefined;
-    return issuer.verify(token, alg ?? 'none', kid);
+    const { identity, exp } = await issuer.verify(token, alg ?? 'none', kid);
+    if (this.#cacheTtlMs > 0) {
+      const now = this.#now().getTime();
+      if (this.#cache.size >= this.#maxCacheEntries) {
+        for (const [ck, e] of this.#cache) if (e.expires <= now) this.#cache.delete(ck);
+        if (this.#cache.size >= this.#maxCacheEntries) this.#cache.clear();
+      }
+      this.#cache.set(k, { identity, expires: Math.min(now + this.#cacheTtlMs, exp * 1000 + this.#leewayMs) });
+    }
+    return identity;
   }
 }

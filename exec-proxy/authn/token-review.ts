@@ -5,7 +5,7 @@
  * configured TTL, negative ones for a short, fixed time so a client retrying a
  * bad token cannot turn the gateway into a TokenReview amplifier.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Identity } from '../../core/identity.ts';
 import { AuthError } from '../errors.ts';
 import { upstreamJson, type UpstreamTarget } from '../upstream.ts';
@@ -21,6 +21,11 @@ export interface TokenReviewOptions {
   audiences?: readonly string[];
   maxEntries?: number;
   now?: () => number;
+}
+
+/** The cache key of a bearer token: its SHA-256 (base64); the token itself is never kept. */
+export function tokenKey(token: string): string {
+  return hash('sha256', token, 'base64');
 }
 
 interface Entry {
@@ -47,9 +52,14 @@ export class TokenReviewAuthenticator {
     };
   }
 
-  /** Returns the identity, or throws AUTH_ERR_TOKEN_REJECTED / AUTH_ERR_TOKEN_REVIEW_FAILED. */
-  async authenticate(token: string): Promise<Identity> {
-    const key = createHash('sha256').update(token).digest('base64');
+  /** The cached, still valid identity of the token with key `key` ({@link tokenKey}); undefined on a miss or a cached rejection. */
+  peek(key: string): Identity | undefined {
+    const hit = this.#cache.get(key);
+    return hit !== undefined && hit.expires > this.#opts.now() ? hit.identity : undefined;
+  }
+
+  /** Returns the identity, or throws AUTH_ERR_TOKEN_REJECTED / AUTH_ERR_TOKEN_REVIEW_FAILED. `key` is {@link tokenKey}(token), if already computed. */
+  async authenticate(token: string, key: string = tokenKey(token)): Promise<Identity> {
     const now = this.#opts.now();
     const hit = this.#cache.get(key);
     let identity: Identity | undefined;
