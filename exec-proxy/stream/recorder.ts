@@ -13,7 +13,7 @@
  */
 import type { Actor, Decision, EventDraft, SessionBody, SessionDataBody, Target } from '../../core/events/model.ts';
 import type { EventSink } from '../../core/sinks/sink.ts';
-import { deflateRawSync } from 'node:zlib';
+import { sharedChunkEncoder, type ChunkEncoder, type EncodedChunk } from './chunk-encoder.ts';
 import { StreamError } from './errors.ts';
 
 /** Recorder options (from config.proxy.exec). */
@@ -22,8 +22,10 @@ export interface RecorderOptions {
   flushMs: number;
   maxRecordedBytes: number;
   maxInflightBytes: number;
-  /** Raw-deflate chunks (in the libuv threadpool) when it saves at least 10%. */
+  /** Raw-deflate chunks (in the encoder's worker thread) when it saves at least 10%. */
   compression?: 'deflate-raw' | 'none';
+  /** Where chunks are encoded; the process-wide {@link sharedChunkEncoder} by default. */
+  encoder?: ChunkEncoder;
   /** Injectable clock (ms). */
   now?: () => number;
 }
@@ -38,6 +40,7 @@ export class SessionRecorder {
   readonly #session: string;
   readonly #opts: RecorderOptions;
   readonly #now: () => number;
+  readonly #encoder: ChunkEncoder;
   readonly #started: number;
   readonly #pendingEmits = new Set<Promise<unknown>>();
   readonly #offsets: Record<DataStream, number> = { stdin: 0, stdout: 0, stderr: 0, resize: 0 };
@@ -65,6 +68,7 @@ export class SessionRecorder {
     this.#session = who.session;
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
+    this.#encoder = opts.encoder ?? sharedChunkEncoder();
     this.#started = this.#now();
   }
 
@@ -163,7 +167,7 @@ export class SessionRecorder {
     this.#buf = [];
     this.#bufLen = 0;
     this.#bufStream = undefined;
-    const prepared = Promise.resolve(this.#encode(data));
+    const prepared = this.#encode(data);
     // The step resolves as soon as emit is *called* (not when durable), keeping chunk order without serializing durability.
     // In-flight bytes are what memory holds: the raw chunk until it is compressed, then the stored form.
     let held = data.length;
@@ -182,28 +186,20 @@ export class SessionRecorder {
   }
 
   /**
-   * Raw-deflates a chunk when that saves at least 10%. Synchronous on purpose:
-   * measured here, a 32 KiB level-1 deflate costs ~50 µs of CPU inline but
-   * ~175 µs through the async API (a fresh zlib handle and a thread hop per call).
-   * After a chunk that does not compress, the next few are stored as they are.
+   * The stored form of a chunk: raw-deflated (in the shared encoder's worker
+   * thread) when that saves at least 10%. After a chunk that did not
+   * compress, the next few are stored as base64 without trying.
    */
-  #encode(data: Buffer): Pick<SessionDataBody, 'data' | 'encoding' | 'size'> {
-    if (this.#opts.compression !== 'deflate-raw' || data.length < 256) return { data: data.toString('base64') };
-    if (this.#skipCompression > 0) {
+  #encode(data: Buffer): Promise<EncodedChunk> {
+    let compress = this.#opts.compression === 'deflate-raw';
+    if (compress && this.#skipCompression > 0) {
       this.#skipCompression--;
-      return { data: data.toString('base64') };
+      compress = false;
     }
-    let z: Buffer;
-    try {
-      z = deflateRawSync(data, { level: 1, windowBits: 12, memLevel: 4 });
-    } catch {
-      return { data: data.toString('base64') };
-    }
-    if (z.length > data.length * 0.9) {
-      this.#skipCompression = INCOMPRESSIBLE_BACKOFF;
-      return { data: data.toString('base64') };
-    }
-    return { data: z.toString('base64'), encoding: 'deflate-raw', size: data.length };
+    return Promise.resolve(this.#encoder.encode(data, compress)).then((r) => {
+      if (r.incompressible) this.#skipCompression = INCOMPRESSIBLE_BACKOFF;
+      return r.chunk;
+    });
   }
 
   #track(p: Promise<unknown>, bytes: number, heldAtEnd: () => number = () => bytes): Promise<void> {
