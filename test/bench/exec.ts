@@ -15,7 +15,7 @@
  * this process runs the fake upstream and the clients.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createCA, issueCert } from '../../certs/generate.ts';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -39,11 +39,57 @@ interface Gateway {
   stop(): Promise<void>;
 }
 
+/**
+ * Reference: the cheapest possible TLS-terminating relay, a bare Node TLS
+ * pass-through (client TLS terminated, upstream TLS opened with the same CA,
+ * bytes piped both ways, no WebSocket parsing). It bounds what any relay in
+ * Node that terminates both TLS legs can do on this machine. Same protocol
+ * on stdin as the gateway ("rss", "exit").
+ */
+const TLS_PASSTHROUGH = `
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+const [upstream, caFile, certFile, keyFile] = process.argv.slice(1);
+const u = new URL(upstream);
+const secureContext = tls.createSecureContext({ ca: readFileSync(caFile) });
+const srv = tls.createServer({ cert: readFileSync(certFile), key: readFileSync(keyFile) }, (c) => {
+  const up = tls.connect({ host: u.hostname, port: Number(u.port), secureContext, servername: 'localhost' });
+  c.pipe(up).pipe(c);
+  c.on('error', () => up.destroy());
+  up.on('error', () => c.destroy());
+});
+srv.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ url: 'https://127.0.0.1:' + srv.address().port }) + '\\n'));
+createInterface({ input: process.stdin }).on('line', (l) => {
+  if (l === 'rss') { globalThis.gc(); const m = process.memoryUsage(); process.stdout.write(JSON.stringify({ rss: m.rss, heapUsed: m.heapUsed }) + '\\n'); }
+  else if (l === 'exit') process.exit(0);
+}).on('close', () => process.exit(0));
+`;
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(f[11]) + Number(f[12])) * (1000 / 100);
+  } catch {
+    return NaN;
+  }
+}
+
 async function startGateway(upstream: URL, flags: string[]): Promise<Gateway> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'kubetrail-bench-exec-'));
   const caFile = path.join(dataDir, 'upstream-ca.pem');
   writeFileSync(caFile, UPSTREAM_CA.certPem);
-  const child = spawn(process.execPath, ['--expose-gc', ...GATEWAY_NODE_ARGS, path.join(REPO_ROOT, 'test/tools/stream-gateway-main.ts'), '--upstream', upstream.href, '--upstream-ca', caFile, '--data-dir', dataDir, ...flags], {
+  let args = ['--expose-gc', ...GATEWAY_NODE_ARGS, path.join(REPO_ROOT, 'test/tools/stream-gateway-main.ts'), '--upstream', upstream.href, '--upstream-ca', caFile, '--data-dir', dataDir, ...flags];
+  if (flags[0] === '--tls-passthrough') {
+    const certFile = path.join(dataDir, 'cert.pem');
+    const keyFile = path.join(dataDir, 'key.pem');
+    writeFileSync(certFile, upstreamCert.certPem);
+    writeFileSync(keyFile, upstreamCert.keyPem);
+    args = ['--expose-gc', '--input-type=module', '-e', TLS_PASSTHROUGH, upstream.href, caFile, certFile, keyFile];
+  }
+  const child = spawn(process.execPath, args, {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
@@ -77,10 +123,12 @@ function connect(base: string, query: string): Promise<WebSocket> {
   });
 }
 
-async function throughput(base: string): Promise<{ mibps: number; bytes: number }> {
+async function throughput(base: string, relayPid?: number): Promise<{ mibps: number; bytes: number; benchCpuMsPerMiB: number; relayCpuMsPerMiB: number }> {
   const line = '2026-11-26T10:00:00.000Z INFO served GET /api/v1/namespaces/default/pods status=200 bytes=1234 user=agent-ci';
   const cmd = `command=sh&command=-c&command=${encodeURIComponent(`yes '${line}' | head -c ${STREAM_BYTES}`)}&stdout=true&stderr=true`;
   const ws = await connect(base, cmd);
+  const c0 = process.cpuUsage();
+  const r0 = cpuMs(relayPid);
   const t0 = process.hrtime.bigint();
   let bytes = 0;
   await new Promise<void>((resolve) => {
@@ -90,8 +138,11 @@ async function throughput(base: string): Promise<{ mibps: number; bytes: number 
     ws.on('close', () => resolve());
   });
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  const c = process.cpuUsage(c0);
+  const mib = bytes / 1048576;
   if (bytes !== STREAM_BYTES) throw new Error(`received ${bytes} bytes, expected ${STREAM_BYTES}`);
-  return { mibps: bytes / 1024 / 1024 / s, bytes };
+  // The bench process runs the fake upstream and the client; the relay is the other process.
+  return { mibps: mib / s, bytes, benchCpuMsPerMiB: (c.user + c.system) / 1000 / mib, relayCpuMsPerMiB: (cpuMs(relayPid) - r0) / mib };
 }
 
 function percentile(xs: number[], p: number): number {
@@ -180,22 +231,29 @@ const fmt = (n: number, d = 1): string => n.toFixed(d);
 try {
   if (ONLY.has('throughput')) {
     // 1. throughput: alternating rounds (the machine is shared: each ratio compares runs made back to back)
+    const direct = (): ReturnType<typeof throughput> => throughput(up.url.href.replace(/\/$/, ''));
+    const cpu = (x: Awaited<ReturnType<typeof throughput>>, relay: boolean): string => `${fmt(x.benchCpuMsPerMiB, 2)} ms/MiB client+upstream${relay ? `, ${fmt(x.relayCpuMsPerMiB, 2)} ms/MiB relay` : ''}`;
     const gw = await startGateway(up.url, ['--mask']);
     const ratios: number[] = [];
     const rounds: string[] = [];
     for (let round = 0; round < 3; round++) {
-      const d = (await throughput(up.url.href.replace(/\/$/, ''))).mibps;
-      const r = (await throughput(gw.url)).mibps;
-      ratios.push(r / d);
-      rounds.push(`direct ${fmt(d)} / relay ${fmt(r)} MiB/s`);
+      const d = await direct();
+      const r = await throughput(gw.url, gw.child.pid);
+      ratios.push(r.mibps / d.mibps);
+      rounds.push(`direct ${fmt(d.mibps)} / relay ${fmt(r.mibps)} MiB/s (CPU: direct ${cpu(d, false)}; relayed ${cpu(r, true)})`);
     }
     await gw.stop();
-    // Decomposition: the relay alone (chunks built, nothing stored, no masking), one round.
-    const bare = await startGateway(up.url, ['--discard-sink']);
-    const bd = (await throughput(up.url.href.replace(/\/$/, ''))).mibps;
-    const br = (await throughput(bare.url)).mibps;
-    await bare.stop();
-    console.log(`throughput, relay without storage or masking (decomposition): direct ${fmt(bd)} / relay ${fmt(br)} MiB/s, ratio ${fmt(br / bd, 2)}`);
+    // Decomposition, one round each: the relay alone (chunks built and compressed, nothing stored,
+    // no masking), and a bare Node TLS pass-through (both TLS legs, no WebSocket work at all).
+    const decomposition: string[] = [];
+    for (const [name, flags] of [['relay without storage or masking', ['--discard-sink']], ['bare Node TLS pass-through (reference, not kubetrail)', ['--tls-passthrough']]] as const) {
+      const g = await startGateway(up.url, [...flags]);
+      const d = await direct();
+      const r = await throughput(g.url, g.child.pid);
+      await g.stop();
+      decomposition.push(`${name}: direct ${fmt(d.mibps)} / ${fmt(r.mibps)} MiB/s, ratio ${fmt(r.mibps / d.mibps, 2)} (relay CPU ${fmt(r.relayCpuMsPerMiB, 2)} ms/MiB)`);
+    }
+    console.log(`throughput decomposition: ${decomposition.join('; ')}`);
     console.log(`throughput ${STREAM_BYTES / 1048576} MiB stdout, relay with recording (local log, fsync) + masking vs direct: ${rounds.join('; ')}; median ratio ${fmt(percentile(ratios, 50), 2)} (target >= 0.8)`);
   }
   if (ONLY.has('keystrokes')) {
@@ -211,12 +269,16 @@ try {
     );
   }
   if (ONLY.has('idle')) {
-    // 3. idle sessions
+    // 3. idle sessions, and the same through the bare TLS pass-through (what two TLS legs alone cost in Node)
     const gw3 = await startGateway(up.url, ['--mask']);
     const idle = await idleSessions(gw3);
     await gw3.stop();
+    const tp = await startGateway(up.url, ['--tls-passthrough']);
+    const ref = await idleSessions(tp);
+    await tp.stop();
     console.log(
-      `idle sessions: ${IDLE_SESSIONS} concurrent, relay RSS ${fmt(idle.before / 1048576)} -> ${fmt(idle.after / 1048576)} MiB, ${fmt(idle.perSessionKiB)} KiB/session RSS (${fmt(idle.heapPerSessionKiB)} KiB JS heap) (target < 100 KiB)`,
+      `idle sessions: ${IDLE_SESSIONS} concurrent, relay RSS ${fmt(idle.before / 1048576)} -> ${fmt(idle.after / 1048576)} MiB, ${fmt(idle.perSessionKiB)} KiB/session RSS (${fmt(idle.heapPerSessionKiB)} KiB JS heap) (target < 100 KiB); ` +
+        `reference, bare Node TLS pass-through (two TLS legs, nothing else): ${fmt(ref.perSessionKiB)} KiB/connection RSS (${fmt(ref.heapPerSessionKiB)} KiB JS heap)`,
     );
   }
 } finally {
