@@ -145,7 +145,12 @@ async function serveWebhook(): Promise<void> {
     document: {
       dataDir,
       log: { level: 'warn' },
-      kafka: { brokers: env.KAFKA_BROKERS.split(','), topics: { events: `kt-bench-webhook-${id}`, sessions: `kt-bench-webhook-${id}-s` } },
+      kafka: {
+        brokers: env.KAFKA_BROKERS.split(','),
+        topics: { events: `kt-bench-webhook-${id}`, sessions: `kt-bench-webhook-${id}-s` },
+        // Experiments only (the figures in docs use the default): BENCH_KAFKA_LINGER_MS sets kafka.lingerMs.
+        ...(process.env['BENCH_KAFKA_LINGER_MS'] ? { lingerMs: Number(process.env['BENCH_KAFKA_LINGER_MS']) } : {}),
+      },
       policies: { dir: policies },
       webhook: { tls: { certFile: pki.certFile, keyFile: pki.keyFile } },
     },
@@ -165,6 +170,21 @@ async function serveWebhook(): Promise<void> {
   }
   const w = await startWebhook({ config, log, sink: pipeline, registry, listen: '127.0.0.1:0' });
   process.stdout.write(`${JSON.stringify({ port: w.port, ca: pki.ca.certPem, caBundle: pki.caBundle, topic: `kt-bench-webhook-${id}` })}\n`);
+  // The driver asks for the webhook's own review-duration sums (its histogram), to tell them from what the API server sees.
+  process.on('message', (msg) => {
+    if (msg !== 'stats') return;
+    void (async () => {
+      const m = await registry.getSingleMetric('kubetrail_webhook_review_duration_seconds')?.get();
+      const out: Record<string, { sum: number; count: number }> = {};
+      for (const v of m?.values ?? []) {
+        const which = String(v.labels['webhook']);
+        const e = (out[which] ??= { sum: 0, count: 0 });
+        if (String((v as { metricName?: string }).metricName).endsWith('_sum')) e.sum = v.value;
+        else if (String((v as { metricName?: string }).metricName).endsWith('_count')) e.count = v.value;
+      }
+      process.send?.(out);
+    })();
+  });
   process.on('SIGTERM', () => {
     void (async () => {
       await w.close();
@@ -186,7 +206,7 @@ interface Child {
 
 function startChild(mode: string): Promise<Child> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [SELF, mode], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
+    const proc = spawn(process.execPath, [SELF, mode], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], env: process.env });
     let buf = '';
     proc.stdout?.on('data', (c: Buffer) => {
       buf += c.toString();
@@ -197,6 +217,14 @@ function startChild(mode: string): Promise<Child> {
       }
     });
     proc.on('exit', (code) => reject(new Error(`${mode} exited with ${code}`)));
+  });
+}
+
+/** The webhook child's own review-duration sums per webhook (its Prometheus histogram). */
+function childStats(c: Child): Promise<Record<string, { sum: number; count: number }>> {
+  return new Promise((resolve) => {
+    c.proc.once('message', (m) => resolve(m as Record<string, { sum: number; count: number }>));
+    c.proc.send('stats');
   });
 }
 
@@ -499,8 +527,10 @@ async function main(): Promise<void> {
     await createPods(env, `warm2-${id}`, id, 40, conc);
     await deletePods(env, id);
     const before = await webhookCallStats(env);
+    const ownBefore = await childStats(hook);
     const withHooks = await createPods(env, `hooked-${id}`, id, n, conc);
     const after = await webhookCallStats(env);
+    const ownAfter = await childStats(hook);
     await deletePods(env, id);
     process.stdout.write(`pods created through the API server (${n} pods, ${conc} in flight, agent token)\n`);
     process.stdout.write(`  without webhooks:                     ${fmt(without, 1)} pods/s\n`);
@@ -510,6 +540,12 @@ async function main(): Promise<void> {
       const b = before.get(name) ?? { sum: 0, count: 0 };
       if (!name.includes('kubetrail') || a.count === b.count) continue;
       process.stdout.write(`  API server's own latency of the ${name} calls: mean ${fmt(((a.sum - b.sum) / (a.count - b.count)) * 1000, 2)} ms over ${a.count - b.count} calls\n`);
+    }
+    for (const which of ['mutate', 'validate']) {
+      const a = ownAfter[which];
+      const b = ownBefore[which] ?? { sum: 0, count: 0 };
+      if (!a || a.count === b.count) continue;
+      process.stdout.write(`  kubetrail's own time for /${which} (parsed review to answer, event durable included): mean ${fmt(((a.sum - b.sum) / (a.count - b.count)) * 1000, 2)} ms over ${a.count - b.count} reviews\n`);
     }
   } finally {
     await unregister?.();
