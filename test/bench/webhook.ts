@@ -5,13 +5,18 @@
  * 1. reviews/s and p50/p99 of a realistic ~15 KiB Pod CREATE on /validate
  *    (starter pack, capture, masking, real pipeline to the harness Kafka),
  *    against a no-op Node HTTPS handler answering allowed (the floor), both
- *    at full load (autocannon, same connections) and at a fixed 1,000/s;
+ *    at full load (autocannon, same connections) and at a fixed 1,000/s
+ *    (open-loop generator, {@link fixedRateLoad}); then the same with two
+ *    webhook processes behind the same client (as the two replicas the
+ *    manifests deploy), against the same single-process floor;
  * 2. Pods created per second through the real API server (agent token,
  *    direct HTTPS, fixed concurrency) without and with kubetrail's
- *    validating + mutating webhooks registered.
+ *    validating + mutating webhooks registered, with the API server's own
+ *    latency of each webhook call next to kubetrail's own time per review.
  *
  * Servers run in child processes (this same file with `serve-webhook` /
- * `serve-noop`) so that the load generator does not share their event loop.
+ * `serve-noop`), and so does the fixed-rate generator (`load-fixed`), so
+ * that no load generator shares their event loop.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
