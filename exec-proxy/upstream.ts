@@ -9,6 +9,7 @@
  * plugin tokens keep working without a restart.
  */
 import https from 'node:https';
+import tls from 'node:tls';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../core/logger.ts';
 import { ProxyError } from './errors.ts';
@@ -138,12 +139,17 @@ export async function loadUpstream(opts: UpstreamOptions): Promise<Upstream> {
   } catch (err) {
     throw new ProxyError('PROXY_ERR_UPSTREAM_CONFIG', 'cannot read the upstream credentials', { cause: err });
   }
+  const { ca, cert, key, ...connectOptions } = current.tls;
   const agent = new https.Agent({
     keepAlive: true,
     maxSockets: opts.maxSockets ?? 256,
     maxFreeSockets: 64,
     scheduling: 'lifo',
-    ...current.tls,
+    // The CA and client certificate go in as one SecureContext, built once, not as ca/cert/key options:
+    // node:https names its socket pools by concatenating those options, so every request would turn
+    // the PEM buffers into a string of a kilobyte or more and hash it to find its pool.
+    secureContext: tls.createSecureContext({ ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) }),
+    ...connectOptions,
   });
   const timer = setInterval(() => {
     read().then(
