@@ -221,8 +221,9 @@ export async function createEventPipeline(opts: PipelineOptions): Promise<EventP
       plog.warn({ setting: se.setting, error: se.message }, 'kafka unreachable at start; spooling until it is (kafka.onUnreachableAtStart=spool)');
     }
     const sealer = new ChainSealer({ source, head, signer, checkpointEvery: config.signing.checkpointEvery });
+    // Fails here, naming the setting, when TLS/SASL files cannot be read (the producer thread builds its own client from the same settings).
+    createKafka(k, plog);
     const sink = new KafkaSink({
-      kafka: createKafka(k, plog),
       settings: k,
       spoolSettings: config.spool,
       sealer,

@@ -1,6 +1,7 @@
 /**
- * The in-flight journal: the batch currently handed to Kafka, written (no
- * fsync) before the produce request and overwritten by the next one.
+ * The in-flight journal: the batches currently handed to Kafka, written (no
+ * fsync) before each produce request and cleared once Kafka acknowledged
+ * them (or the spool took them).
  *
  * Why: if the process is SIGKILLed after the broker stored a batch but
  * before the ack arrived, the chain head on disk is behind what Kafka holds.
@@ -10,55 +11,100 @@
  * id and hash, which verify accepts) and the chain continues after them.
  * A write without fsync survives a killed process (the page cache stays);
  * it does not survive a power cut, which is a documented limit.
+ *
+ * KafkaSink may hand the producer a second batch while the first is in
+ * flight (sent as soon as the first is acknowledged), so the journal has two
+ * slots, `inflight.ndjson` and `inflight-1.ndjson`, used in turn: a batch's
+ * slot is rewritten only after that batch was cleared. {@link leftover}
+ * returns the lines of both, in chain order.
  */
 import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
-/** File-backed record of the batch in flight. */
+const SLOTS = 2;
+
+/** File-backed record of the batches in flight. */
 export class InflightJournal {
+  /** The first slot's file (the only one before there were two). */
   readonly file: string;
-  readonly #fd: number;
-  #empty = true;
+  readonly files: readonly string[];
+  readonly #fds: number[];
+  /** Generation held by each slot, 0 when empty. */
+  readonly #held: number[] = new Array<number>(SLOTS).fill(-1);
   #generation = 0;
 
-  /** Opens (creating) `dir/inflight.ndjson`. */
+  /** Opens (creating) `dir/inflight.ndjson` and `dir/inflight-1.ndjson`. */
   constructor(dir: string) {
-    this.file = path.join(dir, 'inflight.ndjson');
-    this.#fd = openSync(this.file, 'a+');
-    closeSync(this.#fd);
-    this.#fd = openSync(this.file, 'r+');
+    this.files = Array.from({ length: SLOTS }, (_, i) => path.join(dir, i === 0 ? 'inflight.ndjson' : `inflight-${i}.ndjson`));
+    this.file = this.files[0] as string;
+    this.#fds = this.files.map((f) => {
+      closeSync(openSync(f, 'a+'));
+      return openSync(f, 'r+');
+    });
   }
 
-  /** Lines left by a process that died with a batch in flight (complete lines only). */
+  /**
+   * Lines left by a process that died with batches in flight (complete lines
+   * only), ordered by chain sequence number (unparseable lines last).
+   */
   leftover(): string[] {
-    const text = readFileSync(this.file, 'utf8');
-    const end = text.lastIndexOf('\n');
-    return end < 0 ? [] : text.slice(0, end).split('\n').filter((l) => l !== '');
+    const lines: string[] = [];
+    for (const f of this.files) {
+      const text = readFileSync(f, 'utf8');
+      const end = text.lastIndexOf('\n');
+      if (end >= 0) for (const l of text.slice(0, end).split('\n')) if (l !== '') lines.push(l);
+    }
+    const seq = (l: string): number => {
+      try {
+        const s = (JSON.parse(l) as { chain?: { seq?: unknown } }).chain?.seq;
+        return typeof s === 'number' ? s : Number.MAX_SAFE_INTEGER;
+      } catch {
+        return Number.MAX_SAFE_INTEGER;
+      }
+    };
+    const keyed = lines.map((l) => ({ l, s: seq(l) }));
+    keyed.sort((a, b) => a.s - b.s);
+    return keyed.map((k) => k.l);
   }
 
-  /** Replaces the journal with `lines` (one write, no fsync); returns a generation for {@link clear}. */
+  /**
+   * Writes `lines` to the next slot (one write, no fsync); returns a
+   * generation for {@link clear}. Throws when that slot still holds a batch
+   * that was not cleared (more than two in flight is a sink bug).
+   */
   record(lines: readonly string[]): number {
+    const generation = this.#generation + 1;
+    const slot = generation % SLOTS;
+    if ((this.#held[slot] as number) > 0) throw new Error('in-flight journal: both slots hold uncleared batches');
     const buf = Buffer.from(lines.join('\n') + '\n', 'utf8');
-    ftruncateSync(this.#fd, 0);
-    writeSync(this.#fd, buf, 0, buf.length, 0);
-    this.#empty = false;
-    return ++this.#generation;
+    const fd = this.#fds[slot] as number;
+    ftruncateSync(fd, 0);
+    writeSync(fd, buf, 0, buf.length, 0);
+    this.#held[slot] = generation;
+    this.#generation = generation;
+    return generation;
   }
 
-  /** Empties the journal (nothing in flight), unless a newer batch than `generation` was recorded since. */
+  /** Empties the slot of `generation` (nothing of it in flight any more); without one, every slot. */
   clear(generation?: number): void {
-    if (this.#empty || (generation !== undefined && generation !== this.#generation)) return;
-    ftruncateSync(this.#fd, 0);
-    this.#empty = true;
+    for (let slot = 0; slot < SLOTS; slot++) {
+      const held = this.#held[slot] as number;
+      if (generation === undefined ? held !== 0 : held === generation) {
+        ftruncateSync(this.#fds[slot] as number, 0);
+        this.#held[slot] = 0;
+      }
+    }
   }
 
   /** Empties and closes. */
   close(): void {
-    try {
-      ftruncateSync(this.#fd, 0);
-      closeSync(this.#fd);
-    } catch {
-      // already closed
+    for (const fd of this.#fds) {
+      try {
+        ftruncateSync(fd, 0);
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
     }
   }
 }

@@ -27,7 +27,6 @@
  */
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { CompressionTypes, Partitioners, type Kafka, type Producer, type TopicMessages } from 'kafkajs';
 import type { EventDraft, EventType, KubetrailEvent } from '../events/model.ts';
 import type { ChainSealer } from '../chain/sealer.ts';
 import type { HeadStore } from '../chain/head-store.ts';
@@ -38,13 +37,13 @@ import type { Config } from '../config.ts';
 import { SinkError } from './errors.ts';
 import { toRecord, type EventRecord } from './kafka-record.ts';
 import { recordErrorType, type KafkaSettings } from './kafka-client.ts';
+import { ProducerThread } from './kafka-producer.ts';
 import { ComponentMetrics, type SinkMetrics } from './metrics.ts';
 import type { Spool } from './spool.ts';
 import type { InflightJournal } from './inflight-journal.ts';
 
 /** Options of {@link KafkaSink}. */
 export interface KafkaSinkOptions {
-  kafka: Kafka;
   settings: KafkaSettings;
   spoolSettings: Config['spool'];
   sealer: ChainSealer;
@@ -58,6 +57,13 @@ export interface KafkaSinkOptions {
   /** Where the batch in flight is written before each produce request. */
   journal: InflightJournal;
   onClose?: () => void;
+}
+
+/** A batch handed to the producer: journaled, its request queued or in flight. */
+interface InFlight {
+  batch: Pending[];
+  generation: number;
+  sent: Promise<unknown>;
 }
 
 interface Pending {
@@ -96,7 +102,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export class KafkaSink implements EventPipeline {
   readonly kind = 'kafka' as const;
   readonly #o: KafkaSinkOptions;
-  readonly #producer: Producer;
+  readonly #producer: ProducerThread;
   readonly #component: string;
   readonly #cm: ComponentMetrics;
   #connecting: Promise<void> | undefined;
@@ -105,6 +111,8 @@ export class KafkaSink implements EventPipeline {
   #queue: Pending[] = [];
   #queuedBytes = 0;
   #sending = false;
+  /** At most two: the batch in flight and, under load, the next (full) one. */
+  #inflight: InFlight[] = [];
   #draining: Promise<void> | undefined;
   #stuck: Promise<unknown> | undefined;
   #spaceWaiters: (() => void)[] = [];
@@ -124,20 +132,9 @@ export class KafkaSink implements EventPipeline {
     this.#o = o;
     this.#component = o.sealer.source.component;
     this.#cm = new ComponentMetrics(o.metrics, this.#component);
-    // Idempotent producer: the broker de-duplicates retries by producer id +
-    // sequence, which with one request in flight also keeps order. Retries
-    // are unbounded (kafkajs requires that for idempotence); the ack deadline,
-    // not the retry count, decides when events go to the spool.
-    this.#producer = o.kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: true,
-      // kafkajs 2's default: murmur2 over the key like the Java client, so a
-      // SIEM's Java/librdkafka tooling agrees on which partition a key is in.
-      // Named explicitly, which also silences kafkajs's start-up notice about it.
-      createPartitioner: Partitioners.DefaultPartitioner,
-      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 1000 },
-    });
+    // The idempotent kafkajs producer (acks=all, one request in flight) runs
+    // in a worker thread: see kafka-producer.ts.
+    this.#producer = new ProducerThread(o.settings, o.logger);
     this.#mode = o.startSpooling ? 'spool' : 'direct';
     this.#drainLimit = o.settings.batchMaxEvents;
     o.metrics.spooling.set({ component: this.#component }, this.#mode === 'spool' ? 1 : 0);
@@ -244,7 +241,8 @@ export class KafkaSink implements EventPipeline {
       const bytes = record.value.length + (sealed.line === record.value ? 0 : sealed.line.length) + RECORD_OVERHEAD_BYTES;
       this.#queue.push({ sealed, record, bytes, started: performance.now(), resolve, reject });
       this.#queuedBytes += bytes;
-      void this.#pump();
+      if (this.#sending) this.#pipeline();
+      else void this.#pump();
     });
   }
 
@@ -268,18 +266,47 @@ export class KafkaSink implements EventPipeline {
   }
 
   #send(records: readonly EventRecord[]): Promise<unknown> {
-    const byTopic = new Map<string, TopicMessages>();
-    for (const r of records) {
-      let t = byTopic.get(r.topic);
-      if (t === undefined) byTopic.set(r.topic, (t = { topic: r.topic, messages: [] }));
-      t.messages.push({ key: r.key, value: r.value, headers: r.headers });
+    return this.#producer.send(records, { timeout: this.#o.settings.requestTimeoutMs, compression: this.#o.settings.compression === 'gzip' ? 'gzip' : 'none' });
+  }
+
+  /**
+   * Takes the next batch off the queue, journals it and hands it to the
+   * producer. False (and the batch spooled) when the journal cannot be
+   * written: without it a crash during the request could fork the chain.
+   */
+  #dispatch(): boolean {
+    const batch = this.#queue.splice(0, this.#batchLength());
+    this.#release(batch);
+    let generation: number;
+    try {
+      generation = this.#o.journal.record(batch.map((p) => p.sealed.line));
+    } catch (err) {
+      const handed = this.#inflight.splice(0, this.#inflight.length);
+      if (handed.length > 0) {
+        this.#producer.cancelQueued();
+        this.#stuck = Promise.allSettled(handed.map((f) => f.sent));
+      }
+      this.#enterSpool([...handed.flatMap((f) => f.batch), ...batch], err, handed.map((f) => f.generation));
+      return false;
     }
-    return this.#producer.sendBatch({
-      acks: -1,
-      timeout: this.#o.settings.requestTimeoutMs,
-      compression: this.#o.settings.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
-      topicMessages: [...byTopic.values()],
-    });
+    this.#inflight.push({ batch, generation, sent: this.#send(batch.map((p) => p.record)) });
+    return true;
+  }
+
+  /** True when the queue holds a full produce request (worth handing over while another is in flight). */
+  #fullBatchQueued(): boolean {
+    return this.#queue.length >= this.#o.settings.batchMaxEvents || this.#queuedBytes >= this.#o.settings.batchMaxBytes;
+  }
+
+  /**
+   * Hands a second, full batch to the producer while one is in flight: the
+   * producer thread sends it the moment the first is acknowledged (never
+   * before, and never if the first fails), so the broker is not left idle
+   * while this thread handles the ack. Partial batches keep waiting, to
+   * collect more events (group commit).
+   */
+  #pipeline(): void {
+    if (this.#mode === 'direct' && this.#inflight.length === 1 && this.#fullBatchQueued()) this.#dispatch();
   }
 
   async #pump(): Promise<void> {
@@ -287,8 +314,9 @@ export class KafkaSink implements EventPipeline {
     this.#sending = true;
     try {
       if (this.#o.settings.lingerMs > 0 && this.#queue.length < this.#o.settings.batchMaxEvents) await sleep(this.#o.settings.lingerMs);
-      while (this.#mode === 'direct' && this.#queue.length > 0) {
+      while (this.#mode === 'direct' && (this.#queue.length > 0 || this.#inflight.length > 0)) {
         if (!this.#connected) {
+          // Nothing is in flight before the first connection.
           const c = await withDeadline(this.#ensureConnected(), this.#o.settings.ackDeadlineMs);
           if (!c.ok) {
             const batch = this.#queue.splice(0, this.#queue.length);
@@ -297,24 +325,18 @@ export class KafkaSink implements EventPipeline {
             break;
           }
         }
-        const batch = this.#queue.splice(0, this.#batchLength());
-        this.#release(batch);
-        let generation: number;
-        try {
-          generation = this.#o.journal.record(batch.map((p) => p.sealed.line));
-        } catch (err) {
-          // Without the journal a crash during this request could fork the chain; the spool is the safe path.
-          this.#enterSpool(batch, err);
-          break;
-        }
-        const r = await withDeadline(
-          this.#send(batch.map((p) => p.record)),
-          this.#o.settings.ackDeadlineMs,
-        );
+        if (this.#inflight.length === 0 && !this.#dispatch()) break;
+        this.#pipeline();
+        const head = this.#inflight[0] as InFlight;
+        // The ack deadline runs from when the batch is the one being sent.
+        const r = await withDeadline(head.sent, this.#o.settings.ackDeadlineMs);
+        if (this.#inflight[0] !== head) break; // the journal failed meanwhile: everything was spooled
         if (r.ok) {
+          this.#inflight.shift();
+          const batch = head.batch;
           const last = batch.at(-1);
           if (last) this.#o.head.save(last.sealed.event.chain as { seq: number; hash: string });
-          this.#o.journal.clear(generation);
+          this.#o.journal.clear(head.generation);
           const now = performance.now();
           for (const p of batch) {
             this.#cm.durable('kafka', p.sealed.event.type);
@@ -322,8 +344,14 @@ export class KafkaSink implements EventPipeline {
             p.resolve(p.sealed.event);
           }
         } else {
-          if (r.timedOut) this.#stuck = r.promise.catch(() => undefined);
-          this.#enterSpool(batch, r.err, generation);
+          // Everything handed to the producer and everything queued goes to the
+          // spool, in order. Batches queued in the producer thread are withdrawn;
+          // the drainer waits until every handed request has settled (one that
+          // missed its deadline may still be retried by kafkajs).
+          const handed = this.#inflight.splice(0, this.#inflight.length);
+          if (handed.length > 1) this.#producer.cancelQueued();
+          if (r.timedOut || handed.length > 1) this.#stuck = Promise.allSettled(handed.map((f) => f.sent));
+          this.#enterSpool(handed.flatMap((f) => f.batch), r.err, handed.map((f) => f.generation));
         }
       }
     } finally {
@@ -353,7 +381,7 @@ export class KafkaSink implements EventPipeline {
   }
 
   /** Moves `batch` and everything queued behind it to the spool, in order, and starts the drainer. */
-  #enterSpool(batch: readonly Pending[], err: unknown, journalGeneration?: number): void {
+  #enterSpool(batch: readonly Pending[], err: unknown, journalGenerations: readonly number[] = []): void {
     if (this.#mode !== 'spool') {
       this.#o.logger.warn(
         {
@@ -373,7 +401,7 @@ export class KafkaSink implements EventPipeline {
       this.#toSpool(all.map((p) => p.sealed)).then(
         () => {
           // The spool holds the batch now; the journal need not re-send it after a crash.
-          if (journalGeneration !== undefined) this.#o.journal.clear(journalGeneration);
+          for (const g of journalGenerations) this.#o.journal.clear(g);
           for (const p of all) p.resolve(p.sealed.event);
         },
         (e: unknown) => {

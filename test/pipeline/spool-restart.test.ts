@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { readdirSync, rmSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
 import { startKafka, type KafkaBroker } from '../harness/harness.ts';
 import type { KubetrailEvent } from '../../core/events/model.ts';
@@ -10,6 +10,7 @@ import { readRecords } from '../../core/events/reader.ts';
 import { memoryLogger, pipelineConfig, tempDir, topics, verifySource } from './support.ts';
 
 const EMITTER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'emitter.ts');
+const KILL_HOOK = pathToFileURL(path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'kill-on-send-hook.ts')).href;
 let broker: KafkaBroker;
 const dir = tempDir('kt-spool-restart-');
 
@@ -24,7 +25,7 @@ after(async () => {
 
 /** Starts the emitter; collects the ids it reports durable; resolves `until` when a line equals the marker. */
 function emitter(doc: unknown, count: number, mode: 'close' | 'stay' | `kill-on-send:${number}`): { child: ChildProcess; durable: string[]; until: (marker: string | ((n: number) => boolean)) => Promise<void>; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [EMITTER, JSON.stringify(doc), String(count), mode], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', KILL_HOOK, EMITTER, JSON.stringify(doc), String(count), mode], { stdio: ['ignore', 'pipe', 'pipe'] });
   const durable: string[] = [];
   const lines: string[] = [];
   const waiters: { test: (line: string) => boolean; resolve: () => void }[] = [];

@@ -1,0 +1,99 @@
+/**
+ * Worker side of {@link ProducerThread} (kafka-producer.ts): runs the
+ * idempotent kafkajs producer KafkaSink sends through, one request at a
+ * time as the sink asks, and answers each with its outcome.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { CompressionTypes, Partitioners, type IHeaders, type Message, type TopicMessages } from 'kafkajs';
+import type { Logger } from '../logger.ts';
+import { createKafka, type KafkaSettings } from './kafka-client.ts';
+import { toWire, type ProducerReply, type ProducerRequest } from './kafka-producer.ts';
+
+const port = parentPort;
+if (port === null) throw new Error('kafka-producer-worker.ts runs as a worker thread');
+const { settings } = workerData as { settings: KafkaSettings };
+
+const post = (m: ProducerReply): void => port.postMessage(m);
+// kafkajs logs go to the sink's logger on the main thread (fields are broker/error, never credentials).
+const forward = (level: 'error' | 'warn' | 'debug') => (fields: Record<string, unknown>, msg: string) => post({ log: level, fields, msg });
+const logger = { error: forward('error'), warn: forward('warn'), debug: forward('debug'), info: forward('debug') } as unknown as Logger;
+
+const kafka = createKafka(settings, logger);
+// Idempotent producer: the broker de-duplicates retries by producer id +
+// sequence, which with one request in flight also keeps order. Retries are
+// unbounded (kafkajs requires that for idempotence); the sink's ack deadline,
+// not the retry count, decides when events go to the spool.
+const producer = kafka.producer({
+  idempotent: true,
+  maxInFlightRequests: 1,
+  allowAutoTopicCreation: true,
+  // kafkajs 2's default: murmur2 over the key like the Java client, so a
+  // SIEM's Java/librdkafka tooling agrees on which partition a key is in.
+  createPartitioner: Partitioners.DefaultPartitioner,
+  retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 1000 },
+});
+
+function topicMessages(m: Extract<ProducerRequest, { op: 'send' }>): TopicMessages[] {
+  const byTopic: TopicMessages[] = m.topics.map((topic) => ({ topic, messages: [] as Message[] }));
+  let h = 0;
+  for (let i = 0; i < m.keys.length; i++) {
+    const headers: IHeaders = {};
+    const end = h + 2 * (m.headerCounts[i] as number);
+    for (; h < end; h += 2) headers[m.headers[h] as string] = m.headers[h + 1] as string;
+    (byTopic[m.topicOf[i] as number] as TopicMessages).messages.push({ key: m.keys[i] as string, value: m.values[i] as string, headers });
+  }
+  return byTopic;
+}
+
+type SendRequest = Extract<ProducerRequest, { op: 'send' }>;
+
+// Produce requests run strictly one after the other, in the order received:
+// kafkajs would otherwise let a later request take the broker lock while an
+// earlier one waits to retry, reordering them. After a failure, requests
+// queued behind it are answered "not sent" without being sent, so nothing
+// reaches Kafka after a batch the sink is about to spool.
+const queue: SendRequest[] = [];
+let sending = false;
+
+function notSent(m: SendRequest): void {
+  post({ id: m.id, ok: false, error: { name: 'KubetrailNotSent', message: 'not sent: an earlier produce request failed or the sink cancelled it' } });
+}
+
+async function sendAll(): Promise<void> {
+  if (sending) return;
+  sending = true;
+  try {
+    for (let m = queue.shift(); m !== undefined; m = queue.shift()) {
+      try {
+        await producer.sendBatch({
+          acks: -1,
+          timeout: m.opts.timeout,
+          compression: m.opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+          topicMessages: topicMessages(m),
+        });
+        post({ id: m.id, ok: true });
+      } catch (err) {
+        post({ id: m.id, ok: false, error: toWire(err) });
+        for (const q of queue.splice(0)) notSent(q);
+      }
+    }
+  } finally {
+    sending = false;
+  }
+}
+
+port.on('message', (m: ProducerRequest) => {
+  if (m.op === 'send') {
+    queue.push(m);
+    void sendAll();
+    return;
+  }
+  if (m.op === 'cancel') {
+    for (const q of queue.splice(0)) notSent(q);
+    return;
+  }
+  (m.op === 'connect' ? producer.connect() : producer.disconnect()).then(
+    () => post({ id: m.id, ok: true }),
+    (err: unknown) => post({ id: m.id, ok: false, error: toWire(err) }),
+  );
+});
