@@ -115,7 +115,13 @@ export function reviewBody(): string {
 async function serveNoop(): Promise<void> {
   const { testPki } = await import('../webhook/support.ts');
   const pki = testPki();
+  let reviews = 0;
+  // The driver asks how many reviews arrived (to know when the API server has picked up a registration).
+  process.on('message', (msg) => {
+    if (msg === 'stats') process.send?.({ reviews });
+  });
   const server = https.createServer({ cert: readFileSync(pki.certFile), key: readFileSync(pki.keyFile) }, (req, res) => {
+    reviews++;
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -523,6 +529,29 @@ async function main(): Promise<void> {
     await deletePods(env, id);
     const without = await createPods(env, `plain-${id}`, id, n, conc);
     await deletePods(env, id);
+    // The floor of the ratio: the same creates with no-op webhooks (validate + mutate, answering allowed, no patch) registered.
+    const noop = await startChild('serve-noop');
+    let noopRun: { rate: number; apiserver: Map<string, { sum: number; count: number }> } | undefined;
+    try {
+      const nid = `${id}-noop`;
+      const unregisterNoop = await registerWebhooks(env.ADMIN_KUBECONFIG, { id: nid, url: `https://127.0.0.1:${noop.port}`, caBundle: noop.caBundle }, async () => ((await childStats(noop)) as unknown as { reviews: number }).reviews > 0);
+      try {
+        await createPods(env, `warm-noop-${id}`, nid, 40, conc);
+        await deletePods(env, nid);
+        const b = await webhookCallStats(env);
+        const rate = await createPods(env, `noop-${id}`, nid, n, conc);
+        const a = await webhookCallStats(env);
+        await deletePods(env, nid);
+        const apiserver = new Map<string, { sum: number; count: number }>();
+        for (const [name, e] of a) apiserver.set(name, { sum: e.sum - (b.get(name)?.sum ?? 0), count: e.count - (b.get(name)?.count ?? 0) });
+        noopRun = { rate, apiserver };
+      } finally {
+        await unregisterNoop();
+        await deletePods(env, nid);
+      }
+    } finally {
+      await stopChild(noop);
+    }
     const probeCa = hook.ca;
     unregister = await registerWebhooks(env.ADMIN_KUBECONFIG, { id, url: `https://127.0.0.1:${hook.port}`, caBundle: hook.caBundle }, async () => {
       const r = await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'agents', 'get', 'configmap', `kt-probe-${id}`, '-o', 'json', '--ignore-not-found']);
@@ -541,6 +570,12 @@ async function main(): Promise<void> {
     process.stdout.write(`  without webhooks:                     ${fmt(without, 1)} pods/s\n`);
     process.stdout.write(`  with kubetrail validate+mutate+Kafka: ${fmt(withHooks, 1)} pods/s\n`);
     process.stdout.write(`  ratio with / without: ${fmt(withHooks / without, 2)}\n`);
+    if (noopRun) {
+      process.stdout.write(`  with no-op validate+mutate webhooks (the floor of any webhook): ${fmt(noopRun.rate, 1)} pods/s, ratio to without ${fmt(noopRun.rate / without, 2)}; kubetrail / no-op webhooks ${fmt(withHooks / noopRun.rate, 2)}\n`);
+      for (const [name, e] of noopRun.apiserver) {
+        if (name.includes('kubetrail') && e.count > 0) process.stdout.write(`  API server's own latency of the no-op ${name} calls: mean ${fmt((e.sum / e.count) * 1000, 2)} ms over ${e.count} calls\n`);
+      }
+    }
     for (const [name, a] of after) {
       const b = before.get(name) ?? { sum: 0, count: 0 };
       if (!name.includes('kubetrail') || a.count === b.count) continue;
