@@ -477,6 +477,8 @@ async function main(): Promise<void> {
     const mem = await startChild('serve-webhook-memory');
     await load(mem.port, mem.ca, body, { seconds: 2, connections });
     const memFull = await load(mem.port, mem.ca, body, { seconds, connections });
+    // The webhook's own latency at the offered rate, without waiting for Kafka.
+    const memAt1k = await fixedRate(mem.port, mem.ca, body, rate, seconds);
     await stopChild(mem);
 
     await load(hook.port, hook.ca, body, { seconds: 2, connections }); // warm-up: JIT, Kafka producer, topic creation
@@ -502,10 +504,11 @@ async function main(): Promise<void> {
     process.stdout.write(`${row('kubetrail /validate, in-memory sink, full load', memFull)}\n`);
     process.stdout.write(`${row('kubetrail /validate + Kafka, full load', full)}\n`);
     process.stdout.write(`${row(`no-op HTTPS handler (floor), fixed ${rate}/s`, floorAt1k)}\n`);
+    process.stdout.write(`${row(`kubetrail /validate, in-memory sink, fixed ${rate}/s`, memAt1k)}\n`);
     process.stdout.write(`${row(`kubetrail /validate + Kafka, fixed ${rate}/s`, at1k)}\n`);
     const lagRow = (name: string, r: FixedRateResult): string => `  ${name}: p99 from the scheduled time ${fmt(r.scheduleP99, 2)} ms; generator tick lag p99 ${fmt(r.lagP99, 2)} ms`;
     process.stdout.write(`fixed-rate rows: open loop, keep-alive pool of at most ${FIXED_RATE_MAX_CONNECTIONS} connections (${FIXED_RATE_WARM_CONNECTIONS} pre-opened), generator in its own process, latency from the send tick\n`);
-    process.stdout.write(`${lagRow('floor', floorAt1k)}\n${lagRow('kubetrail', at1k)}\n`);
+    process.stdout.write(`${lagRow('floor', floorAt1k)}\n${lagRow('kubetrail, in-memory sink', memAt1k)}\n${lagRow('kubetrail + Kafka', at1k)}\n`);
     if (replicas) {
       process.stdout.write(`${row('2 webhook processes (replicas) + Kafka, full load', replicas.full)}\n`);
       process.stdout.write(`${row(`2 webhook processes (replicas) + Kafka, fixed ${rate}/s`, replicas.fixed)}\n`);
