@@ -243,10 +243,16 @@ try {
       rounds.push(`direct ${fmt(d.mibps)} / relay ${fmt(r.mibps)} MiB/s (CPU: direct ${cpu(d, false)}; relayed ${cpu(r, true)})`);
     }
     await gw.stop();
-    // Decomposition, one round each: the relay alone (chunks built and compressed, nothing stored,
-    // no masking), and a bare Node TLS pass-through (both TLS legs, no WebSocket work at all).
+    // Decomposition, one round each: the relay with recording chunks built and compressed but not
+    // stored, the relay with nothing compressed or stored (its own relaying cost), and a bare Node
+    // TLS pass-through (both TLS legs, no WebSocket work at all). No masking in any of them.
     const decomposition: string[] = [];
-    for (const [name, flags] of [['relay without storage or masking', ['--discard-sink']], ['bare Node TLS pass-through (reference, not kubetrail)', ['--tls-passthrough']]] as const) {
+    const variants = [
+      ['relay, chunks compressed but not stored, no masking', ['--discard-sink']],
+      ['relay, chunks neither compressed nor stored, no masking', ['--discard-sink', '--limit', 'recordCompression=none']],
+      ['bare Node TLS pass-through (reference, not kubetrail)', ['--tls-passthrough']],
+    ] as const;
+    for (const [name, flags] of variants) {
       const g = await startGateway(up.url, [...flags]);
       const d = await direct();
       const r = await throughput(g.url, g.child.pid);
