@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { compileCel, fromCelValue, toCelValue } from './cel.ts';
-import { lazyCelValue } from './cel-value.ts';
+import { sharedCelValue } from './cel-value.ts';
 
 function deepFrozen<T>(o: T): T {
   if (o !== null && typeof o === 'object') {
@@ -54,9 +54,9 @@ const expressions = [
   'object.spec.replicas + 0.5',
 ];
 
-test('the lazy view evaluates every expression exactly as the eager conversion does, values and errors alike', () => {
+test('the shared conversion evaluates every expression exactly as the full copy does, values and errors alike', () => {
   const eager = { object: toCelValue(pod) };
-  const lazy = { object: lazyCelValue(deepFrozen(structuredClone(pod))) };
+  const lazy = { object: sharedCelValue(deepFrozen(structuredClone(pod))) };
   for (const src of expressions) {
     const p = compileCel(src);
     const a = p.evaluate(eager);
@@ -67,40 +67,35 @@ test('the lazy view evaluates every expression exactly as the eager conversion d
   }
 });
 
-test('the view reads like toCelValue: integral numbers as bigint, arrays as arrays, same keys; input untouched', () => {
+test('values read like toCelValue: integral numbers as bigint, same keys in the same order; number-free subtrees shared; input untouched', () => {
   const input = deepFrozen(structuredClone(pod));
-  const v = lazyCelValue(input) as typeof pod & Record<string, any>;
+  const v = sharedCelValue(input) as typeof pod & Record<string, any>;
   assert.equal(v.spec.replicas as unknown, 3n);
   assert.equal(v.spec.ratio, 0.5);
   assert.ok(Array.isArray(v.spec.containers));
-  assert.ok(v.spec.containers instanceof Array);
-  assert.equal(v.spec.containers.length, 2);
-  assert.equal(v.spec.containers.constructor, Array);
-  assert.equal(v.spec.constructor, Object);
   assert.deepEqual(Object.keys(v.spec), Object.keys(input.spec));
   assert.deepEqual(JSON.parse(JSON.stringify(fromCelValue(v))), JSON.parse(JSON.stringify(fromCelValue(toCelValue(input)))));
-  assert.equal(v.spec, v.spec, 'one view per object');
+  assert.equal(v.metadata, input.metadata, 'no number below: shared');
+  assert.equal(v.spec.containers[1], input.spec.containers[1]);
+  assert.notEqual(v.spec.containers[0], input.spec.containers[0], 'a number below: copied');
+  assert.equal(v.spec.containers[0]?.securityContext, input.spec.containers[0]?.securityContext);
   assert.equal(input.spec.replicas, 3);
-  assert.equal(lazyCelValue(7), 7n);
-  assert.equal(lazyCelValue('s'), 's');
-  assert.equal(lazyCelValue(null), null);
+  assert.equal(input.spec.containers[0]?.ports?.[0]?.containerPort, 8080);
+  const flat = deepFrozen({ a: 'x', b: [true, null, 'y'], c: 0.25 });
+  assert.equal(sharedCelValue(flat), flat);
+  assert.equal(sharedCelValue(7), 7n);
+  assert.equal(sharedCelValue(7.5), 7.5);
+  assert.equal(sharedCelValue('s'), 's');
+  assert.equal(sharedCelValue(null), null);
+  assert.deepEqual(sharedCelValue([1, 'a', [2]]), [1n, 'a', [2n]]);
 });
 
-test('the view refuses writes', () => {
-  const v = lazyCelValue({ a: { b: 1 } }) as Record<string, Record<string, unknown>>;
-  assert.throws(() => {
-    (v['a'] as Record<string, unknown>)['b'] = 2;
-  }, TypeError);
-  assert.throws(() => delete v['a'], TypeError);
-  assert.throws(() => Object.defineProperty(v, 'x', { value: 1 }), TypeError);
-});
-
-test('JSON keys named like prototype members are data, the prototype is not converted', () => {
+test('a JSON member named __proto__ stays a member, the prototype is untouched', () => {
   const input = JSON.parse('{"__proto__": {"x": 1}, "constructor": "c", "n": 2}') as Record<string, unknown>;
-  const v = lazyCelValue(input) as Record<string, unknown>;
+  const v = sharedCelValue(input) as Record<string, unknown>;
+  assert.equal(Object.getPrototypeOf(v), Object.prototype);
+  assert.ok(Object.hasOwn(v, '__proto__'));
+  assert.deepEqual(fromCelValue(Object.getOwnPropertyDescriptor(v, '__proto__')?.value), { x: 1 });
   assert.equal(v['constructor'], 'c');
   assert.equal(v['n'], 2n);
-  assert.deepEqual(fromCelValue((v as Record<string, Record<string, unknown>>)['__proto__']), { x: 1 });
-  const plain = lazyCelValue({ a: 1 }) as Record<string, unknown>;
-  assert.equal(Object.getPrototypeOf(plain), Object.prototype);
 });

@@ -1,111 +1,59 @@
 /**
- * Lazy CEL input: a read-only view of parsed JSON in which integral numbers
- * read as bigint (CEL `int`), converted only where an expression looks.
+ * CEL input from parsed JSON, converting as little as possible.
  *
- * {@link toCelValue} converts a whole object up front: for a 15 KiB Pod that
- * is a deep copy of every node on every review (about 6 % of the webhook's
- * CPU), while the starter pack reads a few dozen fields of it. The view
- * produced by {@link lazyCelValue} has the same values as `toCelValue(v)`
- * when read (same keys, same order, integral numbers as bigint, non-integral
- * as number, strings/booleans/null as they are) but converts a property only
- * when it is read, and makes at most one view per JSON object or array.
- *
- * How: every object or array is seen through a Proxy whose target is an
- * empty stand-in of the same kind (so `Array.isArray`, `instanceof Array`
- * and `constructor` answer as for the real value, and a frozen input cannot
- * trip the Proxy invariants); reads, `in`, key listing and property
- * descriptors are answered from the real value. Writes are refused (CEL never
- * writes). The input is never mutated.
+ * cel-js models CEL `int` as bigint, so integral JSON numbers must become
+ * bigints before evaluation ({@link toCelValue} in cel.ts does that by
+ * deep-copying the whole value). For a 15 KiB Pod that copy was about 6 % of
+ * the webhook's CPU on every review, while most of a Pod (env lists, names,
+ * images, labels, annotations) holds no number at all.
+ * {@link sharedCelValue} gives the same values as `toCelValue` but copies
+ * only the objects and arrays on the way to an integral number and shares
+ * every other subtree with its input. The result is plain objects and arrays
+ * throughout, which cel-js walks at full speed (a lazily converting Proxy
+ * view was tried first: cel-js's `for…in` and `hasOwn` on Proxies made it no
+ * faster).
  *
  * Pure: no I/O, no logging.
  */
 
-/** Converts one JSON scalar read from the input (containers are converted by their parent's handler, which caches them). */
-function convertScalar(v: unknown): unknown {
-  return typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : v;
-}
-
-function viewOf(raw: object): object {
-  return new Proxy(Array.isArray(raw) ? [] : {}, new LazyHandler(raw));
-}
-
-function readOnly(): never {
-  throw new TypeError('CEL input is read-only');
-}
-
-/** The traps of one view; `raw` is the JSON value seen through it. */
-class LazyHandler implements ProxyHandler<object> {
-  readonly raw: Record<PropertyKey, unknown>;
-  readonly isArray: boolean;
-  /** Views of the child containers made so far (one per child: stable identity, no repeated Proxy allocation). */
-  #kids: Map<PropertyKey, object> | undefined;
-
-  constructor(raw: object) {
-    this.raw = raw as Record<PropertyKey, unknown>;
-    this.isArray = Array.isArray(raw);
-  }
-
-  #kid(key: PropertyKey, v: object): object {
-    this.#kids ??= new Map();
-    let view = this.#kids.get(key);
-    if (view === undefined) this.#kids.set(key, (view = viewOf(v)));
-    return view;
-  }
-
-  get(_target: object, key: PropertyKey): unknown {
-    const v = this.raw[key];
-    if (typeof v === 'number') {
-      // An array's length is the only own number that is not JSON data; nothing inherited is a number.
-      return this.isArray && key === 'length' ? v : Number.isInteger(v) ? BigInt(v) : v;
-    }
-    // Only own members are data: `__proto__`, Symbol.unscopables and the like are not converted.
-    if (v !== null && typeof v === 'object' && Object.hasOwn(this.raw, key)) return this.#kid(key, v);
-    return v;
-  }
-
-  has(_target: object, key: PropertyKey): boolean {
-    return key in this.raw;
-  }
-
-  ownKeys(): ArrayLike<string | symbol> {
-    return Reflect.ownKeys(this.raw);
-  }
-
-  getOwnPropertyDescriptor(_target: object, key: PropertyKey): PropertyDescriptor | undefined {
-    const d = Reflect.getOwnPropertyDescriptor(this.raw, key);
-    if (d === undefined) return undefined;
-    // The stand-in array's own non-configurable, writable length must be reported as such.
-    if (this.isArray && key === 'length') return { value: d.value, writable: true, enumerable: false, configurable: false };
-    const v: unknown = d.value;
-    return { value: v !== null && typeof v === 'object' ? this.#kid(key, v) : convertScalar(v), writable: false, enumerable: d.enumerable ?? false, configurable: true };
-  }
-
-  set(): boolean {
-    return readOnly();
-  }
-
-  defineProperty(): boolean {
-    return readOnly();
-  }
-
-  deleteProperty(): boolean {
-    return readOnly();
-  }
-
-  setPrototypeOf(): boolean {
-    return readOnly();
-  }
-
-  preventExtensions(): boolean {
-    return readOnly();
-  }
-}
-
 /**
- * A lazily converted, read-only view of `v` for a CEL activation: reads the
- * same as `toCelValue(v)` (integral numbers as bigint) but converts only what
- * is read. Never mutates `v`; `v` must not change while the view is in use.
+ * Converts parsed JSON into CEL input like `toCelValue` (integral numbers as
+ * bigint, other numbers, strings, booleans and null as they are) but shares
+ * every subtree that holds no integral number with `v` instead of copying
+ * it. Never mutates `v`; treat the result as read-only (it may be `v`).
  */
-export function lazyCelValue(v: unknown): unknown {
-  return v !== null && typeof v === 'object' ? viewOf(v) : convertScalar(v);
+export function sharedCelValue(v: unknown): unknown {
+  if (typeof v === 'number') return Number.isInteger(v) ? BigInt(v) : v;
+  if (v === null || typeof v !== 'object') return v;
+  return sharedContainer(v);
+}
+
+/** `v` itself when nothing below it changes, else a shallow copy with the changed members replaced. */
+function sharedContainer(v: object): object {
+  if (Array.isArray(v)) {
+    let out: unknown[] | undefined;
+    for (let i = 0; i < v.length; i++) {
+      const e: unknown = v[i];
+      let c: unknown = e;
+      if (typeof e === 'number') c = Number.isInteger(e) ? BigInt(e) : e;
+      else if (e !== null && typeof e === 'object') c = sharedContainer(e);
+      if (c !== e) (out ??= v.slice())[i] = c;
+    }
+    return out ?? v;
+  }
+  const o = v as Record<string, unknown>;
+  let out: Record<string, unknown> | undefined;
+  for (const k in o) {
+    if (!Object.hasOwn(o, k)) continue;
+    const e = o[k];
+    let c: unknown = e;
+    if (typeof e === 'number') c = Number.isInteger(e) ? BigInt(e) : e;
+    else if (e !== null && typeof e === 'object') c = sharedContainer(e);
+    if (c === e) continue;
+    out ??= { ...o };
+    // JSON.parse makes "__proto__" an own member; plain assignment would set the prototype instead.
+    if (k === '__proto__') Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
+    else out[k] = c;
+  }
+  return out ?? v;
 }

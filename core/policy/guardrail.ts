@@ -36,7 +36,7 @@
 import { z } from 'zod';
 import type { Decision, GuardrailDecisionBody } from '../events/model.ts';
 import { compileCel, toCelValue, type CelActivation, type CelProgram, type CelResult } from './cel.ts';
-import { lazyCelValue } from './cel-value.ts';
+import { sharedCelValue } from './cel-value.ts';
 import { parseSpec, type PolicyDocument } from './document.ts';
 import { compileMatcher, matchConditionsSchema, matchSchema, requestNamespace, type Matcher, type PolicyInput } from './match.ts';
 
@@ -179,17 +179,17 @@ function inputSummary(input: PolicyInput): Record<string, unknown> {
 }
 
 /**
- * Builds the CEL activation for an input once (integral numbers read as CEL
- * ints, converted lazily where expressions look); pass it to several
- * evaluations of the same request to share the conversion.
+ * Builds the CEL activation for an input once (integral numbers become CEL
+ * ints; number-free subtrees are shared with the input, not copied); pass it
+ * to several evaluations of the same request to convert once.
  */
 export function guardrailActivation(input: PolicyInput): CelActivation {
-  // The objects are converted lazily (only what expressions read); the request is small and converted here.
+  // The objects share every number-free subtree with the input (no deep copy); the request is small.
   return {
-    object: lazyCelValue(input.object ?? null),
-    oldObject: lazyCelValue(input.oldObject ?? null),
+    object: sharedCelValue(input.object ?? null),
+    oldObject: sharedCelValue(input.oldObject ?? null),
     request: toCelValue({ dryRun: false, subResource: '', namespace: '', name: '', ...input.request }),
-    namespaceObject: lazyCelValue(input.namespaceObject ?? null),
+    namespaceObject: sharedCelValue(input.namespaceObject ?? null),
   };
 }
 
