@@ -1,18 +1,20 @@
 /**
  * The API server the gateway forwards to, and the gateway's own credentials
- * for it. Loaded once with @kubernetes/client-node's KubeConfig (a kubeconfig
+ * for it. Loaded with @kubernetes/client-node's KubeConfig (a kubeconfig
  * file and context, or the in-cluster service account), which knows every
  * credential form (token, client certificate, exec plugin, in-cluster token
- * file); the hot path then uses plain node:https with one keep-alive Agent.
+ * file), in a worker thread so its large heap stays out of the gateway's; the
+ * hot path then uses plain node:https with one keep-alive Agent.
  *
  * Credentials are re-read periodically so rotated in-cluster tokens and exec
  * plugin tokens keep working without a restart.
  */
 import https from 'node:https';
 import tls from 'node:tls';
-import { KubeConfig } from '@kubernetes/client-node';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from '../core/logger.ts';
 import { ProxyError } from './errors.ts';
+import type { CredentialsWorkerData, CredentialsWorkerMessage } from './upstream-credentials-worker.ts';
 
 /** Where and how to reach the API server. */
 export interface UpstreamTarget {
@@ -81,57 +83,105 @@ export interface Upstream extends UpstreamTarget {
   close(): void;
 }
 
-function toBuffer(v: unknown): Buffer | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (Buffer.isBuffer(v)) return v;
-  if (typeof v === 'string') return Buffer.from(v);
-  if (Array.isArray(v)) return Buffer.concat(v.map((x) => (Buffer.isBuffer(x) ? x : Buffer.from(String(x)))));
-  return undefined;
-}
+/** The credentials worker (upstream-credentials-worker.ts) as the main thread uses it. */
+class CredentialsWorker {
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, { resolve: (r: { tls: UpstreamTls; authorization: string | undefined }) => void; reject: (e: Error) => void }>();
+  #nextId = 0;
+  #failure: Error | undefined;
+  readonly loaded: Promise<string>;
 
-function expandHome(p: string): string {
-  return p.startsWith('~/') ? `${process.env['HOME'] ?? ''}${p.slice(1)}` : p;
+  constructor(data: CredentialsWorkerData) {
+    this.#worker = new Worker(new URL('./upstream-credentials-worker.ts', import.meta.url), { workerData: data });
+    this.#worker.unref();
+    let onLoaded: (server: string) => void = () => undefined;
+    let onFailed: (e: Error) => void = () => undefined;
+    this.loaded = new Promise<string>((resolve, reject) => {
+      onLoaded = resolve;
+      onFailed = reject;
+    });
+    this.#worker.on('message', (m: CredentialsWorkerMessage) => {
+      if (m.type === 'loaded') onLoaded(m.server);
+      else if (m.type === 'load-failed') {
+        onFailed(
+          m.stage === 'cluster'
+            ? new ProxyError('PROXY_ERR_UPSTREAM_CONFIG', m.message)
+            : new ProxyError('PROXY_ERR_UPSTREAM_CONFIG', 'cannot load the upstream kubeconfig', { cause: new Error(m.message) }),
+        );
+      } else {
+        const p = this.#pending.get(m.id);
+        if (!p) return;
+        this.#pending.delete(m.id);
+        if (this.#pending.size === 0) this.#worker.unref();
+        if (m.type === 'read-failed') p.reject(new Error(m.message));
+        else {
+          const tls: UpstreamTls = { rejectUnauthorized: m.tls.rejectUnauthorized };
+          if (m.tls.ca) tls.ca = Buffer.from(m.tls.ca);
+          if (m.tls.cert) tls.cert = Buffer.from(m.tls.cert);
+          if (m.tls.key) tls.key = Buffer.from(m.tls.key);
+          if (m.tls.servername) tls.servername = m.tls.servername;
+          p.resolve({ tls, authorization: m.authorization });
+        }
+      }
+    });
+    const die = (err: Error): void => {
+      this.#failure = err;
+      onFailed(new ProxyError('PROXY_ERR_UPSTREAM_CONFIG', 'the upstream credentials worker failed', { cause: err }));
+      for (const p of this.#pending.values()) p.reject(err);
+      this.#pending.clear();
+    };
+    this.#worker.on('error', die);
+    this.#worker.on('exit', (code) => die(new Error(`credentials worker exited with code ${code}`)));
+  }
+
+  /** Fresh TLS material and bearer token (an exec plugin or token file is re-read when due). */
+  read(): Promise<{ tls: UpstreamTls; authorization: string | undefined }> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      // Keep the process alive only while a read is outstanding.
+      this.#worker.ref();
+      this.#worker.postMessage({ id });
+    });
+  }
+
+  close(): void {
+    this.#worker.removeAllListeners('exit');
+    void this.#worker.terminate();
+  }
 }
 
 /**
  * Loads the upstream from a kubeconfig (default context unless `context`
  * is set) or from the in-cluster service account. Throws
  * PROXY_ERR_UPSTREAM_CONFIG when neither gives a usable cluster.
+ *
+ * @kubernetes/client-node runs in a worker thread (see
+ * upstream-credentials-worker.ts for why): the main thread only receives the
+ * server URL, TLS material and bearer token.
  */
 export async function loadUpstream(opts: UpstreamOptions): Promise<Upstream> {
-  const kc = new KubeConfig();
+  const worker = new CredentialsWorker({ kubeconfig: opts.kubeconfig, context: opts.context, inCluster: opts.inCluster });
   try {
-    if (opts.inCluster) kc.loadFromCluster();
-    else if (opts.kubeconfig !== undefined) kc.loadFromFile(expandHome(opts.kubeconfig));
-    else kc.loadFromDefault();
-    if (opts.context) kc.setCurrentContext(opts.context);
+    return await loadFromWorker(worker, opts);
   } catch (err) {
-    throw new ProxyError('PROXY_ERR_UPSTREAM_CONFIG', 'cannot load the upstream kubeconfig', { cause: err });
+    worker.close();
+    throw err;
   }
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new ProxyError('PROXY_ERR_UPSTREAM_CONFIG', 'the upstream kubeconfig has no current cluster');
+}
+
+async function loadFromWorker(worker: CredentialsWorker, opts: UpstreamOptions): Promise<Upstream> {
+  const server = await worker.loaded;
   let url: URL;
   try {
-    url = new URL(cluster.server.replace(/\/+$/, ''));
+    url = new URL(server.replace(/\/+$/, ''));
   } catch (err) {
     throw new ProxyError('PROXY_ERR_UPSTREAM_CONFIG', 'the upstream server is not a URL', { cause: err });
   }
   if (url.protocol !== 'https:') throw new ProxyError('PROXY_ERR_UPSTREAM_CONFIG', 'the upstream server must be https');
 
-  const read = async (): Promise<{ tls: UpstreamTls; authorization: string | undefined }> => {
-    const o: https.RequestOptions & { headers: Record<string, string> } = { headers: {} };
-    await kc.applyToHTTPSOptions(o);
-    const tls: UpstreamTls = { rejectUnauthorized: o.rejectUnauthorized ?? true };
-    const ca = toBuffer(o.ca);
-    const cert = toBuffer(o.cert);
-    const key = toBuffer(o.key);
-    if (ca) tls.ca = ca;
-    if (cert) tls.cert = cert;
-    if (key) tls.key = key;
-    if (o.servername) tls.servername = o.servername;
-    const auth = o.headers['Authorization'] ?? o.headers['authorization'];
-    return { tls, authorization: typeof auth === 'string' ? auth : undefined };
-  };
+  const read = (): Promise<{ tls: UpstreamTls; authorization: string | undefined }> => worker.read();
 
   let current: Awaited<ReturnType<typeof read>>;
   try {
@@ -172,6 +222,7 @@ export async function loadUpstream(opts: UpstreamOptions): Promise<Upstream> {
     close: () => {
       clearInterval(timer);
       agent.destroy();
+      worker.close();
     },
   };
 }
