@@ -11,8 +11,20 @@
  * The gateway runs in a child process (this file with `serve`) with the real
  * event pipeline (local log under a temp dataDir), so the load generator does
  * not share its event loop. Prints figures and ratios (gateway / direct).
+ *
+ * A third path is a reference, not a baseline: the floor of any Node proxy on
+ * this machine, a bare node:https reverse proxy (this file with `serve-floor`,
+ * also a child process: keep-alive agent, no authentication, no impersonation,
+ * no audit; it forwards the caller's own token). On a machine where the load
+ * generator, the proxy and the API server share the same cores, every
+ * CPU-microsecond a proxy spends comes out of the API server's, so the ratio
+ * direct/gateway is bounded by what the floor reaches. The CPU time each proxy
+ * process uses per request (from /proc) is printed too: unlike requests/s it
+ * says what the gateway itself costs, independent of how loaded the machine is.
  */
 import { spawn } from 'node:child_process';
+import https from 'node:https';
+import tls from 'node:tls';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -56,6 +68,72 @@ async function serve(): Promise<void> {
   });
 }
 
+/**
+ * The floor: a bare node:https reverse proxy to the API server, the way any
+ * Node proxy would start (keep-alive agent with a prebuilt SecureContext,
+ * hop-by-hop headers dropped, bodies piped). No authentication, no
+ * impersonation, no events: the caller's own Authorization goes upstream.
+ */
+async function serveFloor(): Promise<void> {
+  const env = readEnvFile();
+  if (!env) throw new Error('harness not running');
+  const up = new URL(env.APISERVER_URL);
+  const ca = createCA({ commonName: 'bench-floor-ca' });
+  const serving = issueCert(ca, { commonName: 'floor', ips: ['127.0.0.1'] });
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 256, scheduling: 'lifo', secureContext: tls.createSecureContext({ ca: readFileSync(env.APISERVER_CA) }) });
+  const hop = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'host']);
+  const server = https.createServer({ cert: serving.certPem, key: serving.keyPem, keepAliveTimeout: 65_000, noDelay: true }, (req, res) => {
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !hop.has(k)) headers[k] = v;
+    const upReq = https.request({ hostname: up.hostname, port: up.port, method: req.method, path: req.url, headers, agent }, (upRes) => {
+      const lines: string[] = [];
+      for (let i = 0; i + 1 < upRes.rawHeaders.length; i += 2) if (!hop.has((upRes.rawHeaders[i] as string).toLowerCase())) lines.push(upRes.rawHeaders[i] as string, upRes.rawHeaders[i + 1] as string);
+      res.writeHead(upRes.statusCode ?? 502, lines);
+      upRes.pipe(res);
+    });
+    upReq.on('error', () => res.destroy());
+    req.pipe(upReq);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  process.stdout.write(`${JSON.stringify({ url: `https://127.0.0.1:${port}`, ca: ca.certPem })}\n`);
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+/** CPU time (user + system, ms) the process `pid` has used so far; undefined without /proc. */
+function cpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    // utime and stime, fields 14 and 15 of stat(5), in clock ticks (USER_HZ = 100 on Linux).
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Spawns this file in `mode` and reads the `{url, ca}` line it prints. */
+async function startChild(mode: 'serve' | 'serve-floor'): Promise<{ child: ReturnType<typeof spawn>; url: string; ca: string }> {
+  const child = spawn(process.execPath, [SELF, mode], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
+  const first = await new Promise<{ url: string; ca: string }>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      buf += c.toString();
+      const nl = buf.indexOf('\n');
+      if (nl !== -1) resolve(JSON.parse(buf.slice(0, nl)) as { url: string; ca: string });
+    });
+    child.once('exit', (code) => reject(new Error(`${mode} exited ${code}`)));
+  });
+  return { child, ...first };
+}
+
+async function stopChild(child: ReturnType<typeof spawn> | undefined): Promise<void> {
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
 interface Figures {
   rps: number;
   p50: number;
@@ -63,9 +141,12 @@ interface Figures {
   errors: number;
   non2xx: number;
   mbps: number;
+  /** CPU time of the measured proxy process per request (µs), when one was given. */
+  cpuUsPerReq?: number;
 }
 
-async function load(url: string, token: string, ca: string, o: { connections: number; duration: number; rate?: number; headers?: Record<string, string> }): Promise<Figures> {
+async function load(url: string, token: string, ca: string, o: { connections: number; duration: number; rate?: number; headers?: Record<string, string>; pid?: number | undefined }): Promise<Figures> {
+  const cpu0 = cpuMs(o.pid);
   const r = await autocannon({
     url,
     headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(o.headers ?? {}) },
@@ -74,11 +155,15 @@ async function load(url: string, token: string, ca: string, o: { connections: nu
     ...(o.rate ? { overallRate: o.rate } : {}),
     tlsOptions: { ca },
   });
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, mbps: r.throughput.average / 1e6 };
+  const f: Figures = { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, mbps: r.throughput.average / 1e6 };
+  const cpu1 = cpuMs(o.pid);
+  if (cpu0 !== undefined && cpu1 !== undefined && r.requests.total > 0) f.cpuUsPerReq = ((cpu1 - cpu0) * 1000) / r.requests.total;
+  return f;
 }
 
 function row(name: string, f: Figures): string {
-  return `${name.padEnd(34)} ${f.rps.toFixed(0).padStart(7)} req/s  p50 ${f.p50.toFixed(1).padStart(6)} ms  p99 ${f.p99.toFixed(1).padStart(6)} ms  ${f.mbps.toFixed(1).padStart(6)} MB/s  errors ${f.errors} non2xx ${f.non2xx}`;
+  const cpu = f.cpuUsPerReq !== undefined ? `  proxy CPU ${f.cpuUsPerReq.toFixed(0).padStart(4)} µs/req` : '';
+  return `${name.padEnd(34)} ${f.rps.toFixed(0).padStart(7)} req/s  p50 ${f.p50.toFixed(1).padStart(6)} ms  p99 ${f.p99.toFixed(1).padStart(6)} ms  ${f.mbps.toFixed(1).padStart(6)} MB/s  errors ${f.errors} non2xx ${f.non2xx}${cpu}`;
 }
 
 async function main(): Promise<void> {
@@ -93,7 +178,8 @@ async function main(): Promise<void> {
     return r.stdout;
   };
   await must(['create', 'namespace', ns]);
-  const child = spawn(process.execPath, [SELF, 'serve'], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
+  let gwChild: ReturnType<typeof spawn> | undefined;
+  let floorChild: ReturnType<typeof spawn> | undefined;
   try {
     await must(['apply', '-f', '-'], `apiVersion: v1
 kind: ServiceAccount
@@ -122,21 +208,17 @@ data: {greeting: hello}
       await must(['create', '-f', '-'], docs.join('---\n'));
     }
     const token = (await must(['-n', ns, 'create', 'token', 'bench', '--duration=1h'])).trim();
-    const gw = await new Promise<{ url: string; ca: string }>((resolve, reject) => {
-      let buf = '';
-      child.stdout.on('data', (c: Buffer) => {
-        buf += c.toString();
-        const nl = buf.indexOf('\n');
-        if (nl !== -1) resolve(JSON.parse(buf.slice(0, nl)) as { url: string; ca: string });
-      });
-      child.once('exit', (code) => reject(new Error(`gateway exited ${code}`)));
-    });
+    const gw = await startChild('serve');
+    gwChild = gw.child;
+    const floor = await startChild('serve-floor');
+    floorChild = floor.child;
 
     const small = `/api/v1/namespaces/${ns}/configmaps/small`;
     const list = `/api/v1/namespaces/${ns}/configmaps`;
     // Warm both paths (TLS sessions, token review cache, JIT).
     await load(`${env.APISERVER_URL}${small}`, token, apiCa, { connections: 4, duration: 2 });
     await load(`${gw.url}${small}`, token, gw.ca, { connections: 4, duration: 2 });
+    await load(`${floor.url}${small}`, token, floor.ca, { connections: 4, duration: 2 });
 
     const print = (line: string): void => void process.stdout.write(`${line}\n`);
     print(`kubetrail gateway benchmark — Node ${process.version}, ${new Date().toISOString()}`);
@@ -156,6 +238,7 @@ data: {greeting: hello}
       errors: fs.reduce((n, f) => n + f.errors, 0),
       non2xx: fs.reduce((n, f) => n + f.non2xx, 0),
       mbps: median(fs.map((f) => f.mbps)),
+      ...(fs.every((f) => f.cpuUsPerReq !== undefined) ? { cpuUsPerReq: median(fs.map((f) => f.cpuUsPerReq as number)) } : {}),
     });
     const rounds = async (paths: { name: string; run: () => Promise<Figures> }[], n: number): Promise<Figures[]> => {
       const acc: Figures[][] = paths.map(() => []);
@@ -168,26 +251,31 @@ data: {greeting: hello}
       'impersonate-extra-kubetrail.io%2fsession': 'bench-session',
     };
 
-    const [sd, sp, si] = (await rounds(
+    const [sd, sp, si, sf] = (await rounds(
       [
         { name: 'direct', run: () => load(`${env.APISERVER_URL}${small}`, token, apiCa, { connections: C, duration: 3 }) },
-        { name: 'gateway', run: () => load(`${gw.url}${small}`, token, gw.ca, { connections: C, duration: 3 }) },
+        { name: 'gateway', run: () => load(`${gw.url}${small}`, token, gw.ca, { connections: C, duration: 3, pid: gwChild?.pid }) },
         // What impersonation alone costs the API server: the admin token with the headers the gateway sends, straight to it.
         { name: 'direct+imp', run: () => load(`${env.APISERVER_URL}${small}`, env.ADMIN_TOKEN, apiCa, { connections: C, duration: 3, headers: impersonation }) },
+        { name: 'floor', run: () => load(`${floor.url}${small}`, token, floor.ca, { connections: C, duration: 3, pid: floorChild?.pid }) },
       ],
       ROUNDS,
-    )) as [Figures, Figures, Figures];
+    )) as [Figures, Figures, Figures, Figures];
     print(`small GET (one ConfigMap), ${C} connections, full load, median of ${ROUNDS} alternating 3 s rounds:`);
     print(row('  direct', sd));
     print(row('  gateway', sp));
     print(row('  direct + impersonation headers', si));
-    print(`  throughput ratio gateway/direct: ${(sp.rps / sd.rps).toFixed(2)} (target >= 0.70); direct+impersonation/direct: ${(si.rps / sd.rps).toFixed(2)}`);
+    print(row('  bare node:https proxy (reference)', sf));
+    print(`  throughput ratio gateway/direct: ${(sp.rps / sd.rps).toFixed(2)} (target >= 0.70); direct+impersonation/direct: ${(si.rps / sd.rps).toFixed(2)}; bare proxy/direct: ${(sf.rps / sd.rps).toFixed(2)}`);
+    if (sp.cpuUsPerReq !== undefined && sf.cpuUsPerReq !== undefined) {
+      print(`  proxy CPU per request: gateway ${sp.cpuUsPerReq.toFixed(0)} µs, bare proxy ${sf.cpuUsPerReq.toFixed(0)} µs (gateway's own work: +${(sp.cpuUsPerReq - sf.cpuUsPerReq).toFixed(0)} µs)`);
+    }
 
     const rate = 100;
     const [fd, fp] = (await rounds(
       [
         { name: 'direct', run: () => load(`${env.APISERVER_URL}${small}`, token, apiCa, { connections: 2, duration: 3, rate }) },
-        { name: 'gateway', run: () => load(`${gw.url}${small}`, token, gw.ca, { connections: 2, duration: 3, rate }) },
+        { name: 'gateway', run: () => load(`${gw.url}${small}`, token, gw.ca, { connections: 2, duration: 3, rate, pid: gwChild?.pid }) },
       ],
       ROUNDS,
     )) as [Figures, Figures];
@@ -199,7 +287,7 @@ data: {greeting: hello}
     const [ld, lp] = (await rounds(
       [
         { name: 'direct', run: () => load(`${env.APISERVER_URL}${list}`, token, apiCa, { connections: 2, duration: 3 }) },
-        { name: 'gateway', run: () => load(`${gw.url}${list}`, token, gw.ca, { connections: 2, duration: 3 }) },
+        { name: 'gateway', run: () => load(`${gw.url}${list}`, token, gw.ca, { connections: 2, duration: 3, pid: gwChild?.pid }) },
       ],
       3,
     )) as [Figures, Figures];
@@ -208,11 +296,12 @@ data: {greeting: hello}
     print(row('  gateway', lp));
     print(`  throughput ratio gateway/direct: ${(lp.rps / ld.rps).toFixed(2)}; p99 ${ld.p99.toFixed(0)} -> ${lp.p99.toFixed(0)} ms; response ${(ld.mbps / Math.max(ld.rps, 1)).toFixed(2)} MB`);
   } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
+    await stopChild(gwChild);
+    await stopChild(floorChild);
     await kubectl(admin, ['delete', 'namespace', ns, '--wait=false']);
   }
 }
 
 if (process.argv[2] === 'serve') await serve();
+else if (process.argv[2] === 'serve-floor') await serveFloor();
 else await main();
