@@ -282,6 +282,13 @@ test('closing the gateway ends an open watch cleanly and waits for its event', a
     const deadline = Date.now() + 30_000;
     while (!out.includes('configmap/') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.ok(out.includes('configmap/'), 'the watch never listed anything');
+    // kubectl lists, then opens the watch: only a change seen through the
+    // watch shows the watch itself is open at the gateway (closing between the
+    // two would test a refused request instead).
+    const marker = `watch-live-${uniq()}`;
+    await adminApply(`apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ${marker}, namespace: ${ns}}\n`);
+    while (!out.includes(`configmap/${marker}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(out.includes(`configmap/${marker}`), 'the watch never showed the new ConfigMap');
     // Bounded, so a shutdown that hangs fails the test instead of the whole run.
     const closed = await Promise.race([g.close().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 30_000))]);
     assert.ok(closed, 'close() did not return within 30 s');
