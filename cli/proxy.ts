@@ -45,7 +45,8 @@ export async function run(argv: string[]): Promise<number> {
   shutdown.add('event pipeline', () => pipeline.close());
   let gateway: Gateway;
   try {
-    gateway = await startGateway({ config: cfg, log, sink: pipeline, registry, tls });
+    // With the file names, the gateway reloads its certificate when they change (as the webhook does).
+    gateway = await startGateway({ config: cfg, log, sink: pipeline, registry, tls: { ...tls, certFile: tlsCfg.certFile, keyFile: tlsCfg.keyFile } });
   } catch (err) {
     await pipeline.close();
     throw err;

@@ -4,7 +4,10 @@
  * configuration, and starts the HTTPS listener. Used by `kubetrail proxy`,
  * `kubetrail start` and tests; it owns no logic of its own.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, watch, type FSWatcher } from 'node:fs';
+import type https from 'node:https';
+import path from 'node:path';
+import { createSecureContext } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Config } from '../core/config.ts';
@@ -30,8 +33,10 @@ export interface GatewayOptions {
   log: Logger;
   /** Where api.request and guardrail.decision events go. */
   sink: EventSink;
-  /** Listener certificate and key. */
+  /** Listener certificate and key; with certFile/keyFile, reloaded when those files change. */
   tls: ListenerTls;
+  /** Debounce of certificate reloads (ms). */
+  tlsReloadDebounceMs?: number;
   registry?: Registry;
   /** Overrides `config.proxy.listen` (e.g. `127.0.0.1:0` in tests). */
   listen?: string;
@@ -57,11 +62,65 @@ export interface Gateway {
   readonly upstream: Upstream;
   readonly context: GatewayContext;
   /**
+   * Reads tls.certFile/keyFile again and serves that pair to new connections
+   * (also done when the files change); false, with the previous pair kept,
+   * when the new one does not load or there are no files.
+   */
+  reloadTls(): boolean;
+  /**
    * Stops accepting, ends idle keep-alive connections and long-running
    * exchanges, waits for requests in flight and for their events, then stops
    * the policy watch and the upstream agent. The sink is the caller's to close.
    */
   close(): Promise<void>;
+}
+
+/**
+ * Certificate reload of the listener, as the webhook does it: the
+ * directories of the cert and key files are watched (a Secret volume swaps a
+ * `..data` symlink; cert-manager or an editor renames files into place), and
+ * each change, debounced, loads the pair again and hands it to
+ * `setSecureContext`, used by every new connection (open ones keep theirs).
+ * A pair that does not load (half-written, mismatched) is logged and the
+ * previous one stays.
+ */
+function watchListenerCertificate(server: https.Server, tls: ListenerTls, log: Logger, debounceMs: number): { reload: () => boolean; stop: () => void } {
+  const { certFile, keyFile } = tls;
+  if (certFile === undefined || keyFile === undefined) return { reload: () => false, stop: () => undefined };
+  const reload = (): boolean => {
+    try {
+      const pair = { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+      createSecureContext(pair); // throws when the pair is unusable (mismatch, half-written)
+      server.setSecureContext(pair);
+      log.info({ certFile }, 'gateway certificate reloaded');
+      return true;
+    } catch (err) {
+      log.error({ err, certFile, keyFile }, 'gateway certificate reload failed; keeping the previous one');
+      return false;
+    }
+  };
+  const watchers: FSWatcher[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  for (const dir of new Set([path.dirname(certFile), path.dirname(keyFile)])) {
+    try {
+      const w = watch(dir, { persistent: false }, () => {
+        if (timer) clearTimeout(timer);
+        timer = setTimeout(() => void reload(), debounceMs);
+        timer.unref();
+      });
+      w.on('error', (err) => log.error({ err, dir }, 'certificate directory watch failed'));
+      watchers.push(w);
+    } catch (err) {
+      log.error({ err, dir }, 'cannot watch the certificate directory; the gateway certificate will not reload');
+    }
+  }
+  return {
+    reload,
+    stop: () => {
+      if (timer) clearTimeout(timer);
+      for (const w of watchers) w.close();
+    },
+  };
 }
 
 /** Builds everything and starts listening. Throws (before listening) on a bad upstream, issuer rule or policy set. */
@@ -123,6 +182,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       pending: new Set(),
     };
     const server = createGatewayServer(ctx, opts.tls);
+    const certReload = watchListenerCertificate(server, opts.tls, log, opts.tlsReloadDebounceMs ?? 100);
     const { host, port } = splitHostPort(opts.listen ?? cfg.listen);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -136,8 +196,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       port: actual,
       upstream,
       context: ctx,
+      reloadTls: certReload.reload,
       close: async () => {
         ctx.closing = true;
+        certReload.stop();
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         // Watches, follows and upgrades would hold the listener open forever: end them, as the API server does on shutdown.

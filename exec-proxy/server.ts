@@ -508,6 +508,12 @@ export async function handleUpgrade(ctx: GatewayContext, req: IncomingMessage, s
 export interface ListenerTls {
   cert: string | Buffer;
   key: string | Buffer;
+  /**
+   * Where `cert` and `key` were read from. When given, the gateway watches
+   * them and serves a new pair without a restart (see startGateway).
+   */
+  certFile?: string;
+  keyFile?: string;
 }
 
 /** Creates (does not start) the gateway's HTTPS server. */
