@@ -284,17 +284,19 @@ data: {greeting: hello}
     print(row('  gateway', fp));
     print(`  added latency: p50 +${(fp.p50 - fd.p50).toFixed(1)} ms, p99 +${(fp.p99 - fd.p99).toFixed(1)} ms (target p99 < 3 ms)`);
 
-    const [ld, lp] = (await rounds(
+    const [ld, lp, lf] = (await rounds(
       [
         { name: 'direct', run: () => load(`${env.APISERVER_URL}${list}`, token, apiCa, { connections: 2, duration: 3 }) },
         { name: 'gateway', run: () => load(`${gw.url}${list}`, token, gw.ca, { connections: 2, duration: 3, pid: gwChild?.pid }) },
+        { name: 'floor', run: () => load(`${floor.url}${list}`, token, floor.ca, { connections: 2, duration: 3, pid: floorChild?.pid }) },
       ],
       3,
-    )) as [Figures, Figures];
+    )) as [Figures, Figures, Figures];
     print('5 MB list (50 ConfigMaps of 100 KiB), 2 connections, full load, median of 3 rounds:');
     print(row('  direct', ld));
     print(row('  gateway', lp));
-    print(`  throughput ratio gateway/direct: ${(lp.rps / ld.rps).toFixed(2)}; p99 ${ld.p99.toFixed(0)} -> ${lp.p99.toFixed(0)} ms; response ${(ld.mbps / Math.max(ld.rps, 1)).toFixed(2)} MB`);
+    print(row('  bare node:https proxy (reference)', lf));
+    print(`  throughput ratio gateway/direct: ${(lp.rps / ld.rps).toFixed(2)} (target >= 0.70); bare proxy/direct: ${(lf.rps / ld.rps).toFixed(2)}; p99 ${ld.p99.toFixed(0)} -> ${lp.p99.toFixed(0)} ms; response ${(ld.mbps / Math.max(ld.rps, 1)).toFixed(2)} MB`);
   } finally {
     await stopChild(gwChild);
     await stopChild(floorChild);
