@@ -257,7 +257,10 @@ export async function startKafka(opts: KafkaOptions): Promise<KafkaBroker> {
   writeFileSync(propsFile, props.join('\n') + '\n');
   const logFile = path.join(opts.dir, 'kafka.log');
   if (!existsSync(path.join(dataDir, 'meta.properties'))) {
-    const clusterId = randomBytes(16).toString('base64url');
+    // Kafka's own random cluster ids never start with '-' (the format tool's
+    // argument parser would read one as an option: about 1 start in 64).
+    let clusterId = randomBytes(16).toString('base64url');
+    while (clusterId.startsWith('-')) clusterId = randomBytes(16).toString('base64url');
     const formatArgs = ['format', '-t', clusterId, '-c', propsFile];
     for (const [u, p] of Object.entries(opts.saslUsers ?? {})) {
       formatArgs.push('--add-scram', `SCRAM-SHA-256=[name=${u},password=${p}]`, '--add-scram', `SCRAM-SHA-512=[name=${u},password=${p}]`);
