@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -86,4 +86,21 @@ test('following the local log yields events written after the reader started', a
   await reading;
   await p.close();
   assert.deepEqual(seen, ['a', 'b', 'c']);
+});
+
+test('a burst of concurrent emits leaves the highest link in the chain head file, once the burst is durable and at close', async () => {
+  const dataDir = path.join(root, 'head-burst');
+  const config = loadConfig({ document: { cluster: 'unit', dataDir, signing: { checkpointEvery: 1000, checkpointIntervalMs: 60_000 } } });
+  const p = await createEventPipeline({ config, log: logger().log, registry: new Registry(), component: 'proxy', instance: 'burst' });
+  const headFile = path.join(dataDir, 'chain', 'proxy-burst.head');
+  const head = (): { seq: number; hash: string } => JSON.parse(readFileSync(headFile, 'utf8')) as { seq: number; hash: string };
+  const events = await Promise.all(Array.from({ length: 50 }, (_, i) => p.emit(draft(`u${i}`, 'ns'))));
+  await new Promise((r) => setImmediate(r));
+  const last = events.reduce((m, e) => ((e.chain?.seq ?? 0) > (m.chain?.seq ?? 0) ? e : m));
+  assert.equal(last.chain?.seq, 50);
+  assert.deepEqual(head(), { seq: 50, hash: last.chain?.hash });
+  const more = await p.emit(draft('late', 'ns'));
+  await p.close();
+  // close() writes a final checkpoint after `more`: the head names that one.
+  assert.ok(head().seq > (more.chain?.seq ?? Infinity), `head ${head().seq} is not past ${more.chain?.seq}`);
 });

@@ -32,6 +32,8 @@ export class LocalLogSink implements EventPipeline {
   readonly #timer: NodeJS.Timeout;
   readonly #retentionTimer: NodeJS.Timeout;
   #closed = false;
+  #headDue: { seq: number; hash: string } | undefined;
+  #headScheduled = false;
   #closing: Promise<void> | undefined;
   readonly #cm: ComponentMetrics;
 
@@ -75,8 +77,26 @@ export class LocalLogSink implements EventPipeline {
 
   #write(s: SealedEvent): Promise<void> {
     return this.#o.log.append([s.line]).then(() => {
-      this.#o.head.save(s.event.chain as { seq: number; hash: string });
+      this.#saveHead(s.event.chain as { seq: number; hash: string });
       this.#cm.durable('local', s.event.type);
+    });
+  }
+
+  /**
+   * The events of one group commit become durable together; their
+   * callbacks run back to back, so the head is written once for the batch
+   * (after them, with the highest link), not once per event. The head is a
+   * restart hint, not the record: the log tail is the authority on start.
+   */
+  #saveHead(link: { seq: number; hash: string }): void {
+    if (this.#headDue === undefined || link.seq > this.#headDue.seq) this.#headDue = link;
+    if (this.#headScheduled) return;
+    this.#headScheduled = true;
+    queueMicrotask(() => {
+      this.#headScheduled = false;
+      const due = this.#headDue;
+      this.#headDue = undefined;
+      if (due !== undefined) this.#o.head.save(due);
     });
   }
 
@@ -99,6 +119,8 @@ export class LocalLogSink implements EventPipeline {
       this.#checkpoint();
       this.#closed = true;
       await this.#o.log.close();
+      if (this.#headDue !== undefined) this.#o.head.save(this.#headDue);
+      this.#headDue = undefined;
       this.#o.head.close();
       this.#o.onClose?.();
     })();
