@@ -26,7 +26,7 @@
  *   guardrail (deny/requireApproval) is denied; everything else is admitted
  *   with a warning and without an event id.
  */
-import { v7 as uuidv7 } from 'uuid';
+import { uuidv7 } from '../core/events/ids.ts';
 import fastJsonPatch, { type Operation } from 'fast-json-patch';
 import type { Actor, AdmissionReviewBody, Correlation, Decision, EventDraft, Target } from '../core/events/model.ts';
 import type { EventSink } from '../core/sinks/sink.ts';
