@@ -1,13 +1,19 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { loadConfig } from './config.ts';
 import { ConfigError } from './errors.ts';
 
+const tmpDirs: string[] = [];
+after(() => {
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+});
+
 function tmpFile(name: string, text: string): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'kt-config-'));
+  tmpDirs.push(dir);
   const f = path.join(dir, name);
   writeFileSync(f, text);
   return f;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { compileExecPolicy, evaluateExec, execPolicyCompiler, hasLineRules, opaqueLineDecision, type CompiledExecPolicy, type ExecInput } from './exec.ts';
@@ -73,8 +73,9 @@ test('bad ExecPolicy documents are rejected with every issue and its path', () =
   }
 });
 
-test('ExecPolicy and MaskingPolicy documents load from a policy directory through PolicyStore, and a bad one is reported with file and path', async () => {
+test('ExecPolicy and MaskingPolicy documents load from a policy directory through PolicyStore, and a bad one is reported with file and path', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'kubetrail-exec-policies-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(
     path.join(dir, 'exec.yaml'),
     [

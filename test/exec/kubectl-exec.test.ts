@@ -4,7 +4,7 @@
  * typed-line guardrails, denials, SPDY refusal, masking, attach.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -63,6 +63,7 @@ test('kubectl exec -it: a typed session runs, a blocked typed line is not execut
   });
   t.after(() => rig.close());
   const dir = mkdtempSync(path.join(tmpdir(), 'kubetrail-tty-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const victim = path.join(dir, 'keep-me');
   writeFileSync(victim, 'precious');
   const kc = rig.gw.kubeconfig;

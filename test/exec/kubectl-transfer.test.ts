@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -21,6 +21,7 @@ test('kubectl cp copies a 50 MB file into the pod and back intact, and the trans
   const rig = await startRig();
   t.after(() => rig.close());
   const dir = mkdtempSync(path.join(tmpdir(), 'kubetrail-cp-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const src = path.join(dir, 'big.bin');
   const content = randomBytes(50 * 1024 * 1024);
   writeFileSync(src, content);

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -42,6 +42,7 @@ test('a recorded session is listed by kubetrail sessions and replayed byte for b
   t.after(async () => {
     await gw.close();
     await up.close();
+    rmSync(dataDir, { recursive: true, force: true });
   });
   // Output with a tab, a multi-byte character split across two writes, a non-UTF-8 byte, and a pause.
   const script = `printf 'one\\ttwo\\n'; printf '\\342\\202'; sleep 0.2; printf '\\254 euro\\n\\377 raw\\n'; seq 1 2000`;

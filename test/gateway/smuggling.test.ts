@@ -19,6 +19,7 @@ import { startTestGateway, type TestGateway } from './support.ts';
 let fake: FakeApiServer;
 let t: TestGateway;
 let upstreamKubeconfig: string;
+let fakeDir: string | undefined;
 const GOOD = 'good-token';
 const OTHER = 'other-token';
 
@@ -26,6 +27,7 @@ before(async () => {
   fake = await startFakeApiServer({ [GOOD]: { username: 'fake-user', groups: ['g1', 'g, with comma'] }, [OTHER]: { username: 'other', groups: [] } });
   const dir = path.join((await import('node:os')).tmpdir(), `kubetrail-fake-${randomBytes(4).toString('hex')}`);
   (await import('node:fs')).mkdirSync(dir, { recursive: true });
+  fakeDir = dir;
   writeFileSync(path.join(dir, 'ca.crt'), fake.caPem);
   const kc = path.join(dir, 'kubeconfig');
   writeFileSync(
@@ -44,6 +46,7 @@ current-context: fake
 after(async () => {
   await t?.close();
   await fake?.close();
+  if (fakeDir !== undefined) (await import('node:fs')).rmSync(fakeDir, { recursive: true, force: true });
 });
 
 function rawRequest(headers: [string, string][], pathname = '/api/v1/namespaces/x/configmaps'): Promise<{ status: number; body: string }> {
