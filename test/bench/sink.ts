@@ -30,6 +30,7 @@ import { createLogger } from '../../core/logger.ts';
 import { createEventPipeline } from '../../core/pipeline.ts';
 import type { EventDraft, KubetrailEvent } from '../../core/events/model.ts';
 import { readEnvFile } from '../harness/harness.ts';
+import { dropBenchTopics } from './topics.ts';
 
 const { values } = parseArgs({ options: { brokers: { type: 'string' }, events: { type: 'string' }, rounds: { type: 'string' } } });
 const brokers = (values.brokers ?? process.env['KAFKA_BROKERS'] ?? readEnvFile()?.KAFKA_BROKERS ?? '').split(',').filter(Boolean);
@@ -239,4 +240,5 @@ try {
   process.stdout.write(`  emit-to-durable at ${fmt(lat.rate)} events/s (target 5,000): p50 ${lat.p50.toFixed(2)} ms, p99 ${lat.p99.toFixed(2)} ms\n`);
 } finally {
   rmSync(dataDir, { recursive: true, force: true });
+  await dropBenchTopics(brokers, new RegExp(`^bench-${run}\\.`));
 }

@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { dropBenchTopics } from './topics.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -603,5 +604,12 @@ if (import.meta.main) {
   if (mode === 'serve-noop') await serveNoop();
   else if (mode === 'serve-webhook' || mode === 'serve-webhook-memory') await serveWebhook();
   else if (mode === 'load-fixed') await loadFixedChild();
-  else await main();
+  else {
+    try {
+      await main();
+    } finally {
+      const { harness } = await import('../support/env.ts');
+      await dropBenchTopics(harness().KAFKA_BROKERS.split(','), /^kt-bench-webhook-/);
+    }
+  }
 }

@@ -443,6 +443,9 @@ rules:
       `--audit-log-path=${auditLog}`,
       `--audit-policy-file=${path.join(dir, 'audit-policy.yaml')}`,
       '--audit-log-format=json',
+      // Rotated at 100 MB (the default); keep a bounded history, or a long-lived `harness up` fills the disk (37 GB after an afternoon of benchmarks).
+      '--audit-log-maxsize=100',
+      '--audit-log-maxbackup=3',
       '--audit-log-mode=blocking',
       `--kubelet-client-certificate=${path.join(dir, 'kubelet-client.crt')}`,
       `--kubelet-client-key=${path.join(dir, 'kubelet-client.key')}`,
