@@ -4,13 +4,11 @@
  * configuration, and starts the HTTPS listener. Used by `kubetrail proxy`,
  * `kubetrail start` and tests; it owns no logic of its own.
  */
-import { existsSync, readFileSync, watch, type FSWatcher } from 'node:fs';
-import type https from 'node:https';
-import path from 'node:path';
-import { createSecureContext } from 'node:tls';
+import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Config } from '../core/config.ts';
+import { watchServerCertificate } from '../core/tls-reload.ts';
 import type { Logger } from '../core/logger.ts';
 import type { EventSink } from '../core/sinks/sink.ts';
 import { splitHostPort } from '../core/health-server.ts';
@@ -75,54 +73,6 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/**
- * Certificate reload of the listener, as the webhook does it: the
- * directories of the cert and key files are watched (a Secret volume swaps a
- * `..data` symlink; cert-manager or an editor renames files into place), and
- * each change, debounced, loads the pair again and hands it to
- * `setSecureContext`, used by every new connection (open ones keep theirs).
- * A pair that does not load (half-written, mismatched) is logged and the
- * previous one stays.
- */
-function watchListenerCertificate(server: https.Server, tls: ListenerTls, log: Logger, debounceMs: number): { reload: () => boolean; stop: () => void } {
-  const { certFile, keyFile } = tls;
-  if (certFile === undefined || keyFile === undefined) return { reload: () => false, stop: () => undefined };
-  const reload = (): boolean => {
-    try {
-      const pair = { cert: readFileSync(certFile), key: readFileSync(keyFile) };
-      createSecureContext(pair); // throws when the pair is unusable (mismatch, half-written)
-      server.setSecureContext(pair);
-      log.info({ certFile }, 'gateway certificate reloaded');
-      return true;
-    } catch (err) {
-      log.error({ err, certFile, keyFile }, 'gateway certificate reload failed; keeping the previous one');
-      return false;
-    }
-  };
-  const watchers: FSWatcher[] = [];
-  let timer: NodeJS.Timeout | undefined;
-  for (const dir of new Set([path.dirname(certFile), path.dirname(keyFile)])) {
-    try {
-      const w = watch(dir, { persistent: false }, () => {
-        if (timer) clearTimeout(timer);
-        timer = setTimeout(() => void reload(), debounceMs);
-        timer.unref();
-      });
-      w.on('error', (err) => log.error({ err, dir }, 'certificate directory watch failed'));
-      watchers.push(w);
-    } catch (err) {
-      log.error({ err, dir }, 'cannot watch the certificate directory; the gateway certificate will not reload');
-    }
-  }
-  return {
-    reload,
-    stop: () => {
-      if (timer) clearTimeout(timer);
-      for (const w of watchers) w.close();
-    },
-  };
-}
-
 /** Builds everything and starts listening. Throws (before listening) on a bad upstream, issuer rule or policy set. */
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const cfg = opts.config.proxy;
@@ -182,7 +132,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       pending: new Set(),
     };
     const server = createGatewayServer(ctx, opts.tls);
-    const certReload = watchListenerCertificate(server, opts.tls, log, opts.tlsReloadDebounceMs ?? 100);
+    const { certFile, keyFile } = opts.tls;
+    const certReload =
+      certFile !== undefined && keyFile !== undefined
+        ? watchServerCertificate(server, { certFile, keyFile }, { log, what: 'gateway', debounceMs: opts.tlsReloadDebounceMs ?? 100 })
+        : { reload: () => false, stop: () => undefined };
     const { host, port } = splitHostPort(opts.listen ?? cfg.listen);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

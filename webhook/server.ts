@@ -4,21 +4,15 @@
  * the API server's `?timeout=` honoured, uid echoed. One place
  * ({@link sendError}) maps errors to responses; it never echoes internal text.
  *
- * Certificates reload without a restart: the directories of the cert and key
- * files are watched (a Secret volume swaps a `..data` symlink; an editor or
- * cert-manager renames files into place) and each change builds a new secure
- * context with `setSecureContext`, used by every new connection. A pair that
- * does not load (half-written, mismatched) is logged and the previous one
- * stays.
+ * Certificates reload without a restart (core/tls-reload.ts).
  */
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createSecureContext } from 'node:tls';
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../core/logger.ts';
 import { splitHostPort } from '../core/health-server.ts';
+import { watchServerCertificate } from '../core/tls-reload.ts';
 import { AdmissionError } from './errors.ts';
 import { encodeResponse, parseAdmissionReview, parseGoDuration } from './review.ts';
 import type { AdmissionHandler } from './handler.ts';
@@ -108,8 +102,7 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
 /** Starts the HTTPS listener. */
 export async function startWebhookServer(opts: WebhookServerOptions): Promise<WebhookServer> {
   const { log, handler } = opts;
-  const loadPair = (): { cert: Buffer; key: Buffer } => ({ cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) });
-  const first = loadPair();
+  const first = { cert: readFileSync(opts.tls.certFile), key: readFileSync(opts.tls.keyFile) };
   let inFlight = 0;
   let closing = false;
   const idleWaiters: (() => void)[] = [];
@@ -154,33 +147,7 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
   server.headersTimeout = 15_000;
   server.requestTimeout = 60_000;
 
-  const reloadTls = (): boolean => {
-    try {
-      const pair = loadPair();
-      createSecureContext(pair); // throws when the pair is unusable (mismatch, half-written)
-      server.setSecureContext({ cert: pair.cert, key: pair.key, minVersion: 'TLSv1.2' });
-      log.info({ certFile: opts.tls.certFile }, 'webhook certificate reloaded');
-      return true;
-    } catch (err) {
-      log.error({ err, certFile: opts.tls.certFile, keyFile: opts.tls.keyFile }, 'webhook certificate reload failed; keeping the previous one');
-      return false;
-    }
-  };
-  const watchers: FSWatcher[] = [];
-  let reloadTimer: NodeJS.Timeout | undefined;
-  for (const dir of new Set([path.dirname(opts.tls.certFile), path.dirname(opts.tls.keyFile)])) {
-    try {
-      const w = watch(dir, { persistent: false }, () => {
-        if (reloadTimer) clearTimeout(reloadTimer);
-        reloadTimer = setTimeout(() => void reloadTls(), opts.tlsReloadDebounceMs ?? 100);
-        reloadTimer.unref();
-      });
-      w.on('error', (err) => log.error({ err, dir }, 'certificate directory watch failed'));
-      watchers.push(w);
-    } catch (err) {
-      log.error({ err, dir }, 'cannot watch the certificate directory; certificates will not reload');
-    }
-  }
+  const certificate = watchServerCertificate(server, opts.tls, { log, what: 'webhook', debounceMs: opts.tlsReloadDebounceMs ?? 100, contextOptions: { minVersion: 'TLSv1.2' } });
 
   const { host, port } = splitHostPort(opts.listen);
   await new Promise<void>((resolve, reject) => {
@@ -195,12 +162,11 @@ export async function startWebhookServer(opts: WebhookServerOptions): Promise<We
   return {
     port: (server.address() as AddressInfo).port,
     inFlight: () => inFlight,
-    reloadTls,
+    reloadTls: certificate.reload,
     close: async () => {
       if (closing) return;
       closing = true;
-      for (const w of watchers) w.close();
-      if (reloadTimer) clearTimeout(reloadTimer);
+      certificate.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       if (inFlight > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
       // A keep-alive connection becomes idle only once its response is flushed; sweep until the server has closed.
