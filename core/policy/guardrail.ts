@@ -36,7 +36,6 @@
 import { z } from 'zod';
 import type { Decision, GuardrailDecisionBody } from '../events/model.ts';
 import { compileCel, toCelValue, type CelActivation, type CelProgram, type CelResult } from './cel.ts';
-import { sharedCelValue } from './cel-value.ts';
 import { parseSpec, type PolicyDocument } from './document.ts';
 import { compileMatcher, matchConditionsSchema, matchSchema, requestNamespace, type Matcher, type PolicyInput } from './match.ts';
 
@@ -184,12 +183,11 @@ function inputSummary(input: PolicyInput): Record<string, unknown> {
  * to several evaluations of the same request to convert once.
  */
 export function guardrailActivation(input: PolicyInput): CelActivation {
-  // The objects share every number-free subtree with the input (no deep copy); the request is small.
   return {
-    object: sharedCelValue(input.object ?? null),
-    oldObject: sharedCelValue(input.oldObject ?? null),
+    object: toCelValue(input.object ?? null),
+    oldObject: toCelValue(input.oldObject ?? null),
     request: toCelValue({ dryRun: false, subResource: '', namespace: '', name: '', ...input.request }),
-    namespaceObject: sharedCelValue(input.namespaceObject ?? null),
+    namespaceObject: toCelValue(input.namespaceObject ?? null),
   };
 }
 

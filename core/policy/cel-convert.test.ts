@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { compileCel, fromCelValue, toCelValue } from './cel.ts';
-import { sharedCelValue } from './cel-value.ts';
+
+/** The reference: a full copy with every integral number as bigint (what toCelValue did before it shared subtrees). */
+function fullCopy(v: unknown): unknown {
+  if (typeof v === 'number') return Number.isInteger(v) ? BigInt(v) : v;
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map(fullCopy);
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) Object.defineProperty(out, k, { value: fullCopy((v as Record<string, unknown>)[k]), enumerable: true, writable: true, configurable: true });
+  return out;
+}
 
 function deepFrozen<T>(o: T): T {
   if (o !== null && typeof o === 'object') {
@@ -55,8 +64,8 @@ const expressions = [
 ];
 
 test('the shared conversion evaluates every expression exactly as the full copy does, values and errors alike', () => {
-  const eager = { object: toCelValue(pod) };
-  const lazy = { object: sharedCelValue(deepFrozen(structuredClone(pod))) };
+  const eager = { object: fullCopy(pod) };
+  const lazy = { object: toCelValue(deepFrozen(structuredClone(pod))) };
   for (const src of expressions) {
     const p = compileCel(src);
     const a = p.evaluate(eager);
@@ -67,14 +76,14 @@ test('the shared conversion evaluates every expression exactly as the full copy 
   }
 });
 
-test('values read like toCelValue: integral numbers as bigint, same keys in the same order; number-free subtrees shared; input untouched', () => {
+test('values read like a full copy: integral numbers as bigint, same keys in the same order; number-free subtrees shared; input untouched', () => {
   const input = deepFrozen(structuredClone(pod));
-  const v = sharedCelValue(input) as typeof pod & Record<string, any>;
+  const v = toCelValue(input) as typeof pod & Record<string, any>;
   assert.equal(v.spec.replicas as unknown, 3n);
   assert.equal(v.spec.ratio, 0.5);
   assert.ok(Array.isArray(v.spec.containers));
   assert.deepEqual(Object.keys(v.spec), Object.keys(input.spec));
-  assert.deepEqual(JSON.parse(JSON.stringify(fromCelValue(v))), JSON.parse(JSON.stringify(fromCelValue(toCelValue(input)))));
+  assert.deepEqual(JSON.parse(JSON.stringify(fromCelValue(v))), JSON.parse(JSON.stringify(fromCelValue(fullCopy(input)))));
   assert.equal(v.metadata, input.metadata, 'no number below: shared');
   assert.equal(v.spec.containers[1], input.spec.containers[1]);
   assert.notEqual(v.spec.containers[0], input.spec.containers[0], 'a number below: copied');
@@ -82,17 +91,17 @@ test('values read like toCelValue: integral numbers as bigint, same keys in the 
   assert.equal(input.spec.replicas, 3);
   assert.equal(input.spec.containers[0]?.ports?.[0]?.containerPort, 8080);
   const flat = deepFrozen({ a: 'x', b: [true, null, 'y'], c: 0.25 });
-  assert.equal(sharedCelValue(flat), flat);
-  assert.equal(sharedCelValue(7), 7n);
-  assert.equal(sharedCelValue(7.5), 7.5);
-  assert.equal(sharedCelValue('s'), 's');
-  assert.equal(sharedCelValue(null), null);
-  assert.deepEqual(sharedCelValue([1, 'a', [2]]), [1n, 'a', [2n]]);
+  assert.equal(toCelValue(flat), flat);
+  assert.equal(toCelValue(7), 7n);
+  assert.equal(toCelValue(7.5), 7.5);
+  assert.equal(toCelValue('s'), 's');
+  assert.equal(toCelValue(null), null);
+  assert.deepEqual(toCelValue([1, 'a', [2]]), [1n, 'a', [2n]]);
 });
 
 test('a JSON member named __proto__ stays a member, the prototype is untouched', () => {
   const input = JSON.parse('{"__proto__": {"x": 1}, "constructor": "c", "n": 2}') as Record<string, unknown>;
-  const v = sharedCelValue(input) as Record<string, unknown>;
+  const v = toCelValue(input) as Record<string, unknown>;
   assert.equal(Object.getPrototypeOf(v), Object.prototype);
   assert.ok(Object.hasOwn(v, '__proto__'));
   assert.deepEqual(fromCelValue(Object.getOwnPropertyDescriptor(v, '__proto__')?.value), { x: 1 });
