@@ -171,10 +171,9 @@ function celContainer(v: object): object {
     if (typeof e === 'number') c = Number.isInteger(e) ? BigInt(e) : e;
     else if (e !== null && typeof e === 'object') c = celContainer(e);
     if (c === e) continue;
+    // The spread copies an own "__proto__" member (JSON.parse makes one) as an own member, so this assigns to it, not to the prototype.
     out ??= { ...o };
-    // JSON.parse makes "__proto__" an own member; plain assignment would set the prototype instead.
-    if (k === '__proto__') Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
-    else out[k] = c;
+    out[k] = c;
   }
   return out ?? v;
 }
