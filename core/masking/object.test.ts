@@ -114,3 +114,23 @@ test('value patterns mask secret-shaped substrings in every string, keys untouch
   const exec = maskObject(masking, { kind: 'PodExecOptions', command: ['sh', '-c', `curl -H "Authorization: Bearer ${jwt}" x`] }, patterns) as any;
   assert.equal(exec.command[2], 'curl -H "Authorization: Bearer [masked:jwt]" x');
 });
+
+test('env name decisions are per masking configuration and stay right past the name cache bound', () => {
+  const byPassword = compileObjectMasking({ envNamePatterns: ['PASSWORD'] });
+  const byToken = compileObjectMasking({ envNamePatterns: ['TOKEN'] });
+  const pod = (names: string[]) => deepFrozen({ kind: 'Pod', spec: { containers: [{ name: 'c', args: ['x', 1, null], env: names.map((n) => ({ name: n, value: `v-${n}` })) }] } });
+  const values = (o: unknown) => (o as { spec: { containers: { env: { name: string; value: string }[] }[] } }).spec.containers[0]!.env.map((e) => e.value);
+  // The same names, alternately under two configurations: each answers by its own patterns.
+  for (let round = 0; round < 3; round++) {
+    assert.deepEqual(values(maskObject(byPassword, pod(['DB_PASSWORD', 'API_TOKEN', 'PLAIN']))), [MASK, 'v-API_TOKEN', 'v-PLAIN']);
+    assert.deepEqual(values(maskObject(byToken, pod(['DB_PASSWORD', 'API_TOKEN', 'PLAIN']))), ['v-DB_PASSWORD', MASK, 'v-PLAIN']);
+  }
+  // More distinct names than the cache keeps: every decision is still the regex's.
+  const many = Array.from({ length: 5000 }, (_, i) => (i % 7 === 0 ? `X${i}_PASSWORD` : `X${i}_SETTING`));
+  const got = values(maskObject(byPassword, pod(many)));
+  assert.deepEqual(got, many.map((n) => (n.endsWith('_PASSWORD') ? MASK : `v-${n}`)));
+  assert.deepEqual(values(maskObject(byPassword, pod(['LATE_PASSWORD', 'LATE']))), [MASK, 'v-LATE']);
+  // Scalars in arrays are kept in place when an array is copied around a masked entry.
+  const mixed = deepFrozen({ env: [1, 'a', null, { name: 'A_PASSWORD', value: 's' }, true, 'b'] });
+  assert.deepEqual(maskObject(byPassword, mixed), { env: [1, 'a', null, { name: 'A_PASSWORD', value: MASK }, true, 'b'] });
+});

@@ -126,6 +126,24 @@ export function maskString(s: string, patterns: readonly ValuePattern[]): string
   return out;
 }
 
+/** Env names already tested against each envName regex: the same few hundred names come back in every review. */
+const envNameCache = new WeakMap<RegExp, Map<string, boolean>>();
+/** Names kept per regex at most (the cache is dropped whole when full, so odd names cannot grow it without bound). */
+const ENV_NAME_CACHE_MAX = 4096;
+
+/** `re.test(name)`, remembered per name (the regex is case-insensitive and not global: the answer depends on the name only). */
+function envNameMatches(re: RegExp, name: string): boolean {
+  let cache = envNameCache.get(re);
+  if (cache === undefined) envNameCache.set(re, (cache = new Map()));
+  let hit = cache.get(name);
+  if (hit === undefined) {
+    if (cache.size >= ENV_NAME_CACHE_MAX) cache.clear();
+    hit = re.test(name);
+    cache.set(name, hit);
+  }
+  return hit;
+}
+
 /**
  * Masks `env[].value` by name (and secret-shaped substrings) in `v`, copying
  * only what changes: a subtree with nothing to mask is returned as it is (the
@@ -140,8 +158,15 @@ function maskShared(m: ObjectMasking, v: unknown, key: string | undefined, patte
     let out: unknown[] | undefined;
     for (let i = 0; i < v.length; i++) {
       const e: unknown = v[i];
+      // Scalars never change without value patterns: skip the call (an env list is mostly strings two levels down).
+      if (e === null || typeof e !== 'object') {
+        if (typeof e !== 'string' || patterns.length === 0) {
+          if (out !== undefined) out.push(e);
+          continue;
+        }
+      }
       let r: unknown;
-      if (isEnv && isRecord(e) && typeof e['name'] === 'string' && 'value' in e && m.envName!.test(e['name'])) {
+      if (isEnv && isRecord(e) && typeof e['name'] === 'string' && 'value' in e && envNameMatches(m.envName!, e['name'])) {
         const inner = maskShared(m, e, undefined, patterns) as Record<string, unknown>;
         r = inner === e ? { ...e } : inner;
         (r as Record<string, unknown>)['value'] = maskValue(m, e['value']);
@@ -156,8 +181,8 @@ function maskShared(m: ObjectMasking, v: unknown, key: string | undefined, patte
   for (const k in o) {
     if (!Object.hasOwn(o, k)) continue;
     const e = o[k];
-    // Scalars other than strings never change: skip the call.
-    if (e === null || (typeof e !== 'object' && typeof e !== 'string')) continue;
+    // Scalars never change, strings only with value patterns: skip the call.
+    if (e === null || (typeof e !== 'object' && (typeof e !== 'string' || patterns.length === 0))) continue;
     const r = maskShared(m, e, k, patterns);
     if (r !== e) {
       out ??= { ...o };
