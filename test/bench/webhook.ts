@@ -10,9 +10,12 @@
  *    webhook processes behind the same client (as the two replicas the
  *    manifests deploy), against the same single-process floor;
  * 2. Pods created per second through the real API server (agent token,
- *    direct HTTPS, fixed concurrency) without and with kubetrail's
- *    validating + mutating webhooks registered, with the API server's own
- *    latency of each webhook call next to kubetrail's own time per review.
+ *    direct HTTPS, fixed concurrency) without webhooks, with no-op
+ *    validating + mutating webhooks, and with kubetrail's, in
+ *    `BENCH_POD_ROUNDS` rounds (default 3) of the three cases in rotating
+ *    order (both webhook pairs registered throughout, each selecting pods by
+ *    label), with the per-round ratios and their medians, the API server's
+ *    own latency of each webhook call and kubetrail's own time per review.
  *
  * Servers run in child processes (this same file with `serve-webhook` /
  * `serve-noop`), and so does the fixed-rate generator (`load-fixed`), so
@@ -518,86 +521,107 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`ratio kubetrail + Kafka / floor (full load): ${fmt(full.rps / floor.rps, 2)}; in-memory sink / floor: ${fmt(memFull.rps / floor.rps, 2)}\n\n`);
   }
-  // Pods per second through the real API server, without and with the webhooks.
+  // Pods per second through the real API server: without webhooks, with no-op webhooks, with kubetrail's.
   if (process.env['BENCH_SKIP_PODS'] === '1') {
     await stopChild(hook);
     return;
   }
   const id = uniqueId();
+  const nid = `${id}-noop`;
+  const none = `${id}-none`;
   const n = Number(process.env['BENCH_PODS'] ?? 200);
   const conc = Number(process.env['BENCH_POD_CONCURRENCY'] ?? 8);
+  const rounds = Number(process.env['BENCH_POD_ROUNDS'] ?? 3);
   const revoke = await grantAgent(env.ADMIN_KUBECONFIG, env.AGENT_KUBECONFIG, 'agents', `kt-bench-${id}`, [{ apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'delete'] }]);
-  let unregister: (() => Promise<void>) | undefined;
+  // Both webhook pairs stay registered for the whole part; each selects pods by label (objectSelector kubetrail-test=<id>),
+  // so one run alternates the three cases (a single "without" sample swung 165-312 pods/s between runs minutes apart).
+  const noop = await startChild('serve-noop');
+  const unregs: (() => Promise<void>)[] = [];
   try {
-    await createPods(env, `warm-${id}`, id, 40, conc);
-    await deletePods(env, id);
-    const without = await createPods(env, `plain-${id}`, id, n, conc);
-    await deletePods(env, id);
-    // The floor of the ratio: the same creates with no-op webhooks (validate + mutate, answering allowed, no patch) registered.
-    const noop = await startChild('serve-noop');
-    let noopRun: { rate: number; apiserver: Map<string, { sum: number; count: number }> } | undefined;
-    try {
-      const nid = `${id}-noop`;
-      const unregisterNoop = await registerWebhooks(env.ADMIN_KUBECONFIG, { id: nid, url: `https://127.0.0.1:${noop.port}`, caBundle: noop.caBundle }, async () => ((await childStats(noop)) as unknown as { reviews: number }).reviews > 0);
-      try {
-        await createPods(env, `warm-noop-${id}`, nid, 40, conc);
-        await deletePods(env, nid);
-        const b = await webhookCallStats(env);
-        const rate = await createPods(env, `noop-${id}`, nid, n, conc);
-        const a = await webhookCallStats(env);
-        await deletePods(env, nid);
-        const apiserver = new Map<string, { sum: number; count: number }>();
-        for (const [name, e] of a) apiserver.set(name, { sum: e.sum - (b.get(name)?.sum ?? 0), count: e.count - (b.get(name)?.count ?? 0) });
-        noopRun = { rate, apiserver };
-      } finally {
-        await unregisterNoop();
-        await deletePods(env, nid);
-      }
-    } finally {
-      await stopChild(noop);
+    unregs.push(await registerWebhooks(env.ADMIN_KUBECONFIG, { id: nid, url: `https://127.0.0.1:${noop.port}`, caBundle: noop.caBundle }, async () => ((await childStats(noop)) as unknown as { reviews: number }).reviews > 0));
+    unregs.push(
+      await registerWebhooks(env.ADMIN_KUBECONFIG, { id, url: `https://127.0.0.1:${hook.port}`, caBundle: hook.caBundle }, async () => {
+        const r = await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'agents', 'get', 'configmap', `kt-probe-${id}`, '-o', 'json', '--ignore-not-found']);
+        return r.stdout.includes('kubetrail.io/event');
+      }),
+    );
+    const cases = [
+      { name: 'without', label: none },
+      { name: 'no-op', label: nid },
+      { name: 'kubetrail', label: id },
+    ] as const;
+    for (const c of cases) {
+      await createPods(env, `warm-${c.label}`, c.label, 40, conc);
+      await deletePods(env, c.label);
     }
-    const probeCa = hook.ca;
-    unregister = await registerWebhooks(env.ADMIN_KUBECONFIG, { id, url: `https://127.0.0.1:${hook.port}`, caBundle: hook.caBundle }, async () => {
-      const r = await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'agents', 'get', 'configmap', `kt-probe-${id}`, '-o', 'json', '--ignore-not-found']);
-      return r.stdout.includes('kubetrail.io/event');
-    });
-    void probeCa;
-    await createPods(env, `warm2-${id}`, id, 40, conc);
-    await deletePods(env, id);
-    const before = await webhookCallStats(env);
-    const ownBefore = await childStats(hook);
-    const withHooks = await createPods(env, `hooked-${id}`, id, n, conc);
-    const after = await webhookCallStats(env);
-    const ownAfter = await childStats(hook);
-    await deletePods(env, id);
-    process.stdout.write(`pods created through the API server (${n} pods, ${conc} in flight, agent token)\n`);
-    process.stdout.write(`  without webhooks:                     ${fmt(without, 1)} pods/s\n`);
-    process.stdout.write(`  with kubetrail validate+mutate+Kafka: ${fmt(withHooks, 1)} pods/s\n`);
-    process.stdout.write(`  ratio with / without: ${fmt(withHooks / without, 2)}\n`);
-    if (noopRun) {
-      process.stdout.write(`  with no-op validate+mutate webhooks (the floor of any webhook): ${fmt(noopRun.rate, 1)} pods/s, ratio to without ${fmt(noopRun.rate / without, 2)}; kubetrail / no-op webhooks ${fmt(withHooks / noopRun.rate, 2)}\n`);
-      for (const [name, e] of noopRun.apiserver) {
-        if (name.includes('kubetrail') && e.count > 0) process.stdout.write(`  API server's own latency of the no-op ${name} calls: mean ${fmt((e.sum / e.count) * 1000, 2)} ms over ${e.count} calls\n`);
+    const rates: Record<string, number[]> = { without: [], 'no-op': [], kubetrail: [] };
+    const apiserver = { 'no-op': new Map<string, { sum: number; count: number }>(), kubetrail: new Map<string, { sum: number; count: number }>() };
+    const own: Record<string, { sum: number; count: number }> = {};
+    const orders: string[] = [];
+    for (let r = 0; r < rounds; r++) {
+      // The order rotates each round, so no case always runs first (after the deletes of the previous one) or last.
+      const order = [0, 1, 2].map((i) => cases[(i + r) % 3] as (typeof cases)[number]);
+      orders.push(order.map((c) => c.name).join(', '));
+      for (const c of order) {
+        const before = await webhookCallStats(env);
+        const ownBefore = c.name === 'kubetrail' ? await childStats(hook) : {};
+        rates[c.name]?.push(await createPods(env, `r${r}-${c.label}`, c.label, n, conc));
+        const after = await webhookCallStats(env);
+        if (c.name === 'kubetrail') {
+          const ownAfter = await childStats(hook);
+          for (const [which, a] of Object.entries(ownAfter)) {
+            const b = ownBefore[which] ?? { sum: 0, count: 0 };
+            const e = (own[which] ??= { sum: 0, count: 0 });
+            e.sum += a.sum - b.sum;
+            e.count += a.count - b.count;
+          }
+        }
+        if (c.name !== 'without') {
+          const acc = apiserver[c.name];
+          for (const [name, a] of after) {
+            const b = before.get(name) ?? { sum: 0, count: 0 };
+            const e = acc.get(name) ?? { sum: 0, count: 0 };
+            acc.set(name, { sum: e.sum + a.sum - b.sum, count: e.count + a.count - b.count });
+          }
+        }
+        await deletePods(env, c.label);
       }
     }
-    for (const [name, a] of after) {
-      const b = before.get(name) ?? { sum: 0, count: 0 };
-      if (!name.includes('kubetrail') || a.count === b.count) continue;
-      process.stdout.write(`  API server's own latency of the ${name} calls: mean ${fmt(((a.sum - b.sum) / (a.count - b.count)) * 1000, 2)} ms over ${a.count - b.count} calls\n`);
+    const median = (xs: number[]): number => {
+      const s = [...xs].sort((a, b) => a - b);
+      return s.length % 2 === 1 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
+    };
+    const ratios = (a: number[], b: number[]): number[] => a.map((x, i) => x / (b[i] as number));
+    const list = (xs: number[], d: number): string => xs.map((x) => fmt(x, d)).join(' / ');
+    const w = rates['without'] as number[];
+    const o = rates['no-op'] as number[];
+    const k = rates['kubetrail'] as number[];
+    process.stdout.write(`pods created through the API server (${n} pods per case and round, ${conc} in flight, agent token, ${rounds} rounds; both webhook pairs registered throughout, selected by the pod's label)\n`);
+    for (let r = 0; r < rounds; r++) process.stdout.write(`  round ${r + 1} (${orders[r]}): without ${fmt(w[r] as number, 1)}, no-op ${fmt(o[r] as number, 1)}, kubetrail ${fmt(k[r] as number, 1)} pods/s\n`);
+    process.stdout.write(`  without webhooks:                     median ${fmt(median(w), 1)} pods/s (${list(w, 1)})\n`);
+    process.stdout.write(`  with no-op validate+mutate webhooks (the floor of any webhook): median ${fmt(median(o), 1)} pods/s; ratio to without per round ${list(ratios(o, w), 2)}, median ${fmt(median(ratios(o, w)), 2)}\n`);
+    process.stdout.write(`  with kubetrail validate+mutate+Kafka: median ${fmt(median(k), 1)} pods/s\n`);
+    process.stdout.write(`  ratio with / without: per round ${list(ratios(k, w), 2)}, median ${fmt(median(ratios(k, w)), 2)}; kubetrail / no-op webhooks per round ${list(ratios(k, o), 2)}, median ${fmt(median(ratios(k, o)), 2)}\n`);
+    for (const [which, acc] of Object.entries(apiserver)) {
+      for (const [name, e] of acc) {
+        if (!name.includes('kubetrail') || e.count === 0) continue;
+        process.stdout.write(`  API server's own latency of the ${which === 'no-op' ? 'no-op ' : ''}${name} calls: mean ${fmt((e.sum / e.count) * 1000, 2)} ms over ${e.count} calls\n`);
+      }
     }
     for (const which of ['mutate', 'validate']) {
-      const a = ownAfter[which];
-      const b = ownBefore[which] ?? { sum: 0, count: 0 };
-      if (!a || a.count === b.count) continue;
-      process.stdout.write(`  kubetrail's own time for /${which} (parsed review to answer, event durable included): mean ${fmt(((a.sum - b.sum) / (a.count - b.count)) * 1000, 2)} ms over ${a.count - b.count} reviews\n`);
+      const e = own[which];
+      if (!e || e.count === 0) continue;
+      process.stdout.write(`  kubetrail's own time for /${which} (parsed review to answer, event durable included): mean ${fmt((e.sum / e.count) * 1000, 2)} ms over ${e.count} reviews\n`);
     }
   } finally {
-    await unregister?.();
-    await deletePods(env, id);
+    for (const u of unregs.reverse()) await u();
+    for (const l of [none, nid, id]) await deletePods(env, l);
     await revoke();
+    await stopChild(noop);
     await stopChild(hook);
   }
 }
+
 
 if (import.meta.main) {
   const mode = process.argv[2];
