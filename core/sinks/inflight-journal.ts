@@ -68,15 +68,17 @@ export class InflightJournal {
   }
 
   /**
-   * Writes `lines` to the next slot (one write, no fsync); returns a
-   * generation for {@link clear}. Throws when that slot still holds a batch
-   * that was not cleared (more than two in flight is a sink bug).
+   * Writes `lines` (strings, or their UTF-8 bytes with each line followed by
+   * '\n', as the sink hands the producer thread) to the next slot (one write,
+   * no fsync); returns a generation for {@link clear}. Throws when that slot
+   * still holds a batch that was not cleared (more than two in flight is a
+   * sink bug).
    */
-  record(lines: readonly string[]): number {
+  record(lines: readonly string[] | Uint8Array): number {
     const generation = this.#generation + 1;
     const slot = generation % SLOTS;
     if ((this.#held[slot] as number) > 0) throw new Error('in-flight journal: both slots hold uncleared batches');
-    const buf = Buffer.from(lines.join('\n') + '\n', 'utf8');
+    const buf = lines instanceof Uint8Array ? lines : Buffer.from(lines.join('\n') + '\n', 'utf8');
     const fd = this.#fds[slot] as number;
     ftruncateSync(fd, 0);
     writeSync(fd, buf, 0, buf.length, 0);

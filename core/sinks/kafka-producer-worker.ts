@@ -4,10 +4,11 @@
  * time as the sink asks, and answers each with its outcome.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { CompressionTypes, Partitioners, type IHeaders, type Message, type TopicMessages } from 'kafkajs';
+import { CompressionTypes, Partitioners } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import { createKafka, type KafkaSettings } from './kafka-client.ts';
 import { toWire, type ProducerReply, type ProducerRequest } from './kafka-producer.ts';
+import { decodeBatch } from './kafka-record.ts';
 
 const port = parentPort;
 if (port === null) throw new Error('kafka-producer-worker.ts runs as a worker thread');
@@ -33,18 +34,6 @@ const producer = kafka.producer({
   retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 1000 },
 });
 
-function topicMessages(m: Extract<ProducerRequest, { op: 'send' }>): TopicMessages[] {
-  const byTopic: TopicMessages[] = m.topics.map((topic) => ({ topic, messages: [] as Message[] }));
-  let h = 0;
-  for (let i = 0; i < m.keys.length; i++) {
-    const headers: IHeaders = {};
-    const end = h + 2 * (m.headerCounts[i] as number);
-    for (; h < end; h += 2) headers[m.headers[h] as string] = m.headers[h + 1] as string;
-    (byTopic[m.topicOf[i] as number] as TopicMessages).messages.push({ key: m.keys[i] as string, value: m.values[i] as string, headers });
-  }
-  return byTopic;
-}
-
 type SendRequest = Extract<ProducerRequest, { op: 'send' }>;
 
 // Produce requests run strictly one after the other, in the order received:
@@ -69,7 +58,7 @@ async function sendAll(): Promise<void> {
           acks: -1,
           timeout: m.opts.timeout,
           compression: m.opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
-          topicMessages: topicMessages(m),
+          topicMessages: decodeBatch(m.batch),
         });
         post({ id: m.id, ok: true });
       } catch (err) {

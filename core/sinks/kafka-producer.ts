@@ -24,7 +24,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from '../logger.ts';
 import type { KafkaSettings } from './kafka-client.ts';
-import type { EventRecord } from './kafka-record.ts';
+import { transferables, type WireBatch } from './kafka-record.ts';
 
 /** Options of one produce request. */
 export interface SendOptions {
@@ -38,20 +38,8 @@ export type ProducerRequest =
   | { id: number; op: 'disconnect' }
   /** Answer every send not yet started "not sent" (the sink is spooling them). */
   | { id: number; op: 'cancel' }
-  | {
-      id: number;
-      op: 'send';
-      opts: SendOptions;
-      /** Per record: topic index into `topics`. */
-      topicOf: number[];
-      topics: string[];
-      keys: string[];
-      values: string[];
-      /** Per record: how many header pairs follow in `headers`. */
-      headerCounts: number[];
-      /** Header names and values, alternating, for every record in turn. */
-      headers: string[];
-    };
+  /** One produce request; the batch's buffers are transferred, not copied. */
+  | { id: number; op: 'send'; opts: SendOptions; batch: WireBatch };
 
 /** A serialized error: what classification reads, and the chain under it. */
 export interface WireError {
@@ -130,12 +118,12 @@ export class ProducerThread {
     this.#pending.clear();
   }
 
-  #call(msg: WithoutId<ProducerRequest>): Promise<void> {
+  #call(msg: WithoutId<ProducerRequest>, transfer: ArrayBuffer[] = []): Promise<void> {
     if (this.#dead !== undefined) return Promise.reject(this.#dead);
     const id = this.#nextId++;
     return new Promise<void>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      this.#worker.postMessage({ ...msg, id });
+      this.#worker.postMessage({ ...msg, id }, transfer);
     });
   }
 
@@ -153,35 +141,14 @@ export class ProducerThread {
   }
 
   /**
-   * One produce request (acks=all) with `records`, in order; resolves on the
+   * One produce request (acks=all) with the batch's records, in order; resolves on the
    * broker's ack. Requests are sent one at a time in the order of the calls:
    * a call while another is in flight queues behind it in the worker, and is
    * answered "not sent" if that one fails.
    */
-  send(records: readonly EventRecord[], opts: SendOptions): Promise<void> {
-    const topics: string[] = [];
-    const topicOf: number[] = new Array(records.length);
-    const keys: string[] = new Array(records.length);
-    const values: string[] = new Array(records.length);
-    const headerCounts: number[] = new Array(records.length);
-    const headers: string[] = [];
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i] as EventRecord;
-      let t = topics.indexOf(r.topic);
-      if (t < 0) t = topics.push(r.topic) - 1;
-      topicOf[i] = t;
-      keys[i] = r.key;
-      values[i] = r.value;
-      let n = 0;
-      for (const name in r.headers) {
-        const v = r.headers[name];
-        if (typeof v !== 'string') continue; // the sink only sets string headers
-        headers.push(name, v);
-        n += 1;
-      }
-      headerCounts[i] = n;
-    }
-    return this.#call({ op: 'send', opts, topicOf, topics, keys, values, headerCounts, headers });
+  send(batch: WireBatch, opts: SendOptions): Promise<void> {
+    // The batch's buffers move to the thread: the caller must not use them after this.
+    return this.#call({ op: 'send', opts, batch }, transferables(batch));
   }
 
   /** Disconnects the producer (waiting at most `timeoutMs`) and ends the thread. */

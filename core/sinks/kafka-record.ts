@@ -10,10 +10,10 @@
  * altering either the header or the value is caught. The cost is roughly
  * twice the bytes per record for the k8s-audit and ocsf formats.
  */
-import type { IHeaders } from 'kafkajs';
+import type { IHeaders, Message, TopicMessages } from 'kafkajs';
 import type { KubetrailEvent } from '../events/model.ts';
 import { recordKey, SESSION_TOPIC_TYPES } from '../events/builders.ts';
-import { render, type WireFormat } from '../events/formats/index.ts';
+import { render, type Rendered, type WireFormat } from '../events/formats/index.ts';
 
 /** Header names kubetrail adds beyond CloudEvents. */
 export const NATIVE_HEADER = 'kubetrail_native';
@@ -67,6 +67,154 @@ export function toRecord(event: KubetrailEvent, line: string, format: WireFormat
   };
   if (r.format !== 'native') headers[NATIVE_HEADER] = line;
   return { topic: SESSION_TOPIC_TYPES.has(event.type) ? topics.sessions : topics.events, key, value: r.value, headers };
+}
+
+/** What a sink knows of an event it is about to produce. */
+export interface RecordSource {
+  event: KubetrailEvent;
+  /** Canonical native line (sealed). */
+  line: string;
+  /** The event rendered in the sink's format (render(); the line itself when native). */
+  rendered: Rendered;
+}
+
+/**
+ * A produce request's records in the compact form the producer thread takes
+ * (kafka-producer.ts): the native lines of all records as one UTF-8 buffer of
+ * '\n'-terminated lines — the same bytes the in-flight journal writes — plus,
+ * for records rendered in another format, their values as a second buffer;
+ * the per-record CloudEvents attributes as columns. Both buffers are
+ * transferred to the thread, not copied, and the thread hands kafkajs
+ * slices of them, so no record value is encoded twice. Canonical JSON and
+ * the rendered formats never contain a raw newline, which makes '\n' a safe
+ * separator.
+ */
+export interface WireBatch {
+  /** Native lines, each followed by '\n'. */
+  lines: Uint8Array;
+  /** Values of the records whose format is not native, each followed by '\n', in record order. */
+  values: Uint8Array | undefined;
+  topics: string[];
+  topicOf: number[];
+  keys: string[];
+  ids: string[];
+  times: string[];
+  /** Distinct CloudEvents types / sources / formats, and each record's index into them. */
+  types: string[];
+  typeOf: number[];
+  sources: string[];
+  sourceOf: number[];
+  formats: WireFormat[];
+  formatOf: number[];
+}
+
+function indexIn<T>(table: T[], v: T): number {
+  const i = table.indexOf(v);
+  return i >= 0 ? i : table.push(v) - 1;
+}
+
+/** UTF-8 bytes of '\n'-terminated strings in a buffer of their own (transferable, never the shared pool). */
+function joinedBytes(parts: readonly string[]): Uint8Array {
+  const text = parts.join('\n') + '\n';
+  const buf = Buffer.allocUnsafeSlow(Buffer.byteLength(text, 'utf8'));
+  buf.write(text, 0, 'utf8');
+  return buf;
+}
+
+/**
+ * Encodes records for the producer thread. Produces exactly the records
+ * {@link toRecord} describes (topic, key, value, headers in the same order);
+ * {@link decodeBatch} turns the batch back into kafkajs messages.
+ */
+export function encodeBatch(items: readonly RecordSource[], topics: Topics): WireBatch {
+  const n = items.length;
+  const b: WireBatch = {
+    lines: new Uint8Array(0),
+    values: undefined,
+    topics: [],
+    topicOf: new Array<number>(n),
+    keys: new Array<string>(n),
+    ids: new Array<string>(n),
+    times: new Array<string>(n),
+    types: [],
+    typeOf: new Array<number>(n),
+    sources: [],
+    sourceOf: new Array<number>(n),
+    formats: [],
+    formatOf: new Array<number>(n),
+  };
+  const lines = new Array<string>(n);
+  const values: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const { event, line, rendered: r } = items[i] as RecordSource;
+    lines[i] = line;
+    if (r.format !== 'native') values.push(r.value);
+    b.formatOf[i] = indexIn(b.formats, r.format);
+    b.topicOf[i] = indexIn(b.topics, SESSION_TOPIC_TYPES.has(event.type) ? topics.sessions : topics.events);
+    b.keys[i] = recordKey(event);
+    b.ids[i] = event.id;
+    b.times[i] = event.time;
+    b.typeOf[i] = indexIn(b.types, ceType(event.type));
+    b.sourceOf[i] = indexIn(b.sources, ceSource(event));
+  }
+  b.lines = joinedBytes(lines);
+  if (values.length > 0) b.values = joinedBytes(values);
+  return b;
+}
+
+/** The buffers of a batch to transfer with postMessage. */
+export function transferables(b: WireBatch): ArrayBuffer[] {
+  const t = [b.lines.buffer as ArrayBuffer];
+  if (b.values !== undefined) t.push(b.values.buffer as ArrayBuffer);
+  return t;
+}
+
+/** Splits a '\n'-terminated buffer into Buffer slices (no copies). */
+function slices(u: Uint8Array, count: number, what: string): Buffer[] {
+  const buf = Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+  const out: Buffer[] = [];
+  let at = 0;
+  while (out.length < count) {
+    const nl = buf.indexOf(10, at);
+    if (nl < 0) throw new Error(`record batch: ${what} holds ${out.length} lines, expected ${count}`);
+    out.push(buf.subarray(at, nl));
+    at = nl + 1;
+  }
+  if (at !== buf.length) throw new Error(`record batch: ${what} holds more than ${count} lines`);
+  return out;
+}
+
+/** kafkajs messages of a batch, grouped by topic (the producer thread's side of {@link encodeBatch}). */
+export function decodeBatch(b: WireBatch): TopicMessages[] {
+  const n = b.keys.length;
+  const lines = slices(b.lines, n, 'lines');
+  const foreign = b.formatOf.filter((f) => b.formats[f] !== 'native').length;
+  const values = b.values === undefined ? [] : slices(b.values, foreign, 'values');
+  if (values.length !== foreign) throw new Error(`record batch: ${foreign} records need a rendered value, ${values.length} given`);
+  const byTopic: TopicMessages[] = b.topics.map((topic) => ({ topic, messages: [] as Message[] }));
+  let v = 0;
+  for (let i = 0; i < n; i++) {
+    const format = b.formats[b.formatOf[i] as number] as WireFormat;
+    const key = b.keys[i] as string;
+    const line = lines[i] as Buffer;
+    const headers: IHeaders = {
+      ce_specversion: '1.0',
+      ce_id: b.ids[i] as string,
+      ce_type: b.types[b.typeOf[i] as number] as string,
+      ce_source: b.sources[b.sourceOf[i] as number] as string,
+      ce_time: b.times[i] as string,
+      ce_subject: key,
+      'content-type': 'application/json',
+      [FORMAT_HEADER]: format,
+    };
+    let value = line;
+    if (format !== 'native') {
+      headers[NATIVE_HEADER] = line;
+      value = values[v++] as Buffer;
+    }
+    (byTopic[b.topicOf[i] as number] as TopicMessages).messages.push({ key, value, headers });
+  }
+  return byTopic;
 }
 
 function headerString(h: IHeaders | undefined, name: string): string | undefined {

@@ -35,7 +35,8 @@ import type { Logger } from '../logger.ts';
 import type { EventPipeline } from '../pipeline.ts';
 import type { Config } from '../config.ts';
 import { SinkError } from './errors.ts';
-import { toRecord, type EventRecord } from './kafka-record.ts';
+import { encodeBatch, type RecordSource, type WireBatch } from './kafka-record.ts';
+import { render } from '../events/formats/index.ts';
 import { recordErrorType, type KafkaSettings } from './kafka-client.ts';
 import { ProducerThread } from './kafka-producer.ts';
 import { ComponentMetrics, type SinkMetrics } from './metrics.ts';
@@ -68,7 +69,8 @@ interface InFlight {
 
 interface Pending {
   sealed: SealedEvent;
-  record: EventRecord;
+  /** The event as the record's value will carry it. */
+  source: RecordSource;
   bytes: number;
   started: number;
   resolve: (e: KubetrailEvent) => void;
@@ -198,14 +200,14 @@ export class KafkaSink implements EventPipeline {
       prepared.commit();
       p = this.#toSpool([sealed]).then(() => sealed.event);
     } else {
-      let record: EventRecord;
+      let source: RecordSource;
       try {
-        record = toRecord(sealed.event, sealed.line, this.#o.settings.format, this.#o.settings.topics);
+        source = this.#source(sealed);
       } catch (err) {
         return Promise.reject(new SinkError('SINK_ERR_INVALID_EVENT', `event ${sealed.event.type} cannot be rendered as ${this.#o.settings.format}`, { cause: err }));
       }
       prepared.commit();
-      p = this.#enqueue(sealed, record);
+      p = this.#enqueue(sealed, source);
     }
     if (this.#o.sealer.checkpointDue) this.#checkpoint();
     return this.#track(p) as Promise<KubetrailEvent<T>>;
@@ -236,10 +238,18 @@ export class KafkaSink implements EventPipeline {
     return new SinkError('SINK_ERR_SPOOL_FULL', 'event refused: Kafka is unavailable and the spool is full (spool.maxBytes, spool.overflow=fail-closed)', { setting: 'spool.maxBytes' });
   }
 
-  #enqueue(sealed: SealedEvent, record: EventRecord): Promise<KubetrailEvent> {
+  /** The record source of a sealed event, rendered in the configured format (throws when it cannot be). */
+  #source(sealed: SealedEvent): RecordSource {
+    const format = this.#o.settings.format;
+    const rendered = format === 'native' ? { format, value: sealed.line } : render(sealed.event, sealed.line, format);
+    return { event: sealed.event, line: sealed.line, rendered };
+  }
+
+  #enqueue(sealed: SealedEvent, source: RecordSource): Promise<KubetrailEvent> {
     return new Promise((resolve, reject) => {
-      const bytes = record.value.length + (sealed.line === record.value ? 0 : sealed.line.length) + RECORD_OVERHEAD_BYTES;
-      this.#queue.push({ sealed, record, bytes, started: performance.now(), resolve, reject });
+      const value = source.rendered.value;
+      const bytes = value.length + (sealed.line === value ? 0 : sealed.line.length) + RECORD_OVERHEAD_BYTES;
+      this.#queue.push({ sealed, source, bytes, started: performance.now(), resolve, reject });
       this.#queuedBytes += bytes;
       if (this.#sending) this.#pipeline();
       else void this.#pump();
@@ -265,8 +275,9 @@ export class KafkaSink implements EventPipeline {
     return p;
   }
 
-  #send(records: readonly EventRecord[]): Promise<unknown> {
-    return this.#producer.send(records, { timeout: this.#o.settings.requestTimeoutMs, compression: this.#o.settings.compression === 'gzip' ? 'gzip' : 'none' });
+  /** Hands a batch to the producer thread (its buffers move there: do not use them after). */
+  #send(batch: WireBatch): Promise<unknown> {
+    return this.#producer.send(batch, { timeout: this.#o.settings.requestTimeoutMs, compression: this.#o.settings.compression === 'gzip' ? 'gzip' : 'none' });
   }
 
   /**
@@ -278,8 +289,11 @@ export class KafkaSink implements EventPipeline {
     const batch = this.#queue.splice(0, this.#batchLength());
     this.#release(batch);
     let generation: number;
+    let wire: WireBatch;
     try {
-      generation = this.#o.journal.record(batch.map((p) => p.sealed.line));
+      wire = encodeBatch(batch.map((p) => p.source), this.#o.settings.topics);
+      // The journal writes the very bytes the producer thread will send.
+      generation = this.#o.journal.record(wire.lines);
     } catch (err) {
       const handed = this.#inflight.splice(0, this.#inflight.length);
       if (handed.length > 0) {
@@ -289,7 +303,7 @@ export class KafkaSink implements EventPipeline {
       this.#enterSpool([...handed.flatMap((f) => f.batch), ...batch], err, handed.map((f) => f.generation));
       return false;
     }
-    this.#inflight.push({ batch, generation, sent: this.#send(batch.map((p) => p.record)) });
+    this.#inflight.push({ batch, generation, sent: this.#send(wire) });
     return true;
   }
 
@@ -471,17 +485,17 @@ export class KafkaSink implements EventPipeline {
         }
         continue;
       }
-      const records: EventRecord[] = [];
+      const records: RecordSource[] = [];
       for (const line of lines) {
         try {
           const e = JSON.parse(line) as KubetrailEvent;
-          records.push(toRecord(e, line, s.format, s.topics));
+          records.push(this.#source({ event: e, line }));
         } catch (err) {
           // Only a damaged spool file gets here; the event's absence will show as a gap in verify.
           this.#o.logger.error({ err, spoolDir: this.#o.spool.log.dir }, 'unreadable line in the spool skipped');
         }
       }
-      const r = records.length === 0 ? ({ ok: true, value: undefined } as const) : await withDeadline(this.#send(records), s.ackDeadlineMs);
+      const r = records.length === 0 ? ({ ok: true, value: undefined } as const) : await withDeadline(this.#send(encodeBatch(records, s.topics)), s.ackDeadlineMs);
       if (r.ok) {
         this.#o.spool.ack(next);
         this.#refusing = false;
@@ -544,7 +558,7 @@ export class KafkaSink implements EventPipeline {
     const p: Promise<unknown> =
       this.#mode === 'spool'
         ? this.#toSpool([cp])
-        : this.#enqueue(cp, toRecord(cp.event, cp.line, this.#o.settings.format, this.#o.settings.topics));
+        : this.#enqueue(cp, this.#source(cp));
     this.#track(p).catch((err: unknown) => this.#o.logger.error({ err }, 'checkpoint could not be made durable'));
   }
 
