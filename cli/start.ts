@@ -72,11 +72,15 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>): Re
   return out;
 }
 
-/** Is this kubeconfig's API server answering? (kubectl decides, as the user's tools would.) */
+/**
+ * Is this kubeconfig's API server answering? (kubectl decides, as the user's tools would.) `get --raw /version`,
+ * not `kubectl version`: the latter exits 1 when it cannot parse the server's version string (an API server
+ * built from source reports `v0.0.0-master+$Format:%H$`), although the server answered.
+ */
 async function reachable(kubeconfig: string, context: string | undefined): Promise<boolean> {
-  const args = ['--kubeconfig', kubeconfig, ...(context ? ['--context', context] : []), 'version', '-o', 'json', '--request-timeout=3s'];
+  const args = ['--kubeconfig', kubeconfig, ...(context ? ['--context', context] : []), 'get', '--raw', '/version', '--request-timeout=3s'];
   const r = await runCommand('kubectl', args, { timeoutMs: 10_000 });
-  return r.status === 0 && /"serverVersion"/.test(r.stdout);
+  return r.status === 0 && /"gitVersion"/.test(r.stdout);
 }
 
 /** The shipped webhook configurations, pointed at this process by URL instead of a Service. */
@@ -171,7 +175,8 @@ export async function run(argv: string[]): Promise<number> {
     });
   }
 
-  const gateway = await startGateway({ config, log, sink: proxySink, tls: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }, registry });
+  // With the file names, the gateway watches them and serves a renewed pair without a restart (as the webhook does from config.webhook.tls).
+  const gateway = await startGateway({ config, log, sink: proxySink, tls: { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), certFile: tls.certFile, keyFile: tls.keyFile }, registry });
   shutdown.add('gateway', () => gateway.close());
   const proxyHealth = await startHealthServer(config.proxy.health, registry);
   proxyHealth.addCheck('events', () => proxySink.ready());

@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { createCA, issueCert } from '../../certs/generate.ts';
+import { CERT_FILES } from '../../certs/rotation.ts';
 import { REPO_ROOT } from '../harness/harness.ts';
-import { kubectl, run } from '../support/env.ts';
+import { harness, kubectl, run } from '../support/env.ts';
 
 // `kubetrail start` with no reachable kube context: it must start a local control plane,
 // register the webhooks, and hand a newcomer an agent kubeconfig that shows kubetrail working.
@@ -65,6 +69,82 @@ test('kubetrail start with no kube context runs a local control plane where the 
   assert.ok(review, 'the stamped event id is not in the local log');
   assert.equal(review.actor?.username, 'agent-ci');
   assert.ok(list.some((e) => e.type === 'api.request' && e.target?.resource === 'deployments' && e.actor?.username === 'agent-ci'));
+
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, `start did not exit cleanly on SIGTERM\n${err.slice(-2000)}`);
+});
+
+/** SHA-256 fingerprint of the certificate a TLS listener on loopback serves now. */
+function servedFingerprint(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false }, () => {
+      const fp = s.getPeerCertificate().fingerprint256;
+      s.destroy();
+      resolve(fp);
+    });
+    s.once('error', reject);
+  });
+}
+
+// Both listeners of `kubetrail start` watch the dev certificate files: a pair written in their place
+// (e.g. by `kubetrail certs`) is served to new connections without a restart. The upstream here is a
+// reachable cluster (the harness's), so no local control plane is started.
+test('kubetrail start serves a replaced certificate pair on the webhook and the gateway without a restart', async (t) => {
+  const env0 = harness();
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'kt-start-reload-'));
+  const env = {
+    ...process.env,
+    KUBECONFIG: env0.ADMIN_KUBECONFIG,
+    KUBETRAIL_DATA_DIR: dataDir,
+    KUBETRAIL_WEBHOOK_LISTEN: '127.0.0.1:0',
+    KUBETRAIL_WEBHOOK_HEALTH: '127.0.0.1:0',
+    KUBETRAIL_PROXY_LISTEN: '127.0.0.1:0',
+    KUBETRAIL_PROXY_HEALTH: '127.0.0.1:0',
+    KUBETRAIL_LOG_LEVEL: 'warn',
+  };
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'cli', 'main.ts'), 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const ready = /webhook\s+https:\/\/127\.0\.0\.1:(\d+)[^]*gateway\s+https:\/\/127\.0\.0\.1:(\d+)/;
+  const deadline = Date.now() + 60_000;
+  while (!ready.test(out) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  const m = ready.exec(out);
+  assert.ok(m, `start did not print its listeners\nstdout:\n${out}\nstderr:\n${err.slice(-3000)}`);
+  assert.doesNotMatch(out, /starting a local control plane/);
+  const ports = { webhook: Number(m[1]), gateway: Number(m[2]) };
+
+  const certDir = path.join(dataDir, 'dev-certs');
+  const first = new X509Certificate(readFileSync(path.join(certDir, CERT_FILES.cert))).fingerprint256;
+  assert.equal(await servedFingerprint(ports.webhook), first);
+  assert.equal(await servedFingerprint(ports.gateway), first);
+
+  // A new pair, renamed into place (key first, so a reload between the two renames sees a mismatch and keeps the old pair).
+  const ca = createCA({ commonName: 'kt-start-reload-ca' });
+  const next = issueCert(ca, { commonName: 'kubetrail-dev', ips: ['127.0.0.1'], dnsNames: ['localhost'] });
+  const fresh = new X509Certificate(next.certPem).fingerprint256;
+  assert.notEqual(fresh, first);
+  writeFileSync(path.join(certDir, 'tls.key.next'), next.keyPem, { mode: 0o600 });
+  writeFileSync(path.join(certDir, 'tls.crt.next'), next.certPem);
+  renameSync(path.join(certDir, 'tls.key.next'), path.join(certDir, CERT_FILES.key));
+  renameSync(path.join(certDir, 'tls.crt.next'), path.join(certDir, CERT_FILES.cert));
+
+  const served = { webhook: first, gateway: first };
+  const until = Date.now() + 15_000;
+  while ((served.webhook !== fresh || served.gateway !== fresh) && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 200));
+    served.webhook = await servedFingerprint(ports.webhook);
+    served.gateway = await servedFingerprint(ports.gateway);
+  }
+  assert.equal(served.webhook, fresh, 'the webhook still serves the old certificate');
+  assert.equal(served.gateway, fresh, 'the gateway still serves the old certificate');
 
   child.kill('SIGTERM');
   assert.equal(await exited, 0, `start did not exit cleanly on SIGTERM\n${err.slice(-2000)}`);
