@@ -34,6 +34,8 @@ import type { UpstreamTarget } from './upstream.ts';
 
 /** The extra key under which an event records who used `kubectl --as` (never forwarded upstream). */
 export const IMPERSONATOR_EXTRA_KEY = 'kubetrail.io/impersonator';
+/** The extra key under which an event refused before impersonation was checked (at shutdown) records whom the caller asked to act as. */
+export const REQUESTED_AS_EXTRA_KEY = 'kubetrail.io/requested-as';
 
 /** Everything the handler chain needs; built once by main.ts. */
 export interface GatewayContext {
@@ -234,6 +236,37 @@ function warningHeaders(warnings: readonly string[]): string[] {
   return warnings.flatMap((w) => ['Warning', `299 - "${w.replace(/["\\]/g, (c) => `\\${c}`).replace(/[\r\n]/g, ' ')}"`]);
 }
 
+const SHUTTING_DOWN = new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shutting down');
+
+/**
+ * Records a request refused with 503 because shutdown has begun; like every
+ * refusal it gets its api.request event (shutdown waits for it in
+ * `ctx.pending`, and the sink is closed only after that). The caller is named
+ * when their token's verification is cached; otherwise the event has no actor:
+ * a gateway that is going away does not call TokenReview or an OIDC issuer.
+ * Client impersonation is not resolved either (that needs a
+ * SubjectAccessReview): the event names the caller, and the user they asked
+ * to act as under the extra key `kubetrail.io/requested-as`.
+ */
+function refuseAtShutdown(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, startedAt: number): void {
+  let auth: AuthenticatedRequest | undefined;
+  try {
+    const cred = extractCredential(req);
+    const { identity } = ctx.authenticator.cached(cred.token);
+    if (identity !== undefined) {
+      let actor = identity;
+      const requested = hasImpersonationHeaders(req.rawHeaders) ? readClientImpersonation(req.headersDistinct) : undefined;
+      if (requested) actor = { ...identity, extra: { ...(identity.extra ?? {}), [REQUESTED_AS_EXTRA_KEY]: [requested.user] } };
+      auth = { identity, actor, sessionId: uuidv7(), info, subprotocols: cred.subprotocols, startedAt };
+    }
+  } catch {
+    // A malformed credential or impersonation set: recorded without an actor, as the 503 it got.
+  }
+  logRefusal(ctx, req, SHUTTING_DOWN, auth);
+  recordRefusal(ctx, req, info, auth, SHUTTING_DOWN, startedAt);
+  ctx.metrics?.requests.inc({ verb: info.verb, code: '503' });
+}
+
 /** Records a request that never reached the API server (refused by the gateway). */
 function recordRefusal(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, auth: AuthenticatedRequest | undefined, err: unknown, startedAt: number): void {
   const status = toKubeStatus(err);
@@ -289,15 +322,16 @@ export function handleRequest(ctx: GatewayContext, req: IncomingMessage, res: Se
 }
 
 async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const startedAt = performance.now();
+  const info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
   if (ctx.closing) {
     // A request on a keep-alive connection after shutdown began (e.g. kubectl's watch right after its list).
     res.shouldKeepAlive = false;
     if (!req.readableEnded) req.resume();
-    sendError(res, new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shutting down'));
+    refuseAtShutdown(ctx, req, info, startedAt);
+    sendError(res, SHUTTING_DOWN);
     return;
   }
-  const startedAt = performance.now();
-  const info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
   let auth: AuthenticatedRequest | undefined;
   let body: { body: Buffer; complete: boolean } | undefined;
   let decision: Decision | undefined;
@@ -488,7 +522,8 @@ export async function handleUpgrade(ctx: GatewayContext, req: IncomingMessage, s
   const info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
   socket.on('error', () => socket.destroy());
   if (ctx.closing) {
-    socket.end(statusResponseBytes(new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shutting down')));
+    refuseAtShutdown(ctx, req, info, startedAt);
+    socket.end(statusResponseBytes(SHUTTING_DOWN));
     return;
   }
   let auth: AuthenticatedRequest | undefined;
