@@ -21,7 +21,7 @@ import type { Config } from './config.ts';
 import type { EventSource, KubetrailEvent } from './events/model.ts';
 import type { Logger } from './logger.ts';
 import type { EventSink } from './sinks/sink.ts';
-import { HeadStore, type ChainHead } from './chain/head-store.ts';
+import { HeadStore, storedHead, type ChainHead } from './chain/head-store.ts';
 import { ChainSealer } from './chain/sealer.ts';
 import { loadSigningKey } from './chain/signing.ts';
 import { SinkError } from './sinks/errors.ts';
@@ -191,22 +191,41 @@ export async function createEventPipeline(opts: PipelineOptions): Promise<EventP
       await spool.close();
       throw dataDirError(config.dataDir, err);
     }
-    // A batch that was in flight when the previous process died may or may not
-    // be in Kafka: spool it (re-sent as same-id duplicates) and chain after it.
-    const leftover = journal.leftover();
+    // The journal holds the last batches handed to Kafka (fdatasync'd before
+    // they were sent). Those the chain head file does not cover may or may not
+    // be in Kafka: spool them (re-sent as same-id duplicates); either way the
+    // chain continues after the newest link in the journal, so a head file left
+    // behind by a power cut cannot make this process reuse sequence numbers.
     let head = newerHead(headStore.head, spool.log.lastLineAtOpen, source);
+    const leftover = journal.leftover();
     if (leftover.length > 0) {
-      const newer = leftover.filter((l) => {
+      const chainDir = path.join(config.dataDir, 'chain');
+      const heads = new Map<string, number>();
+      const stored = (s: EventSource): number => {
+        if (s.component === source.component && s.instance === source.instance) return head.seq;
+        const name = `${s.component}-${s.instance}`;
+        let seq = heads.get(name);
+        if (seq === undefined) heads.set(name, (seq = storedHead(chainDir, name)?.seq ?? 0));
+        return seq;
+      };
+      const resend = leftover.filter((l) => {
         try {
-          return ((JSON.parse(l) as KubetrailEvent).chain?.seq ?? 0) > 0;
+          const e = JSON.parse(l) as KubetrailEvent;
+          return (e.chain?.seq ?? 0) > stored(e.source);
         } catch {
           return false; // a torn last line was never sent whole
         }
       });
-      await spool.append(newer);
+      for (const l of leftover) head = newerHead(head, l, source);
+      if (resend.length > 0) {
+        await spool.append(resend);
+        plog.warn({ events: resend.length }, 'previous process stopped with a batch in flight; it is re-sent from the spool (same-id duplicates are possible)');
+      }
+      // The spool and the head file now cover what the journal held: make the
+      // head durable before the journal is emptied.
+      headStore.save(head);
+      headStore.sync();
       journal.clear();
-      head = newerHead(head, newer.at(-1), source);
-      plog.warn({ events: newer.length }, 'previous process stopped with a batch in flight; it is re-sent from the spool (same-id duplicates are possible)');
     }
     let reachable = true;
     try {

@@ -6,9 +6,10 @@
  * The head is rewritten in place (one small pwrite, no fsync) after every
  * durable batch: a SIGKILL keeps it (the page cache survives the process); a
  * power cut may leave it behind, which is why the pipeline also takes the
- * highest link found at the tail of the local log / spool on start.
+ * highest link found at the tail of the local log / spool and in the
+ * fdatasync'd in-flight journal on start.
  */
-import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { GENESIS_HASH } from './hash.ts';
 
@@ -29,7 +30,7 @@ export class HeadStore {
   /** Opens (creating) `dir/<name>.head`. Throws the fs error if the directory is unwritable. */
   constructor(dir: string, name: string) {
     mkdirSync(dir, { recursive: true });
-    this.file = path.join(dir, `${name.replace(/[^A-Za-z0-9._-]/g, '_')}.head`);
+    this.file = headFile(dir, name);
     this.#last = readHead(this.file) ?? { seq: 0, hash: GENESIS_HASH };
     this.#fd = openSync(this.file, 'a+');
     closeSync(this.#fd);
@@ -49,6 +50,11 @@ export class HeadStore {
     writeSync(this.#fd, text, 0, 'utf8');
   }
 
+  /** Forces the stored head to disk (fdatasync). */
+  sync(): void {
+    fdatasyncSync(this.#fd);
+  }
+
   /** Closes the file. */
   close(): void {
     try {
@@ -57,6 +63,15 @@ export class HeadStore {
       // already closed
     }
   }
+}
+
+/** The head stored in `dir` for the source named `name`, if any (read only). */
+export function storedHead(dir: string, name: string): ChainHead | undefined {
+  return readHead(headFile(dir, name));
+}
+
+function headFile(dir: string, name: string): string {
+  return path.join(dir, `${name.replace(/[^A-Za-z0-9._-]/g, '_')}.head`);
 }
 
 function readHead(file: string): ChainHead | undefined {

@@ -1,24 +1,27 @@
 /**
- * The in-flight journal: the batches currently handed to Kafka, written (no
- * fsync) before each produce request and cleared once Kafka acknowledged
- * them (or the spool took them).
+ * The in-flight journal: the batches handed to Kafka, written and fdatasync'd
+ * before each produce request leaves, and kept on disk after Kafka
+ * acknowledged them until their slot is reused.
  *
- * Why: if the process is SIGKILLed after the broker stored a batch but
- * before the ack arrived, the chain head on disk is behind what Kafka holds.
- * A restarted process would then reuse those sequence numbers for different
- * events, and verify would see a fork. On start, a non-empty journal is
- * moved into the spool, so its events are re-sent (duplicates with the same
- * id and hash, which verify accepts) and the chain continues after them.
- * A write without fsync survives a killed process (the page cache stays);
- * it does not survive a power cut, which is a documented limit.
+ * Why: if the process dies after the broker stored a batch but before the
+ * ack arrived, or the machine loses power before the chain head file (written
+ * without fsync after every ack) reached the disk, the head on disk is behind
+ * what Kafka holds. A restarted process would then reuse those sequence
+ * numbers for different events, and verify would see a fork. On start, the
+ * pipeline takes the newest link found in the journal as the chain head and
+ * moves the journal's events that the head file does not cover into the
+ * spool, so they are re-sent (duplicates with the same id and hash, which
+ * verify accepts) and the chain continues after them. Because each batch is
+ * fdatasync'd before it is sent, the journal on disk always holds the newest
+ * link that can be in Kafka, power cut or not.
  *
  * KafkaSink may hand the producer a second batch while the first is in
  * flight (sent as soon as the first is acknowledged), so the journal has two
  * slots, `inflight.ndjson` and `inflight-1.ndjson`, used in turn: a batch's
- * slot is rewritten only after that batch was cleared. {@link leftover}
- * returns the lines of both, in chain order.
+ * slot is rewritten only after that batch was acknowledged or spooled.
+ * {@link leftover} returns the lines of both, in chain order.
  */
-import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 
 const SLOTS = 2;
@@ -87,7 +90,24 @@ export class InflightJournal {
     return generation;
   }
 
-  /** Empties the slot of `generation` (nothing of it in flight any more); without one, every slot. */
+  /** Resolves once the slot holding `generation` is on disk (fdatasync on the libuv pool). */
+  sync(generation: number): Promise<void> {
+    const slot = generation % SLOTS;
+    if (this.#held[slot] !== generation) return Promise.reject(new Error(`in-flight journal: generation ${generation} is not held`));
+    const fd = this.#fds[slot] as number;
+    return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /**
+   * Frees the slot of an acknowledged `generation` for reuse without erasing
+   * it: until it is overwritten, it still shows the newest link that reached
+   * Kafka should the chain head file be lost.
+   */
+  release(generation: number): void {
+    for (let slot = 0; slot < SLOTS; slot++) if (this.#held[slot] === generation) this.#held[slot] = 0;
+  }
+
+  /** Empties the slot of `generation` (the spool holds its events now); without one, every slot. */
   clear(generation?: number): void {
     for (let slot = 0; slot < SLOTS; slot++) {
       const held = this.#held[slot] as number;
@@ -98,11 +118,10 @@ export class InflightJournal {
     }
   }
 
-  /** Empties and closes. */
+  /** Closes the files, keeping what they hold (the pipeline's next start reads it against the chain head). */
   close(): void {
     for (const fd of this.#fds) {
       try {
-        ftruncateSync(fd, 0);
         closeSync(fd);
       } catch {
         // already closed

@@ -129,6 +129,10 @@ export class KafkaSink implements EventPipeline {
   /** Set when fail-closed refused an event; cleared once the drainer frees spool space. */
   #refusing = false;
   #dropLogTimer: NodeJS.Timeout | undefined;
+  /** Resolves once the last batch handed over was posted to the producer thread (or given up): batches post in order. */
+  #lastPosted: Promise<void> = Promise.resolve();
+  /** Bumped whenever the sink turns to the spool: batches handed over before that and not yet posted are not sent. */
+  #epoch = 0;
 
   constructor(o: KafkaSinkOptions) {
     this.#o = o;
@@ -303,8 +307,35 @@ export class KafkaSink implements EventPipeline {
       this.#enterSpool([...handed.flatMap((f) => f.batch), ...batch], err, handed.map((f) => f.generation));
       return false;
     }
-    this.#inflight.push({ batch, generation, sent: this.#send(wire) });
+    this.#inflight.push({ batch, generation, sent: this.#post(generation, wire) });
     return true;
+  }
+
+  /**
+   * Sends a journaled batch once its journal slot is on disk (fdatasync) and
+   * the batch handed over before it was posted: the producer thread receives
+   * batches in chain order, and nothing reaches Kafka that a power cut could
+   * erase from the journal. A batch whose turn comes after the sink went to
+   * the spool is not sent (the spool holds it).
+   */
+  #post(generation: number, wire: WireBatch): Promise<unknown> {
+    const epoch = this.#epoch;
+    const previous = this.#lastPosted;
+    const synced = this.#o.journal.sync(generation).then(
+      () => undefined,
+      (err: unknown) => new SinkError('SINK_ERR_IO', 'cannot fdatasync the in-flight journal under dataDir', { setting: 'dataDir', cause: err }),
+    );
+    let posted!: () => void;
+    this.#lastPosted = new Promise<void>((r) => (posted = r));
+    return Promise.all([synced, previous]).then(([failed]) => {
+      try {
+        if (failed !== undefined) throw failed;
+        if (this.#epoch !== epoch) throw new SinkError('SINK_ERR_IO', 'not sent: the sink turned to the spool before this batch was posted');
+        return this.#send(wire);
+      } finally {
+        posted();
+      }
+    });
   }
 
   /** True when the queue holds a full produce request (worth handing over while another is in flight). */
@@ -350,7 +381,8 @@ export class KafkaSink implements EventPipeline {
           const batch = head.batch;
           const last = batch.at(-1);
           if (last) this.#o.head.save(last.sealed.event.chain as { seq: number; hash: string });
-          this.#o.journal.clear(head.generation);
+          // Acknowledged: the slot may be reused, but keeps the batch until then.
+          this.#o.journal.release(head.generation);
           const now = performance.now();
           for (const p of batch) {
             this.#cm.durable('kafka', p.sealed.event.type);
@@ -407,6 +439,7 @@ export class KafkaSink implements EventPipeline {
       );
     }
     this.#mode = 'spool';
+    this.#epoch += 1;
     this.#o.metrics.spooling.set({ component: this.#component }, 1);
     const rest = this.#queue.splice(0, this.#queue.length);
     this.#release(rest);
