@@ -126,24 +126,6 @@ export function maskString(s: string, patterns: readonly ValuePattern[]): string
   return out;
 }
 
-/** Env names already tested against each envName regex: the same few hundred names come back in every review. */
-const envNameCache = new WeakMap<RegExp, Map<string, boolean>>();
-/** Names kept per regex at most (the cache is dropped whole when full, so odd names cannot grow it without bound). */
-const ENV_NAME_CACHE_MAX = 4096;
-
-/** `re.test(name)`, remembered per name (the regex is case-insensitive and not global: the answer depends on the name only). */
-function envNameMatches(re: RegExp, name: string): boolean {
-  let cache = envNameCache.get(re);
-  if (cache === undefined) envNameCache.set(re, (cache = new Map()));
-  let hit = cache.get(name);
-  if (hit === undefined) {
-    if (cache.size >= ENV_NAME_CACHE_MAX) cache.clear();
-    hit = re.test(name);
-    cache.set(name, hit);
-  }
-  return hit;
-}
-
 /**
  * Masks `env[].value` by name (and secret-shaped substrings) in `v`, copying
  * only what changes: a subtree with nothing to mask is returned as it is (the
@@ -166,7 +148,7 @@ function maskShared(m: ObjectMasking, v: unknown, key: string | undefined, patte
         }
       }
       let r: unknown;
-      if (isEnv && isRecord(e) && typeof e['name'] === 'string' && 'value' in e && envNameMatches(m.envName!, e['name'])) {
+      if (isEnv && isRecord(e) && typeof e['name'] === 'string' && 'value' in e && m.envName!.test(e['name'])) {
         const inner = maskShared(m, e, undefined, patterns) as Record<string, unknown>;
         r = inner === e ? { ...e } : inner;
         (r as Record<string, unknown>)['value'] = maskValue(m, e['value']);
