@@ -22,8 +22,9 @@
  * that no load generator shares their event loop.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, readFileSync } from 'node:fs';
 import https from 'node:https';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -116,13 +117,35 @@ export function reviewBody(): string {
 
 // ------------------------------------------------------------------ child servers
 
+/** TLS connections a child's HTTPS servers accepted, and how many of them resumed a session (no full handshake). */
+interface TlsCounts {
+  connections: number;
+  resumed: number;
+}
+
+/** Counts the TLS connections every tls.Server of this process accepts (bench instrumentation: how often the API server reconnects). */
+function countTlsConnections(): TlsCounts {
+  const counts: TlsCounts = { connections: 0, resumed: 0 };
+  const proto = tls.Server.prototype as unknown as { emit: (this: tls.Server, event: string | symbol, ...args: unknown[]) => boolean };
+  const emit = proto.emit;
+  proto.emit = function (this: tls.Server, event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'secureConnection') {
+      counts.connections++;
+      if ((args[0] as tls.TLSSocket).isSessionReused()) counts.resumed++;
+    }
+    return emit.call(this, event, ...args);
+  };
+  return counts;
+}
+
 async function serveNoop(): Promise<void> {
   const { testPki } = await import('../webhook/support.ts');
   const pki = testPki();
+  const tlsCounts = countTlsConnections();
   let reviews = 0;
   // The driver asks how many reviews arrived (to know when the API server has picked up a registration).
   process.on('message', (msg) => {
-    if (msg === 'stats') process.send?.({ reviews });
+    if (msg === 'stats') process.send?.({ reviews, tls: tlsCounts });
   });
   const server = https.createServer({ cert: readFileSync(pki.certFile), key: readFileSync(pki.keyFile) }, (req, res) => {
     reviews++;
@@ -153,6 +176,7 @@ async function serveWebhook(): Promise<void> {
   const { testPki, quietLogger, policiesDir } = await import('./../webhook/support.ts');
   const env = harness();
   const pki = testPki();
+  const tlsCounts = countTlsConnections();
   const policies = policiesDir();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'kt-bench-webhook-'));
   const id = `${process.pid}`;
@@ -197,7 +221,7 @@ async function serveWebhook(): Promise<void> {
         if (String((v as { metricName?: string }).metricName).endsWith('_sum')) e.sum = v.value;
         else if (String((v as { metricName?: string }).metricName).endsWith('_count')) e.count = v.value;
       }
-      process.send?.(out);
+      process.send?.({ durations: out, tls: tlsCounts });
     })();
   });
   process.on('SIGTERM', () => {
@@ -235,10 +259,16 @@ function startChild(mode: string): Promise<Child> {
   });
 }
 
-/** The webhook child's own review-duration sums per webhook (its Prometheus histogram). */
-function childStats(c: Child): Promise<Record<string, { sum: number; count: number }>> {
+/** What a child reports: reviews seen (no-op), its own review-duration sums per webhook (its Prometheus histogram), TLS connections accepted. */
+interface ChildStats {
+  reviews?: number;
+  durations?: Record<string, { sum: number; count: number }>;
+  tls: TlsCounts;
+}
+
+function childStats(c: Child): Promise<ChildStats> {
   return new Promise((resolve) => {
-    c.proc.once('message', (m) => resolve(m as Record<string, { sum: number; count: number }>));
+    c.proc.once('message', (m) => resolve(structuredClone(m) as ChildStats));
     c.proc.send('stats');
   });
 }
@@ -459,6 +489,52 @@ async function webhookCallStats(env: { APISERVER_URL: string; ADMIN_TOKEN: strin
 
 const fmt = (n: number, d = 0): string => n.toFixed(d);
 
+/** CPU time (ms) a process has used so far, from /proc (Linux; clock ticks of 10 ms), or NaN. */
+function procCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Busy CPU time (ms) of the whole machine so far (all cores, /proc/stat), or NaN. */
+function machineBusyMs(): number {
+  try {
+    const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] as string).trim().split(/\s+/).slice(1).map(Number);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0);
+    return (f.reduce((a, b) => a + b, 0) - idle) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
+/** The harness processes whose CPU the pods part accounts for: the API server, etcd and the Kafka broker of this harness. */
+function harnessPids(harnessDir: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    try {
+      const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8');
+      if (!cmd.includes(harnessDir)) continue;
+      const comm = readFileSync(`/proc/${e}/comm`, 'utf8').trim();
+      if (comm === 'kube-apiserver') out['apiserver'] = Number(e);
+      else if (comm === 'etcd') out['etcd'] = Number(e);
+      else if (comm === 'java' && cmd.includes('server.properties')) out['broker'] = Number(e);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const { harness } = await import('../support/env.ts');
   const { grantAgent, registerWebhooks, uniqueId } = await import('../webhook/support.ts');
@@ -538,7 +614,7 @@ async function main(): Promise<void> {
   const noop = await startChild('serve-noop');
   const unregs: (() => Promise<void>)[] = [];
   try {
-    unregs.push(await registerWebhooks(env.ADMIN_KUBECONFIG, { id: nid, url: `https://127.0.0.1:${noop.port}`, caBundle: noop.caBundle }, async () => ((await childStats(noop)) as unknown as { reviews: number }).reviews > 0));
+    unregs.push(await registerWebhooks(env.ADMIN_KUBECONFIG, { id: nid, url: `https://127.0.0.1:${noop.port}`, caBundle: noop.caBundle }, async () => ((await childStats(noop)).reviews ?? 0) > 0));
     unregs.push(
       await registerWebhooks(env.ADMIN_KUBECONFIG, { id, url: `https://127.0.0.1:${hook.port}`, caBundle: hook.caBundle }, async () => {
         const r = await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'agents', 'get', 'configmap', `kt-probe-${id}`, '-o', 'json', '--ignore-not-found']);
@@ -557,6 +633,15 @@ async function main(): Promise<void> {
     const rates: Record<string, number[]> = { without: [], 'no-op': [], kubetrail: [] };
     const apiserver = { 'no-op': new Map<string, { sum: number; count: number }>(), kubetrail: new Map<string, { sum: number; count: number }>() };
     const own: Record<string, { sum: number; count: number }> = {};
+    const conns = { 'no-op': { connections: 0, resumed: 0 }, kubetrail: { connections: 0, resumed: 0 } };
+    // CPU per pod of each process involved (and of the whole machine, where other work shows up), per case over all rounds.
+    const pids: Record<string, number> = { ...harnessPids(env.HARNESS_DIR), client: process.pid, 'no-op webhooks': noop.proc.pid ?? -1, kubetrail: hook.proc.pid ?? -1 };
+    const cpu: Record<string, Record<string, number>> = { without: {}, 'no-op': {}, kubetrail: {} };
+    const sampleCpu = (): Record<string, number> => {
+      const o: Record<string, number> = { machine: machineBusyMs() };
+      for (const [name, pid] of Object.entries(pids)) o[name] = procCpuMs(pid);
+      return o;
+    };
     const orders: string[] = [];
     for (let r = 0; r < rounds; r++) {
       // The order rotates each round, so no case always runs first (after the deletes of the previous one) or last.
@@ -564,13 +649,19 @@ async function main(): Promise<void> {
       orders.push(order.map((c) => c.name).join(', '));
       for (const c of order) {
         const before = await webhookCallStats(env);
-        const ownBefore = c.name === 'kubetrail' ? await childStats(hook) : {};
+        const server = c.name === 'kubetrail' ? hook : c.name === 'no-op' ? noop : undefined;
+        const statsBefore = server ? await childStats(server) : undefined;
+        const cpuBefore = sampleCpu();
         rates[c.name]?.push(await createPods(env, `r${r}-${c.label}`, c.label, n, conc));
+        const cpuAfter = sampleCpu();
+        for (const [name, v] of Object.entries(cpuAfter)) (cpu[c.name] as Record<string, number>)[name] = ((cpu[c.name] as Record<string, number>)[name] ?? 0) + v - (cpuBefore[name] as number);
         const after = await webhookCallStats(env);
-        if (c.name === 'kubetrail') {
-          const ownAfter = await childStats(hook);
-          for (const [which, a] of Object.entries(ownAfter)) {
-            const b = ownBefore[which] ?? { sum: 0, count: 0 };
+        if (server && statsBefore && c.name !== 'without') {
+          const statsAfter = await childStats(server);
+          conns[c.name].connections += statsAfter.tls.connections - statsBefore.tls.connections;
+          conns[c.name].resumed += statsAfter.tls.resumed - statsBefore.tls.resumed;
+          for (const [which, a] of Object.entries(statsAfter.durations ?? {})) {
+            const b = statsBefore.durations?.[which] ?? { sum: 0, count: 0 };
             const e = (own[which] ??= { sum: 0, count: 0 });
             e.sum += a.sum - b.sum;
             e.count += a.count - b.count;
@@ -607,6 +698,16 @@ async function main(): Promise<void> {
         if (!name.includes('kubetrail') || e.count === 0) continue;
         process.stdout.write(`  API server's own latency of the ${which === 'no-op' ? 'no-op ' : ''}${name} calls: mean ${fmt((e.sum / e.count) * 1000, 2)} ms over ${e.count} calls\n`);
       }
+    }
+    process.stdout.write(`  CPU per pod created (ms, /proc, 10 ms ticks summed over ${rounds} rounds of ${n} pods):\n`);
+    for (const [which, per] of Object.entries(cpu)) {
+      const parts = Object.entries(per)
+        .filter(([name, v]) => name !== 'machine' && v > 0)
+        .map(([name, v]) => `${name} ${fmt(v / (rounds * n), 2)}`);
+      process.stdout.write(`    ${which.padEnd(10)} ${parts.join(', ')}; whole machine ${fmt((per['machine'] ?? NaN) / (rounds * n), 2)}\n`);
+    }
+    for (const [which, t] of Object.entries(conns)) {
+      process.stdout.write(`  TLS connections the API server opened to the ${which} webhooks: ${t.connections} for ${rounds * n * 2} calls (${t.resumed} resumed sessions)\n`);
     }
     for (const which of ['mutate', 'validate']) {
       const e = own[which];
