@@ -15,7 +15,10 @@
  *    `BENCH_POD_ROUNDS` rounds (default 3) of the three cases in rotating
  *    order (both webhook pairs registered throughout, each selecting pods by
  *    label), with the per-round ratios and their medians, the API server's
- *    own latency of each webhook call and kubetrail's own time per review.
+ *    own latency of each webhook call, kubetrail's own time per review, CPU
+ *    per pod of each process and TLS connections opened; `BENCH_POD_STAMP=1`
+ *    adds a fourth case, no-op webhooks answering with kubetrail's stamp
+ *    patch and audit annotation (what the API server pays for a patch).
  *
  * Servers run in child processes (this same file with `serve-webhook` /
  * `serve-noop`), and so does the fixed-rate generator (`load-fixed`), so
@@ -23,6 +26,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import https from 'node:https';
 import tls from 'node:tls';
 import { tmpdir } from 'node:os';
@@ -142,6 +146,7 @@ async function serveNoop(): Promise<void> {
   const { testPki } = await import('../webhook/support.ts');
   const pki = testPki();
   const tlsCounts = countTlsConnections();
+  const stamp = process.argv[2] === 'serve-noop-stamp';
   let reviews = 0;
   // The driver asks how many reviews arrived (to know when the API server has picked up a registration).
   process.on('message', (msg) => {
@@ -153,8 +158,23 @@ async function serveNoop(): Promise<void> {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       // The floor still parses the review to echo its uid, as any correct webhook must.
-      const uid = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { request: { uid: string } }).request.uid;
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid, allowed: true } }));
+      const review = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { request: { uid: string; userInfo?: { username?: string }; object?: { metadata?: { annotations?: unknown } } | null } };
+      const response: Record<string, unknown> = { uid: review.request.uid, allowed: true };
+      if (stamp) {
+        // What kubetrail answers beyond "allowed" (without recording anything): an event id in auditAnnotations and, on /mutate, its stamp patch.
+        const event = randomUUID();
+        response['auditAnnotations'] = { event };
+        const md = review.request.object?.metadata;
+        if (req.url?.startsWith('/mutate') && md) {
+          const ann = { 'kubetrail.io/last-modified-by': review.request.userInfo?.username ?? '', 'kubetrail.io/event': event };
+          const patch = md.annotations
+            ? Object.entries(ann).map(([key, value]) => ({ op: 'add', path: `/metadata/annotations/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, value }))
+            : [{ op: 'add', path: '/metadata/annotations', value: ann }];
+          response['patchType'] = 'JSONPatch';
+          response['patch'] = Buffer.from(JSON.stringify(patch)).toString('base64');
+        }
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response }));
     });
   });
   server.listen(0, '127.0.0.1', () => {
@@ -603,40 +623,52 @@ async function main(): Promise<void> {
     return;
   }
   const id = uniqueId();
-  const nid = `${id}-noop`;
-  const none = `${id}-none`;
   const n = Number(process.env['BENCH_PODS'] ?? 200);
   const conc = Number(process.env['BENCH_POD_CONCURRENCY'] ?? 8);
   const rounds = Number(process.env['BENCH_POD_ROUNDS'] ?? 3);
   const revoke = await grantAgent(env.ADMIN_KUBECONFIG, env.AGENT_KUBECONFIG, 'agents', `kt-bench-${id}`, [{ apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list', 'delete'] }]);
-  // Both webhook pairs stay registered for the whole part; each selects pods by label (objectSelector kubetrail-test=<id>),
-  // so one run alternates the three cases (a single "without" sample swung 165-312 pods/s between runs minutes apart).
+  // Every webhook pair stays registered for the whole part; each selects pods by label (objectSelector kubetrail-test=<label>),
+  // so one run alternates the cases (a single "without" sample swung 143-351 pods/s between runs minutes apart).
   const noop = await startChild('serve-noop');
+  // BENCH_POD_STAMP=1: also no-op webhooks that return kubetrail's stamp patch and an audit annotation (what the API server pays for a patch).
+  const stamp = process.env['BENCH_POD_STAMP'] === '1' ? await startChild('serve-noop-stamp') : undefined;
+  interface Case {
+    name: string;
+    label: string;
+    server?: Child;
+  }
+  const cases: Case[] = [
+    { name: 'without', label: `${id}-none` },
+    { name: 'no-op', label: `${id}-noop`, server: noop },
+    ...(stamp ? [{ name: 'no-op + stamp', label: `${id}-stamp`, server: stamp }] : []),
+    { name: 'kubetrail', label: id, server: hook },
+  ];
   const unregs: (() => Promise<void>)[] = [];
   try {
-    unregs.push(await registerWebhooks(env.ADMIN_KUBECONFIG, { id: nid, url: `https://127.0.0.1:${noop.port}`, caBundle: noop.caBundle }, async () => ((await childStats(noop)).reviews ?? 0) > 0));
-    unregs.push(
-      await registerWebhooks(env.ADMIN_KUBECONFIG, { id, url: `https://127.0.0.1:${hook.port}`, caBundle: hook.caBundle }, async () => {
-        const r = await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'agents', 'get', 'configmap', `kt-probe-${id}`, '-o', 'json', '--ignore-not-found']);
-        return r.stdout.includes('kubetrail.io/event');
-      }),
-    );
-    const cases = [
-      { name: 'without', label: none },
-      { name: 'no-op', label: nid },
-      { name: 'kubetrail', label: id },
-    ] as const;
+    for (const c of cases) {
+      if (!c.server) continue;
+      const server = c.server;
+      const seen =
+        server === hook
+          ? async () => {
+              const r = await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'agents', 'get', 'configmap', `kt-probe-${c.label}`, '-o', 'json', '--ignore-not-found']);
+              return r.stdout.includes('kubetrail.io/event');
+            }
+          : async () => ((await childStats(server)).reviews ?? 0) > 0;
+      unregs.push(await registerWebhooks(env.ADMIN_KUBECONFIG, { id: c.label, url: `https://127.0.0.1:${server.port}`, caBundle: server.caBundle }, seen));
+    }
     for (const c of cases) {
       await createPods(env, `warm-${c.label}`, c.label, 40, conc);
       await deletePods(env, c.label);
     }
-    const rates: Record<string, number[]> = { without: [], 'no-op': [], kubetrail: [] };
-    const apiserver = { 'no-op': new Map<string, { sum: number; count: number }>(), kubetrail: new Map<string, { sum: number; count: number }>() };
+    const rates = new Map<string, number[]>(cases.map((c) => [c.name, []]));
+    const apiserver = new Map<string, Map<string, { sum: number; count: number }>>(cases.map((c) => [c.name, new Map()]));
     const own: Record<string, { sum: number; count: number }> = {};
-    const conns = { 'no-op': { connections: 0, resumed: 0 }, kubetrail: { connections: 0, resumed: 0 } };
+    const conns = new Map<string, TlsCounts>(cases.map((c) => [c.name, { connections: 0, resumed: 0 }]));
     // CPU per pod of each process involved (and of the whole machine, where other work shows up), per case over all rounds.
-    const pids: Record<string, number> = { ...harnessPids(env.HARNESS_DIR), client: process.pid, 'no-op webhooks': noop.proc.pid ?? -1, kubetrail: hook.proc.pid ?? -1 };
-    const cpu: Record<string, Record<string, number>> = { without: {}, 'no-op': {}, kubetrail: {} };
+    const pids: Record<string, number> = { ...harnessPids(env.HARNESS_DIR), client: process.pid };
+    for (const c of cases) if (c.server) pids[c.name === 'kubetrail' ? 'kubetrail' : `${c.name} webhooks`] = c.server.proc.pid ?? -1;
+    const cpu = new Map<string, Record<string, number>>(cases.map((c) => [c.name, {}]));
     const sampleCpu = (): Record<string, number> => {
       const o: Record<string, number> = { machine: machineBusyMs() };
       for (const [name, pid] of Object.entries(pids)) o[name] = procCpuMs(pid);
@@ -645,30 +677,29 @@ async function main(): Promise<void> {
     const orders: string[] = [];
     for (let r = 0; r < rounds; r++) {
       // The order rotates each round, so no case always runs first (after the deletes of the previous one) or last.
-      const order = [0, 1, 2].map((i) => cases[(i + r) % 3] as (typeof cases)[number]);
+      const order = cases.map((_, i) => cases[(i + r) % cases.length] as Case);
       orders.push(order.map((c) => c.name).join(', '));
       for (const c of order) {
         const before = await webhookCallStats(env);
-        const server = c.name === 'kubetrail' ? hook : c.name === 'no-op' ? noop : undefined;
-        const statsBefore = server ? await childStats(server) : undefined;
+        const statsBefore = c.server ? await childStats(c.server) : undefined;
         const cpuBefore = sampleCpu();
-        rates[c.name]?.push(await createPods(env, `r${r}-${c.label}`, c.label, n, conc));
+        rates.get(c.name)?.push(await createPods(env, `r${r}-${c.label}`, c.label, n, conc));
         const cpuAfter = sampleCpu();
-        for (const [name, v] of Object.entries(cpuAfter)) (cpu[c.name] as Record<string, number>)[name] = ((cpu[c.name] as Record<string, number>)[name] ?? 0) + v - (cpuBefore[name] as number);
+        const per = cpu.get(c.name) as Record<string, number>;
+        for (const [name, v] of Object.entries(cpuAfter)) per[name] = (per[name] ?? 0) + v - (cpuBefore[name] as number);
         const after = await webhookCallStats(env);
-        if (server && statsBefore && c.name !== 'without') {
-          const statsAfter = await childStats(server);
-          conns[c.name].connections += statsAfter.tls.connections - statsBefore.tls.connections;
-          conns[c.name].resumed += statsAfter.tls.resumed - statsBefore.tls.resumed;
+        if (c.server && statsBefore) {
+          const statsAfter = await childStats(c.server);
+          const t = conns.get(c.name) as TlsCounts;
+          t.connections += statsAfter.tls.connections - statsBefore.tls.connections;
+          t.resumed += statsAfter.tls.resumed - statsBefore.tls.resumed;
           for (const [which, a] of Object.entries(statsAfter.durations ?? {})) {
             const b = statsBefore.durations?.[which] ?? { sum: 0, count: 0 };
             const e = (own[which] ??= { sum: 0, count: 0 });
             e.sum += a.sum - b.sum;
             e.count += a.count - b.count;
           }
-        }
-        if (c.name !== 'without') {
-          const acc = apiserver[c.name];
+          const acc = apiserver.get(c.name) as Map<string, { sum: number; count: number }>;
           for (const [name, a] of after) {
             const b = before.get(name) ?? { sum: 0, count: 0 };
             const e = acc.get(name) ?? { sum: 0, count: 0 };
@@ -684,29 +715,32 @@ async function main(): Promise<void> {
     };
     const ratios = (a: number[], b: number[]): number[] => a.map((x, i) => x / (b[i] as number));
     const list = (xs: number[], d: number): string => xs.map((x) => fmt(x, d)).join(' / ');
-    const w = rates['without'] as number[];
-    const o = rates['no-op'] as number[];
-    const k = rates['kubetrail'] as number[];
-    process.stdout.write(`pods created through the API server (${n} pods per case and round, ${conc} in flight, agent token, ${rounds} rounds; both webhook pairs registered throughout, selected by the pod's label)\n`);
-    for (let r = 0; r < rounds; r++) process.stdout.write(`  round ${r + 1} (${orders[r]}): without ${fmt(w[r] as number, 1)}, no-op ${fmt(o[r] as number, 1)}, kubetrail ${fmt(k[r] as number, 1)} pods/s\n`);
+    const w = rates.get('without') as number[];
+    const o = rates.get('no-op') as number[];
+    const k = rates.get('kubetrail') as number[];
+    process.stdout.write(`pods created through the API server (${n} pods per case and round, ${conc} in flight, agent token, ${rounds} rounds; every webhook pair registered throughout, selected by the pod's label)\n`);
+    for (let r = 0; r < rounds; r++) process.stdout.write(`  round ${r + 1} (${orders[r]}): ${cases.map((c) => `${c.name} ${fmt(rates.get(c.name)?.[r] as number, 1)}`).join(', ')} pods/s\n`);
     process.stdout.write(`  without webhooks:                     median ${fmt(median(w), 1)} pods/s (${list(w, 1)})\n`);
     process.stdout.write(`  with no-op validate+mutate webhooks (the floor of any webhook): median ${fmt(median(o), 1)} pods/s; ratio to without per round ${list(ratios(o, w), 2)}, median ${fmt(median(ratios(o, w)), 2)}\n`);
+    const st = rates.get('no-op + stamp');
+    if (st) process.stdout.write(`  with no-op webhooks returning kubetrail's stamp patch: median ${fmt(median(st), 1)} pods/s; ratio to without per round ${list(ratios(st, w), 2)}, median ${fmt(median(ratios(st, w)), 2)}\n`);
     process.stdout.write(`  with kubetrail validate+mutate+Kafka: median ${fmt(median(k), 1)} pods/s\n`);
     process.stdout.write(`  ratio with / without: per round ${list(ratios(k, w), 2)}, median ${fmt(median(ratios(k, w)), 2)}; kubetrail / no-op webhooks per round ${list(ratios(k, o), 2)}, median ${fmt(median(ratios(k, o)), 2)}\n`);
-    for (const [which, acc] of Object.entries(apiserver)) {
+    for (const [which, acc] of apiserver) {
       for (const [name, e] of acc) {
         if (!name.includes('kubetrail') || e.count === 0) continue;
-        process.stdout.write(`  API server's own latency of the ${which === 'no-op' ? 'no-op ' : ''}${name} calls: mean ${fmt((e.sum / e.count) * 1000, 2)} ms over ${e.count} calls\n`);
+        process.stdout.write(`  API server's own latency of the ${which === 'kubetrail' ? '' : `${which} `}${name} calls: mean ${fmt((e.sum / e.count) * 1000, 2)} ms over ${e.count} calls\n`);
       }
     }
     process.stdout.write(`  CPU per pod created (ms, /proc, 10 ms ticks summed over ${rounds} rounds of ${n} pods):\n`);
-    for (const [which, per] of Object.entries(cpu)) {
+    for (const [which, per] of cpu) {
       const parts = Object.entries(per)
         .filter(([name, v]) => name !== 'machine' && v > 0)
         .map(([name, v]) => `${name} ${fmt(v / (rounds * n), 2)}`);
-      process.stdout.write(`    ${which.padEnd(10)} ${parts.join(', ')}; whole machine ${fmt((per['machine'] ?? NaN) / (rounds * n), 2)}\n`);
+      process.stdout.write(`    ${which.padEnd(14)} ${parts.join(', ')}; whole machine ${fmt((per['machine'] ?? NaN) / (rounds * n), 2)}\n`);
     }
-    for (const [which, t] of Object.entries(conns)) {
+    for (const [which, t] of conns) {
+      if (which === 'without') continue;
       process.stdout.write(`  TLS connections the API server opened to the ${which} webhooks: ${t.connections} for ${rounds * n * 2} calls (${t.resumed} resumed sessions)\n`);
     }
     for (const which of ['mutate', 'validate']) {
@@ -716,17 +750,17 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const u of unregs.reverse()) await u();
-    for (const l of [none, nid, id]) await deletePods(env, l);
+    for (const c of cases) await deletePods(env, c.label);
     await revoke();
     await stopChild(noop);
+    if (stamp) await stopChild(stamp);
     await stopChild(hook);
   }
 }
 
-
 if (import.meta.main) {
   const mode = process.argv[2];
-  if (mode === 'serve-noop') await serveNoop();
+  if (mode === 'serve-noop' || mode === 'serve-noop-stamp') await serveNoop();
   else if (mode === 'serve-webhook' || mode === 'serve-webhook-memory') await serveWebhook();
   else if (mode === 'load-fixed') await loadFixedChild();
   else {
