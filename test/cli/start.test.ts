@@ -11,6 +11,18 @@ import { CERT_FILES } from '../../certs/rotation.ts';
 import { REPO_ROOT } from '../harness/harness.ts';
 import { harness, kubectl, run } from '../support/env.ts';
 
+/**
+ * Ends a `kubetrail start` left running by a failed test: SIGTERM first, so it stops the local control plane
+ * it started (SIGKILL would orphan etcd and kube-apiserver), SIGKILL only if it has not exited in 30 s.
+ */
+async function stopStart(child: ReturnType<typeof spawn>, exited: Promise<unknown>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
+}
+
 // `kubetrail start` with no reachable kube context: it must start a local control plane,
 // register the webhooks, and hand a newcomer an agent kubeconfig that shows kubetrail working.
 test('kubetrail start with no kube context runs a local control plane where the starter pack denies a privileged pod and stamps an admitted deployment', async (t) => {
@@ -31,8 +43,8 @@ test('kubetrail start with no kube context runs a local control plane where the 
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
+  t.after(async () => {
+    await stopStart(child, exited);
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -108,8 +120,8 @@ test('kubetrail start serves a replaced certificate pair on the webhook and the 
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
+  t.after(async () => {
+    await stopStart(child, exited);
     rmSync(dataDir, { recursive: true, force: true });
   });
 
