@@ -29,6 +29,8 @@ const KEYSTROKES = Number(process.env['BENCH_KEYSTROKES'] ?? 1000);
 const IDLE_SESSIONS = Number(process.env['BENCH_IDLE_SESSIONS'] ?? 1000);
 /** Extra node flags for the relay process, e.g. BENCH_GATEWAY_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile it. */
 const GATEWAY_NODE_ARGS = (process.env['BENCH_GATEWAY_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+/** Extra environment of the relay and pass-through processes only, e.g. BENCH_GATEWAY_ENV='GLIBC_TUNABLES=glibc.malloc.mmap_threshold=32768'. */
+const GATEWAY_ENV = Object.fromEntries((process.env['BENCH_GATEWAY_ENV'] ?? '').split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 /** BENCH_ONLY=throughput,keystrokes,idle runs a subset (all by default). */
 const ONLY = new Set((process.env['BENCH_ONLY'] ?? 'throughput,keystrokes,idle').split(','));
 
@@ -91,6 +93,7 @@ async function startGateway(upstream: URL, flags: string[]): Promise<Gateway> {
   }
   const child = spawn(process.execPath, args, {
     stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, ...GATEWAY_ENV },
   });
   const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
   const lines: ((l: string) => void)[] = [];
