@@ -21,8 +21,13 @@
  * slot is rewritten only after that batch was acknowledged or spooled.
  * {@link leftover} returns the lines of both, in chain order.
  */
-import { closeSync, fdatasync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync as fdatasyncCb, ftruncate as ftruncateCb, ftruncateSync, openSync, readFileSync, write as writeCb } from 'node:fs';
+import { promisify } from 'node:util';
 import path from 'node:path';
+
+const fdatasync = promisify(fdatasyncCb);
+const ftruncate = promisify(ftruncateCb);
+const write = promisify(writeCb) as (fd: number, buf: Uint8Array, off: number, len: number, pos: number) => Promise<{ bytesWritten: number }>;
 
 const SLOTS = 2;
 
@@ -34,6 +39,8 @@ export class InflightJournal {
   readonly #fds: number[];
   /** Generation held by each slot, 0 when empty. */
   readonly #held: number[] = new Array<number>(SLOTS).fill(-1);
+  /** The write + fdatasync of each slot's batch. */
+  readonly #writes: (Promise<void> | undefined)[] = new Array<Promise<void> | undefined>(SLOTS).fill(undefined);
   #generation = 0;
 
   /** Opens (creating) `dir/inflight.ndjson` and `dir/inflight-1.ndjson`. */
@@ -71,11 +78,13 @@ export class InflightJournal {
   }
 
   /**
-   * Writes `lines` (strings, or their UTF-8 bytes with each line followed by
-   * '\n', as the sink hands the producer thread) to the next slot (one write,
-   * no fsync); returns a generation for {@link clear}. Throws when that slot
-   * still holds a batch that was not cleared (more than two in flight is a
-   * sink bug).
+   * Starts writing `lines` (strings, or their UTF-8 bytes with each line
+   * followed by '\n', as the sink hands the producer thread) to the next slot
+   * and returns a generation for {@link sync}, {@link release} and
+   * {@link clear}. The truncate, write and fdatasync all run on the libuv
+   * pool; {@link sync} resolves when they are done. `lines` must not change
+   * until then. Throws when that slot still holds a batch that was neither
+   * released nor cleared (more than two in flight is a sink bug).
    */
   record(lines: readonly string[] | Uint8Array): number {
     const generation = this.#generation + 1;
@@ -83,19 +92,24 @@ export class InflightJournal {
     if ((this.#held[slot] as number) > 0) throw new Error('in-flight journal: both slots hold uncleared batches');
     const buf = lines instanceof Uint8Array ? lines : Buffer.from(lines.join('\n') + '\n', 'utf8');
     const fd = this.#fds[slot] as number;
-    ftruncateSync(fd, 0);
-    writeSync(fd, buf, 0, buf.length, 0);
+    this.#writes[slot] = (async () => {
+      await ftruncate(fd, 0);
+      let off = 0;
+      while (off < buf.length) off += (await write(fd, buf, off, buf.length - off, off)).bytesWritten;
+      await fdatasync(fd);
+    })();
+    // A failure is reported through sync(); never an unhandled rejection.
+    this.#writes[slot].catch(() => undefined);
     this.#held[slot] = generation;
     this.#generation = generation;
     return generation;
   }
 
-  /** Resolves once the slot holding `generation` is on disk (fdatasync on the libuv pool). */
+  /** Resolves once the batch of `generation` is written and on disk (fdatasync). */
   sync(generation: number): Promise<void> {
     const slot = generation % SLOTS;
     if (this.#held[slot] !== generation) return Promise.reject(new Error(`in-flight journal: generation ${generation} is not held`));
-    const fd = this.#fds[slot] as number;
-    return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+    return this.#writes[slot] as Promise<void>;
   }
 
   /**

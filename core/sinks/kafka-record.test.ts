@@ -83,7 +83,7 @@ test('the in-flight journal writes the batch bytes the producer thread sends, an
     const items = await sources('native');
     const batch = encodeBatch(items, topics);
     const j = new InflightJournal(dir);
-    j.record(batch.lines);
+    await j.sync(j.record(batch.lines));
     assert.equal(j.files.map((f) => readFileSync(f, 'utf8')).join(''), items.map((s) => s.line).join('\n') + '\n');
     assert.deepEqual(j.leftover(), items.map((s) => s.line));
     j.close();

@@ -312,7 +312,8 @@ export class KafkaSink implements EventPipeline {
   }
 
   /**
-   * Sends a journaled batch once its journal slot is on disk (fdatasync) and
+   * Sends a journaled batch once its journal slot is written and on disk
+   * (truncate, write and fdatasync on the libuv pool, off this thread) and
    * the batch handed over before it was posted: the producer thread receives
    * batches in chain order, and nothing reaches Kafka that a power cut could
    * erase from the journal. A batch whose turn comes after the sink went to
@@ -323,7 +324,7 @@ export class KafkaSink implements EventPipeline {
     const previous = this.#lastPosted;
     const synced = this.#o.journal.sync(generation).then(
       () => undefined,
-      (err: unknown) => new SinkError('SINK_ERR_IO', 'cannot fdatasync the in-flight journal under dataDir', { setting: 'dataDir', cause: err }),
+      (err: unknown) => new SinkError('SINK_ERR_IO', 'cannot write the in-flight journal under dataDir', { setting: 'dataDir', cause: err }),
     );
     let posted!: () => void;
     this.#lastPosted = new Promise<void>((r) => (posted = r));
