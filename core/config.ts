@@ -41,6 +41,13 @@ const kafka = z.strictObject({
   lingerMs: duration.default(2),
   /** Past this deadline (ms) without an ack, an event is made durable in the spool instead. */
   ackDeadlineMs: duration.default(3000),
+  /**
+   * fdatasync the in-flight journal before each produce request, so a power
+   * cut (not only a killed process) can never fork the chain. Off by
+   * default: on a disk shared with busy writers one fdatasync can take tens
+   * of milliseconds, and every produce request waits for it (docs/benchmarks.md).
+   */
+  journalSync: z.boolean().default(false),
   connectTimeoutMs: duration.default(3000),
   requestTimeoutMs: duration.default(10000),
   /** Memory bound: past this many bytes of events waiting for Kafka, emit() waits (backpressure). */

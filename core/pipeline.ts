@@ -186,7 +186,7 @@ export async function createEventPipeline(opts: PipelineOptions): Promise<EventP
     const spool = Spool.open({ dir: spoolDir(config.dataDir, component), segmentBytes: config.spool.segmentBytes, groupCommitMs: config.spool.groupCommitMs });
     let journal: InflightJournal;
     try {
-      journal = new InflightJournal(spool.log.dir);
+      journal = new InflightJournal(spool.log.dir, { fsync: k.journalSync });
     } catch (err) {
       await spool.close();
       throw dataDirError(config.dataDir, err);

@@ -1,7 +1,7 @@
 /**
- * The in-flight journal: the batches handed to Kafka, written and fdatasync'd
- * before each produce request leaves, and kept on disk after Kafka
- * acknowledged them until their slot is reused.
+ * The in-flight journal: the batches handed to Kafka, written before each
+ * produce request leaves (and fdatasync'd first with `kafka.journalSync`),
+ * and kept on disk after Kafka acknowledged them until their slot is reused.
  *
  * Why: if the process dies after the broker stored a batch but before the
  * ack arrived, or the machine loses power before the chain head file (written
@@ -11,9 +11,10 @@
  * pipeline takes the newest link found in the journal as the chain head and
  * moves the journal's events that the head file does not cover into the
  * spool, so they are re-sent (duplicates with the same id and hash, which
- * verify accepts) and the chain continues after them. Because each batch is
- * fdatasync'd before it is sent, the journal on disk always holds the newest
- * link that can be in Kafka, power cut or not.
+ * verify accepts) and the chain continues after them. A killed process
+ * leaves the journal in the page cache; with `kafka.journalSync` each batch
+ * is also fdatasync'd before it is sent, so the journal on disk holds the
+ * newest link that can be in Kafka even after a power cut.
  *
  * KafkaSink may hand the producer a second batch while the first is in
  * flight (sent as soon as the first is acknowledged), so the journal has two
@@ -21,7 +22,7 @@
  * slot is rewritten only after that batch was acknowledged or spooled.
  * {@link leftover} returns the lines of both, in chain order.
  */
-import { closeSync, fdatasync as fdatasyncCb, ftruncate as ftruncateCb, ftruncateSync, openSync, readFileSync, write as writeCb } from 'node:fs';
+import { closeSync, fdatasync as fdatasyncCb, ftruncate as ftruncateCb, ftruncateSync, openSync, readFileSync, write as writeCb, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import path from 'node:path';
 
@@ -30,6 +31,7 @@ const ftruncate = promisify(ftruncateCb);
 const write = promisify(writeCb) as (fd: number, buf: Uint8Array, off: number, len: number, pos: number) => Promise<{ bytesWritten: number }>;
 
 const SLOTS = 2;
+const DONE = Promise.resolve();
 
 /** File-backed record of the batches in flight. */
 export class InflightJournal {
@@ -43,8 +45,11 @@ export class InflightJournal {
   readonly #writes: (Promise<void> | undefined)[] = new Array<Promise<void> | undefined>(SLOTS).fill(undefined);
   #generation = 0;
 
-  /** Opens (creating) `dir/inflight.ndjson` and `dir/inflight-1.ndjson`. */
-  constructor(dir: string) {
+  readonly #fsync: boolean;
+
+  /** Opens (creating) `dir/inflight.ndjson` and `dir/inflight-1.ndjson`; `fsync` as `kafka.journalSync`. */
+  constructor(dir: string, opts: { fsync?: boolean } = {}) {
+    this.#fsync = opts.fsync ?? false;
     this.files = Array.from({ length: SLOTS }, (_, i) => path.join(dir, i === 0 ? 'inflight.ndjson' : `inflight-${i}.ndjson`));
     this.file = this.files[0] as string;
     this.#fds = this.files.map((f) => {
@@ -78,13 +83,15 @@ export class InflightJournal {
   }
 
   /**
-   * Starts writing `lines` (strings, or their UTF-8 bytes with each line
-   * followed by '\n', as the sink hands the producer thread) to the next slot
-   * and returns a generation for {@link sync}, {@link release} and
-   * {@link clear}. The truncate, write and fdatasync all run on the libuv
-   * pool; {@link sync} resolves when they are done. `lines` must not change
-   * until then. Throws when that slot still holds a batch that was neither
-   * released nor cleared (more than two in flight is a sink bug).
+   * Writes `lines` (strings, or their UTF-8 bytes with each line followed by
+   * '\n', as the sink hands the producer thread) to the next slot and returns
+   * a generation for {@link sync}, {@link release} and {@link clear}. Without
+   * `fsync`, one truncate and one write on this thread (a killed process
+   * keeps them: the page cache survives it). With `fsync`, the truncate,
+   * write and fdatasync run on the libuv pool and {@link sync} resolves when
+   * all are done; `lines` must not change until then. Throws when that slot
+   * still holds a batch that was neither released nor cleared (more than two
+   * in flight is a sink bug), or when the synchronous write fails.
    */
   record(lines: readonly string[] | Uint8Array): number {
     const generation = this.#generation + 1;
@@ -92,20 +99,26 @@ export class InflightJournal {
     if ((this.#held[slot] as number) > 0) throw new Error('in-flight journal: both slots hold uncleared batches');
     const buf = lines instanceof Uint8Array ? lines : Buffer.from(lines.join('\n') + '\n', 'utf8');
     const fd = this.#fds[slot] as number;
-    this.#writes[slot] = (async () => {
-      await ftruncate(fd, 0);
-      let off = 0;
-      while (off < buf.length) off += (await write(fd, buf, off, buf.length - off, off)).bytesWritten;
-      await fdatasync(fd);
-    })();
-    // A failure is reported through sync(); never an unhandled rejection.
-    this.#writes[slot].catch(() => undefined);
+    if (this.#fsync) {
+      this.#writes[slot] = (async () => {
+        await ftruncate(fd, 0);
+        let off = 0;
+        while (off < buf.length) off += (await write(fd, buf, off, buf.length - off, off)).bytesWritten;
+        await fdatasync(fd);
+      })();
+      // A failure is reported through sync(); never an unhandled rejection.
+      this.#writes[slot].catch(() => undefined);
+    } else {
+      ftruncateSync(fd, 0);
+      writeSync(fd, buf, 0, buf.length, 0);
+      this.#writes[slot] = DONE;
+    }
     this.#held[slot] = generation;
     this.#generation = generation;
     return generation;
   }
 
-  /** Resolves once the batch of `generation` is written and on disk (fdatasync). */
+  /** Resolves once the batch of `generation` is written (and, with `fsync`, on disk). */
   sync(generation: number): Promise<void> {
     const slot = generation % SLOTS;
     if (this.#held[slot] !== generation) return Promise.reject(new Error(`in-flight journal: generation ${generation} is not held`));
