@@ -11,10 +11,11 @@
  * a complete write response whose record could still be lost. If it rejects,
  * the connection is cut and the client sees an incomplete response.
  */
+import https from 'node:https';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
 import { ProxyError, sendError } from './errors.ts';
 import type { UpstreamTarget } from './upstream.ts';
+import { forwardRequestOptions } from './upstream.ts';
 
 /**
  * Request headers copied from the client. Everything else — Authorization,
@@ -70,6 +71,17 @@ export function forwardedHeaders(req: IncomingMessage, identityHeaders: Outgoing
   return Object.assign(out as OutgoingHttpHeaders, identityHeaders);
 }
 
+/** Response header lines to send back to the client, as a flat [name, value, ...] list (repeated lines kept). */
+export function responseHeaders(upRes: IncomingMessage): string[] {
+  const out: string[] = [];
+  const raw = upRes.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (HOP_BY_HOP.has((raw[i] as string).toLowerCase())) continue;
+    out.push(raw[i] as string, raw[i + 1] as string);
+  }
+  return out;
+}
+
 /** What the relay observed. */
 export interface RelayResult {
   /** Upstream status, or the gateway's error status when there was no upstream response. */
@@ -109,24 +121,7 @@ export interface RelayArgs {
   track?: (stop: () => void) => () => void;
 }
 
-/** An upstream error as the relay reports it. */
-function upstreamError(err: Error): ProxyError {
-  if (err instanceof ProxyError) return err;
-  // undici's idle timeouts: no response head, or no body bytes, within the request's timeout.
-  const code = (err as { code?: unknown }).code;
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return new ProxyError('PROXY_ERR_UPSTREAM_TIMEOUT', 'upstream idle timeout', { cause: err });
-  return new ProxyError('PROXY_ERR_UPSTREAM_UNAVAILABLE', 'upstream request failed', { cause: err });
-}
-
-/**
- * Relays one request; resolves when the exchange is over (never rejects).
- *
- * The upstream request goes through the upstream's undici Pool with a raw
- * dispatch handler: no ClientRequest or response stream objects, header
- * lines handed over as received, body chunks written to the client as they
- * arrive; a full client socket pauses the upstream connection (and with it
- * the API server), a slow upstream simply delivers fewer chunks.
- */
+/** Relays one request; resolves when the exchange is over (never rejects). */
 export function relay(a: RelayArgs): Promise<RelayResult> {
   return new Promise<RelayResult>((resolve) => {
     const { req, res, upstream } = a;
@@ -142,142 +137,114 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
       resolve(result);
     };
 
-    // The dispatch controller arrives once the request is on a connection; an abort before that is applied then.
-    let controller: Dispatcher.DispatchController | undefined;
-    let abortReason: Error | undefined;
-    const abort = (reason: Error): void => {
-      if (controller !== undefined) {
-        if (!controller.aborted) controller.abort(reason);
-      } else abortReason ??= reason;
-    };
-
     const headers = a.headers;
-    let body: Buffer | IncomingMessage | null = null;
     if (a.body !== undefined && a.bodyComplete) {
-      result.bytesIn += a.body.length;
       headers['content-length'] = a.body.length;
-      body = a.body;
-    } else if (a.body !== undefined) {
-      // Only a prefix was read (past the recorded-body limit): put it back in front of the rest and stream the lot.
-      // (No 'data' listener here: it would start the stream before undici reads it; onBodySent counts instead.)
-      req.unshift(a.body);
-      body = req;
-    } else if (hasBody(req)) {
-      body = req;
     }
-    // (Neither: no Content-Length and no Transfer-Encoding, no body (RFC 9112 §6.3); the server dumps the empty request stream.)
-    const streamed = body === req;
-
+    const upReq = https.request(forwardRequestOptions(upstream, req, headers, upstream.agent));
     untrack = a.track?.(() => {
       stopping = true;
       // End what the client has cleanly (a complete chunked body), then drop the upstream side.
       if (res.headersSent && !res.writableEnded) res.end();
-      abort(new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shutting down'));
+      upReq.destroy();
       if (!res.headersSent) {
         // Stopped before the API server answered: answer for it, so the client is not left waiting.
-        const e = new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shutting down');
-        result.status = e.status;
-        sendError(res, e);
+        sendError(res, new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shutting down'));
         finish();
       }
     });
+    if (a.timeoutMs !== undefined) {
+      upReq.setTimeout(a.timeoutMs, () => upReq.destroy(new ProxyError('PROXY_ERR_UPSTREAM_TIMEOUT', 'upstream idle timeout')));
+    }
 
     // The client went away (e.g. kubectl ended a watch): stop the upstream exchange too.
     res.on('close', () => {
       if (!res.writableFinished) {
-        const e = result.error ?? new ProxyError('PROXY_ERR_CLIENT_ABORTED', 'client closed the connection');
-        abort(e instanceof Error ? e : new ProxyError('PROXY_ERR_CLIENT_ABORTED', 'client closed the connection'));
-        finish(e);
+        upReq.destroy();
+        finish(result.error ?? new ProxyError('PROXY_ERR_CLIENT_ABORTED', 'client closed the connection'));
       }
     });
 
-    let held: Buffer | undefined;
-    const timeout = a.timeoutMs ?? 0;
-    upstream.pool.dispatch(
-      {
-        origin: upstream.url.origin,
-        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-        path: upstream.basePath + (req.url ?? '/'),
-        headers: headers as Record<string, string | string[]>,
-        body,
-        // Idle timeouts: until the response head, and between body chunks (every chunk of a large list re-arms it).
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-      },
-      {
-        onRequestStart(c) {
-          controller = c;
-          if (abortReason !== undefined) c.abort(abortReason);
-        },
-        onBodySent(chunk) {
-          if (streamed) result.bytesIn += chunk.length;
-        },
-        onResponseStart(c, statusCode, parsed) {
-          result.status = statusCode;
-          const auditId = parsed['audit-id'];
-          result.auditId = typeof auditId === 'string' ? auditId : undefined;
-          const lines = responseHeaderLines(c.rawHeaders);
-          if (a.extraResponseHeaders) lines.push(...a.extraResponseHeaders);
-          res.writeHead(statusCode, lines);
-          // Long-running responses (watch, follow) must show their headers at once: kubectl waits for them.
-          if (a.timeoutMs === undefined) res.flushHeaders();
-        },
-        onResponseData(c, chunk) {
-          result.bytesOut += chunk.length;
-          let out: Buffer | undefined = chunk;
-          if (a.beforeEnd) {
-            out = held;
-            held = chunk;
-          }
-          if (out !== undefined && !res.write(out)) {
-            c.pause();
-            res.once('drain', () => c.resume());
-          }
-        },
-        onResponseEnd() {
-          if (!a.beforeEnd) {
-            res.end(() => finish());
-            return;
-          }
-          a.beforeEnd({ status: result.status, bytesIn: result.bytesIn, bytesOut: result.bytesOut, auditId: result.auditId }).then(
-            () => {
-              if (held !== undefined) res.end(held, () => finish());
-              else res.end(() => finish());
-            },
-            (err: unknown) => {
-              // Not durable: cut the connection before the last bytes, so the response is visibly incomplete.
-              res.destroy();
-              finish(err);
-            },
-          );
-        },
-        onResponseError(_c, err) {
-          if (done) return;
-          const e = upstreamError(err);
-          if (!res.headersSent) {
-            if (!stopping) result.status = e.status;
-            // Let the caller write the Status; we only report.
-          } else if (!stopping) {
-            res.destroy();
-          }
-          finish(e);
-        },
-      },
-    );
-  });
-}
+    upReq.on('error', (err) => {
+      const e = err instanceof ProxyError ? err : new ProxyError('PROXY_ERR_UPSTREAM_UNAVAILABLE', 'upstream request failed', { cause: err });
+      if (!res.headersSent) {
+        result.status = e.status;
+        // Let the caller write the Status; we only report.
+      } else if (!stopping) {
+        res.destroy();
+      }
+      finish(e);
+    });
 
-/** Response header lines (undici's raw lines) to send back to the client, as a flat [name, value, ...] list, hop-by-hop ones dropped. */
-function responseHeaderLines(raw: Dispatcher.DispatchController['rawHeaders']): string[] {
-  const out: string[] = [];
-  if (!Array.isArray(raw)) return out;
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = typeof raw[i] === 'string' ? (raw[i] as string) : (raw[i] as Buffer).toString('latin1');
-    if (HOP_BY_HOP.has(name.toLowerCase())) continue;
-    const value = raw[i + 1] as string | Buffer;
-    out.push(name, typeof value === 'string' ? value : value.toString('latin1'));
-  }
-  return out;
+    upReq.on('response', (upRes) => {
+      result.status = upRes.statusCode ?? 502;
+      const auditId = upRes.headers['audit-id'];
+      result.auditId = typeof auditId === 'string' ? auditId : undefined;
+      // The timeout is an idle timeout of the upstream socket: every chunk of a long response (e.g. a
+      // large list) re-arms it, so it only fires when the API server stalls.
+      const lines = responseHeaders(upRes);
+      if (a.extraResponseHeaders) lines.push(...a.extraResponseHeaders);
+      res.writeHead(result.status, lines);
+      // Long-running responses (watch, follow) must show their headers at once: kubectl waits for them.
+      if (a.timeoutMs === undefined) res.flushHeaders();
+      let held: Buffer | undefined;
+      const write = (chunk: Buffer): void => {
+        if (!res.write(chunk)) {
+          upRes.pause();
+          res.once('drain', () => upRes.resume());
+        }
+      };
+      upRes.on('data', (chunk: Buffer) => {
+        result.bytesOut += chunk.length;
+        if (a.beforeEnd) {
+          if (held !== undefined) write(held);
+          held = chunk;
+        } else {
+          write(chunk);
+        }
+      });
+      upRes.on('error', (err) => {
+        if (!stopping) res.destroy();
+        finish(new ProxyError('PROXY_ERR_UPSTREAM_UNAVAILABLE', 'upstream response failed', { cause: err }));
+      });
+      upRes.on('end', () => {
+        if (!a.beforeEnd) {
+          res.end(() => finish());
+          return;
+        }
+        a.beforeEnd({ status: result.status, bytesIn: result.bytesIn, bytesOut: result.bytesOut, auditId: result.auditId }).then(
+          () => {
+            if (held !== undefined) res.end(held, () => finish());
+            else res.end(() => finish());
+          },
+          (err: unknown) => {
+            // Not durable: cut the connection before the last bytes, so the response is visibly incomplete.
+            res.destroy();
+            finish(err);
+          },
+        );
+      });
+    });
+
+    // Request body.
+    if (a.body !== undefined) {
+      result.bytesIn += a.body.length;
+      if (a.bodyComplete) {
+        upReq.end(a.body);
+        return;
+      }
+      upReq.write(a.body);
+    } else if (!hasBody(req)) {
+      // No Content-Length and no Transfer-Encoding: no body (RFC 9112 §6.3). Send the request now, in one
+      // write, instead of a tick later through pipe(); the server dumps the (empty) request stream itself.
+      upReq.end();
+      return;
+    }
+    req.on('data', (c: Buffer) => {
+      result.bytesIn += c.length;
+    });
+    req.pipe(upReq);
+  });
 }
 
 /** Whether a request has a body to relay: a Transfer-Encoding, or a Content-Length other than 0. */

@@ -4,9 +4,7 @@
  * file and context, or the in-cluster service account), which knows every
  * credential form (token, client certificate, exec plugin, in-cluster token
  * file), in a worker thread so its large heap stays out of the gateway's; the
- * relay's hot path then uses one undici Pool (keep-alive HTTP/1.1
- * connections), the gateway's own small calls (TokenReview,
- * SubjectAccessReview) a node:https keep-alive Agent.
+ * hot path then uses plain node:https with one keep-alive Agent.
  *
  * Credentials are re-read periodically so rotated in-cluster tokens and exec
  * plugin tokens keep working without a restart.
@@ -14,7 +12,6 @@
 import https from 'node:https';
 import tls from 'node:tls';
 import { Worker } from 'node:worker_threads';
-import { Pool } from 'undici';
 import type { Logger } from '../core/logger.ts';
 import { ProxyError } from './errors.ts';
 import type { CredentialsWorkerData, CredentialsWorkerMessage } from './upstream-credentials-worker.ts';
@@ -23,16 +20,8 @@ import type { CredentialsWorkerData, CredentialsWorkerMessage } from './upstream
 export interface UpstreamTarget {
   /** Base URL of the API server (no trailing slash). */
   readonly url: URL;
-  /** Keep-alive agent carrying the TLS settings (CA, client certificate): the gateway's own calls (TokenReview, SubjectAccessReview). */
+  /** Keep-alive agent carrying the TLS settings (CA, client certificate). Reused by every request. */
   readonly agent: https.Agent;
-  /**
-   * The relay's connection pool (undici, HTTP/1.1 keep-alive, same TLS
-   * settings). It costs less CPU per forwarded request than node:https's
-   * ClientRequest/IncomingMessage machinery (see docs/benchmarks.md).
-   */
-  readonly pool: Pool;
-  /** Base path of the API server URL (no trailing slash; usually empty), prepended to every forwarded path. */
-  readonly basePath: string;
   /** TLS options for callers that open their own connections (e.g. WebSocket clients, raw upgrades). */
   readonly tls: Readonly<UpstreamTls>;
   /** The gateway's own `Authorization` header value, when it authenticates with a bearer token. */
@@ -201,8 +190,6 @@ async function loadFromWorker(worker: CredentialsWorker, opts: UpstreamOptions):
     throw new ProxyError('PROXY_ERR_UPSTREAM_CONFIG', 'cannot read the upstream credentials', { cause: err });
   }
   const { ca, cert, key, ...connectOptions } = current.tls;
-  // The CA and client certificate go in as one SecureContext, built once, shared by the agent and the pool.
-  const secureContext = tls.createSecureContext({ ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
   const agent = new https.Agent({
     keepAlive: true,
     maxSockets: opts.maxSockets ?? 256,
@@ -211,22 +198,8 @@ async function loadFromWorker(worker: CredentialsWorker, opts: UpstreamOptions):
     // The CA and client certificate go in as one SecureContext, built once, not as ca/cert/key options:
     // node:https names its socket pools by concatenating those options, so every request would turn
     // the PEM buffers into a string of a kilobyte or more and hash it to find its pool.
-    secureContext,
+    secureContext: tls.createSecureContext({ ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) }),
     ...connectOptions,
-  });
-  const pool = new Pool(url.origin, {
-    connections: opts.maxSockets ?? 256,
-    // One request at a time per connection: a pipelined request would wait behind a watch or a large list.
-    pipelining: 1,
-    // HTTP/1.1 only (undici offers h2 by default): measured, an HTTP/2 upstream cost both the gateway and
-    // the API server more CPU per small request (docs/benchmarks.md).
-    allowH2: false,
-    // Timeouts are set per request by the relay (idle timeout; none for watches and follows).
-    headersTimeout: 0,
-    bodyTimeout: 0,
-    keepAliveTimeout: 60_000,
-    keepAliveMaxTimeout: 600_000,
-    connect: { secureContext, ...connectOptions },
   });
   const timer = setInterval(() => {
     read().then(
@@ -242,8 +215,6 @@ async function loadFromWorker(worker: CredentialsWorker, opts: UpstreamOptions):
   return {
     url,
     agent,
-    pool,
-    basePath: url.pathname.replace(/\/$/, ''),
     get tls() {
       return current.tls;
     },
@@ -251,7 +222,6 @@ async function loadFromWorker(worker: CredentialsWorker, opts: UpstreamOptions):
     close: () => {
       clearInterval(timer);
       agent.destroy();
-      void pool.destroy().catch(() => undefined);
       worker.close();
     },
   };

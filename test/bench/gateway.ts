@@ -114,9 +114,7 @@ function cpuMs(pid: number | undefined): number | undefined {
 
 /** Spawns this file in `mode` and reads the `{url, ca}` line it prints. */
 async function startChild(mode: 'serve' | 'serve-floor'): Promise<{ child: ReturnType<typeof spawn>; url: string; ca: string }> {
-  // BENCH_GATEWAY_CHILD_ARGS: extra node flags for the gateway process only, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
-  const extra = mode === 'serve' ? (process.env['BENCH_GATEWAY_CHILD_ARGS'] ?? '').split(' ').filter((a) => a !== '') : [];
-  const child = spawn(process.execPath, [...extra, SELF, mode], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
+  const child = spawn(process.execPath, [SELF, mode], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
   const first = await new Promise<{ url: string; ca: string }>((resolve, reject) => {
     let buf = '';
     child.stdout!.on('data', (c: Buffer) => {
