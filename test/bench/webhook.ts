@@ -209,6 +209,8 @@ async function serveWebhook(): Promise<void> {
         topics: { events: `kt-bench-webhook-${id}`, sessions: `kt-bench-webhook-${id}-s` },
         // Experiments only (the figures in docs use the default): BENCH_KAFKA_LINGER_MS sets kafka.lingerMs.
         ...(process.env['BENCH_KAFKA_LINGER_MS'] ? { lingerMs: Number(process.env['BENCH_KAFKA_LINGER_MS']) } : {}),
+        // BENCH_KAFKA_JOURNAL_SYNC=1 sets kafka.journalSync (fdatasync the in-flight journal before each produce request).
+        ...(process.env['BENCH_KAFKA_JOURNAL_SYNC'] === '1' ? { journalSync: true } : {}),
       },
       policies: { dir: policies },
       webhook: { tls: { certFile: pki.certFile, keyFile: pki.keyFile } },
