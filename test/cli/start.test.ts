@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'no
 import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { createCA, issueCert } from '../../certs/generate.ts';
 import { CERT_FILES } from '../../certs/rotation.ts';
 import { REPO_ROOT } from '../harness/harness.ts';
@@ -26,33 +26,13 @@ async function stopStart(child: ReturnType<typeof spawn>, exited: Promise<unknow
 // `kubetrail start` with no reachable kube context: it must start a local control plane,
 // register the webhooks, and hand a newcomer an agent kubeconfig that shows kubetrail working.
 test('kubetrail start with no kube context runs a local control plane where the starter pack denies a privileged pod and stamps an admitted deployment', async (t) => {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'kt-start-'));
-  const env = {
-    ...process.env,
-    KUBECONFIG: path.join(dataDir, 'no-such-kubeconfig'),
-    KUBETRAIL_DATA_DIR: dataDir,
-    KUBETRAIL_WEBHOOK_LISTEN: '127.0.0.1:0',
-    KUBETRAIL_WEBHOOK_HEALTH: '127.0.0.1:0',
-    KUBETRAIL_PROXY_LISTEN: '127.0.0.1:0',
-    KUBETRAIL_PROXY_HEALTH: '127.0.0.1:0',
-    KUBETRAIL_LOG_LEVEL: 'warn',
-  };
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'cli', 'main.ts'), 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  t.after(async () => {
-    await stopStart(child, exited);
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  const { env, child, exited, out: stdout, err: stderr } = startKubetrail(t, '', 'kt-start-');
 
   const deadline = Date.now() + 120_000;
-  while (!/agent kubeconfig: (\S+)/.test(out) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-  const m = /agent kubeconfig: (\S+)/.exec(out);
-  assert.ok(m, `start did not print an agent kubeconfig\nstdout:\n${out}\nstderr:\n${err.slice(-3000)}`);
-  assert.match(out, /starting a local control plane/);
+  while (!/agent kubeconfig: (\S+)/.test(stdout()) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  const m = /agent kubeconfig: (\S+)/.exec(stdout());
+  assert.ok(m, `start did not print an agent kubeconfig\nstdout:\n${stdout()}\nstderr:\n${stderr().slice(-3000)}`);
+  assert.match(stdout(), /starting a local control plane/);
   const agent = m[1] as string;
 
   // The webhook configurations are registered asynchronously in the API server; retry briefly.
@@ -83,10 +63,36 @@ test('kubetrail start with no kube context runs a local control plane where the 
   assert.ok(list.some((e) => e.type === 'api.request' && e.target?.resource === 'deployments' && e.actor?.username === 'agent-ci'));
 
   child.kill('SIGTERM');
-  assert.equal(await exited, 0, `start did not exit cleanly on SIGTERM\n${err.slice(-2000)}`);
+  assert.equal(await exited, 0, `start did not exit cleanly on SIGTERM\n${stderr().slice(-2000)}`);
 });
 
 /** SHA-256 fingerprint of the certificate a TLS listener on loopback serves now. */
+/** Runs `kubetrail start` on loopback ports with a fresh data dir and `kubeconfig`; stopped and cleaned up after the test. */
+function startKubetrail(t: TestContext, kubeconfig: string, prefix: string): { dataDir: string; env: NodeJS.ProcessEnv; child: ReturnType<typeof spawn>; exited: Promise<number | null>; out: () => string; err: () => string } {
+  const dataDir = mkdtempSync(path.join(tmpdir(), prefix));
+  const env = {
+    ...process.env,
+    KUBECONFIG: kubeconfig === '' ? path.join(dataDir, 'no-such-kubeconfig') : kubeconfig,
+    KUBETRAIL_DATA_DIR: dataDir,
+    KUBETRAIL_WEBHOOK_LISTEN: '127.0.0.1:0',
+    KUBETRAIL_WEBHOOK_HEALTH: '127.0.0.1:0',
+    KUBETRAIL_PROXY_LISTEN: '127.0.0.1:0',
+    KUBETRAIL_PROXY_HEALTH: '127.0.0.1:0',
+    KUBETRAIL_LOG_LEVEL: 'warn',
+  };
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'cli', 'main.ts'), 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.after(async () => {
+    await stopStart(child, exited);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  return { dataDir, env, child, exited, out: () => out, err: () => err };
+}
+
 function servedFingerprint(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false }, () => {
@@ -103,34 +109,14 @@ function servedFingerprint(port: number): Promise<string> {
 // reachable cluster (the harness's), so no local control plane is started.
 test('kubetrail start serves a replaced certificate pair on the webhook and the gateway without a restart', async (t) => {
   const env0 = harness();
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'kt-start-reload-'));
-  const env = {
-    ...process.env,
-    KUBECONFIG: env0.ADMIN_KUBECONFIG,
-    KUBETRAIL_DATA_DIR: dataDir,
-    KUBETRAIL_WEBHOOK_LISTEN: '127.0.0.1:0',
-    KUBETRAIL_WEBHOOK_HEALTH: '127.0.0.1:0',
-    KUBETRAIL_PROXY_LISTEN: '127.0.0.1:0',
-    KUBETRAIL_PROXY_HEALTH: '127.0.0.1:0',
-    KUBETRAIL_LOG_LEVEL: 'warn',
-  };
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'cli', 'main.ts'), 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  t.after(async () => {
-    await stopStart(child, exited);
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  const { dataDir, child, exited, out: stdout, err: stderr } = startKubetrail(t, env0.ADMIN_KUBECONFIG, 'kt-start-reload-');
 
   const ready = /webhook\s+https:\/\/127\.0\.0\.1:(\d+)[^]*gateway\s+https:\/\/127\.0\.0\.1:(\d+)/;
   const deadline = Date.now() + 60_000;
-  while (!ready.test(out) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  const m = ready.exec(out);
-  assert.ok(m, `start did not print its listeners\nstdout:\n${out}\nstderr:\n${err.slice(-3000)}`);
-  assert.doesNotMatch(out, /starting a local control plane/);
+  while (!ready.test(stdout()) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  const m = ready.exec(stdout());
+  assert.ok(m, `start did not print its listeners\nstdout:\n${stdout()}\nstderr:\n${stderr().slice(-3000)}`);
+  assert.doesNotMatch(stdout(), /starting a local control plane/);
   const ports = { webhook: Number(m[1]), gateway: Number(m[2]) };
 
   const certDir = path.join(dataDir, 'dev-certs');
@@ -159,5 +145,5 @@ test('kubetrail start serves a replaced certificate pair on the webhook and the 
   assert.equal(served.gateway, fresh, 'the gateway still serves the old certificate');
 
   child.kill('SIGTERM');
-  assert.equal(await exited, 0, `start did not exit cleanly on SIGTERM\n${err.slice(-2000)}`);
+  assert.equal(await exited, 0, `start did not exit cleanly on SIGTERM\n${stderr().slice(-2000)}`);
 });

@@ -10,34 +10,11 @@ import { createHash } from 'node:crypto';
 import https from 'node:https';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
-import type { EventDraft, EventType, KubetrailEvent } from '../../core/events/model.ts';
-import { MemorySink } from '../../core/sinks/memory-sink.ts';
 import { SinkError } from '../../core/sinks/errors.ts';
-import type { EventSink } from '../../core/sinks/sink.ts';
 import { parseEnvelope } from '../../core/policy/document.ts';
 import { compileGuardrail, type GuardrailPolicy } from '../../core/policy/guardrail.ts';
 import { harness, kubectl } from '../support/env.ts';
-import { adminApply, auditEntries, createNamespace, serviceAccountWithToken, startTestGateway, uniq, type TestGateway } from './support.ts';
-
-/** A MemorySink whose emits can be held at a gate, to observe ordering. */
-class GatedSink implements EventSink {
-  readonly inner = new MemorySink({ source: { component: 'proxy', instance: 'test', cluster: 'test' } });
-  gate: Promise<void> | undefined;
-  pendingTypes: EventType[] = [];
-  async emit<T extends EventType>(draft: EventDraft<T>): Promise<KubetrailEvent<T>> {
-    if (this.gate) {
-      this.pendingTypes.push(draft.type);
-      await this.gate;
-    }
-    return this.inner.emit(draft);
-  }
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}
+import { adminApply, auditEntries, createNamespace, GatedSink, serviceAccountWithToken, startTestGateway, uniq, type TestGateway } from './support.ts';
 
 const ns = `gw-relay-${uniq()}`;
 let t: TestGateway;
@@ -151,7 +128,7 @@ test('kubectl exec through the gateway reaches the API server as the caller and 
 test("a write's response completes only after its event is durable, and is cut when it cannot be made durable", async () => {
   let release!: () => void;
   sink.gate = new Promise<void>((r) => (release = r));
-  sink.pendingTypes = [];
+  sink.waiting = [];
   let ended = false;
   const name = `held-${uniq()}`;
   const p = t
@@ -160,7 +137,7 @@ test("a write's response completes only after its event is durable, and is cut w
       ended = true;
       return r;
     });
-  while (!sink.pendingTypes.includes('api.request')) await new Promise((r) => setTimeout(r, 10));
+  while (!sink.waiting.some((d) => d.type === 'api.request')) await new Promise((r) => setTimeout(r, 10));
   // The upstream create is done and the event is being emitted; the client must not have the full response yet.
   assert.equal(ended, false);
   sink.gate = undefined;

@@ -8,30 +8,7 @@
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { after, before, test } from 'node:test';
-import type { EventDraft, EventType, KubetrailEvent } from '../../core/events/model.ts';
-import { MemorySink } from '../../core/sinks/memory-sink.ts';
-import type { EventSink } from '../../core/sinks/sink.ts';
-import { createNamespace, serviceAccountWithToken, startTestGateway, uniq } from './support.ts';
-
-/** A MemorySink whose emits wait at a gate while it is set. */
-class GatedSink implements EventSink {
-  readonly inner = new MemorySink({ source: { component: 'proxy', instance: 'test', cluster: 'test' } });
-  gate: Promise<void> | undefined;
-  waiting: EventDraft<EventType>[] = [];
-  async emit<T extends EventType>(draft: EventDraft<T>): Promise<KubetrailEvent<T>> {
-    if (this.gate) {
-      this.waiting.push(draft as EventDraft<EventType>);
-      await this.gate;
-    }
-    return this.inner.emit(draft);
-  }
-  flush(): Promise<void> {
-    return this.inner.flush();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-}
+import { createNamespace, GatedSink, serviceAccountWithToken, startTestGateway, uniq } from './support.ts';
 
 const ns = `gw-shutdown-${uniq()}`;
 let dropNs: () => Promise<void>;

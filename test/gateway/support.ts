@@ -15,6 +15,7 @@ import { loadConfig, type ConfigInput } from '../../core/config.ts';
 import { createLogger } from '../../core/logger.ts';
 import { MemorySink } from '../../core/sinks/memory-sink.ts';
 import type { EventSink } from '../../core/sinks/sink.ts';
+import type { EventDraft, EventType, KubetrailEvent } from '../../core/events/model.ts';
 import type { GuardrailPolicy } from '../../core/policy/guardrail.ts';
 import { buildKubeconfig } from '../../cli/kubeconfig.ts';
 import { startGateway, type Gateway } from '../../exec-proxy/main.ts';
@@ -166,4 +167,24 @@ export async function auditEntries(pred: (e: Record<string, unknown>) => boolean
     if (pred(e)) out.push(e);
   }
   return out;
+}
+
+/** A MemorySink whose emits wait at a gate while it is set; `waiting` lists the drafts that reached the gate. */
+export class GatedSink implements EventSink {
+  readonly inner = new MemorySink({ source: { component: 'proxy', instance: 'test', cluster: 'test' } });
+  gate: Promise<void> | undefined;
+  waiting: EventDraft<EventType>[] = [];
+  async emit<T extends EventType>(draft: EventDraft<T>): Promise<KubetrailEvent<T>> {
+    if (this.gate) {
+      this.waiting.push(draft as EventDraft<EventType>);
+      await this.gate;
+    }
+    return this.inner.emit(draft);
+  }
+  flush(): Promise<void> {
+    return this.inner.flush();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
 }
