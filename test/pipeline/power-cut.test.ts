@@ -8,6 +8,7 @@ import { createEventPipeline, spoolDir } from '../../core/pipeline.ts';
 import type { KubetrailEvent } from '../../core/events/model.ts';
 import { readRecords } from '../../core/events/reader.ts';
 import { apiRequestDraft, memoryLogger, pipelineConfig, tempDir, topics, verifySource } from './support.ts';
+import { HeadStore } from '../../core/chain/head-store.ts';
 
 const dir = tempDir('kt-power-cut-');
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -62,4 +63,17 @@ test('a clean restart re-sends nothing: the journal keeps acknowledged batches, 
   assert.deepEqual(second.warnings.filter((w) => /re-sent/.test(w)), []);
   const inKafka = await topicEvents(dataDir, t);
   assert.equal(new Set(inKafka.map((e) => e.id)).size, inKafka.length, 'no duplicates');
+});
+
+test('close() puts the chain head on disk (fdatasync) after the last event is durable', async (t) => {
+  const synced: number[] = [];
+  const original = HeadStore.prototype.sync;
+  t.after(() => void (HeadStore.prototype.sync = original));
+  HeadStore.prototype.sync = function (this: HeadStore) {
+    synced.push(this.head.seq);
+    original.call(this);
+  };
+  const { events } = await run(path.join(dir, 'close-sync'), topics(), 20, 0);
+  // The closing checkpoint is the last event: its seq is the one on disk.
+  assert.deepEqual(synced, [Math.max(...events.map((e) => e.chain!.seq)) + 1]);
 });
