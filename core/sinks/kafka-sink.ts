@@ -312,11 +312,11 @@ export class KafkaSink implements EventPipeline {
   }
 
   /**
-   * Sends a journaled batch once its journal slot is written and on disk
-   * (truncate, write and fdatasync on the libuv pool, off this thread) and
-   * the batch handed over before it was posted: the producer thread receives
-   * batches in chain order, and nothing reaches Kafka that a power cut could
-   * erase from the journal. A batch whose turn comes after the sink went to
+   * Sends a journaled batch once its journal slot is written (with
+   * `kafka.journalSync`, also fdatasync'd on the libuv pool, so nothing
+   * reaches Kafka that a power cut could erase from the journal) and the
+   * batch handed over before it was posted: the producer thread receives
+   * batches in chain order. A batch whose turn comes after the sink went to
    * the spool is not sent (the spool holds it).
    */
   #post(generation: number, wire: WireBatch): Promise<unknown> {
