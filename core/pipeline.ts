@@ -192,7 +192,7 @@ export async function createEventPipeline(opts: PipelineOptions): Promise<EventP
       throw dataDirError(config.dataDir, err);
     }
     // The journal holds the last batches handed to Kafka (fdatasync'd before
-    // they were sent). Those the chain head file does not cover may or may not
+    // they were sent with kafka.journalSync). Those the chain head file does not cover may or may not
     // be in Kafka: spool them (re-sent as same-id duplicates); either way the
     // chain continues after the newest link in the journal, so a head file left
     // behind by a power cut cannot make this process reuse sequence numbers.

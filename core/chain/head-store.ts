@@ -7,7 +7,8 @@
  * durable batch: a SIGKILL keeps it (the page cache survives the process); a
  * power cut may leave it behind, which is why the pipeline also takes the
  * highest link found at the tail of the local log / spool and in the
- * fdatasync'd in-flight journal on start.
+ * in-flight journal on start (fdatasync'd with kafka.journalSync), and the
+ * KafkaSink fdatasyncs it once at close.
  */
 import { closeSync, fdatasyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';

@@ -12,6 +12,7 @@
  */
 import type { IHeaders, Message, TopicMessages } from 'kafkajs';
 import type { KubetrailEvent } from '../events/model.ts';
+import type { SealedEvent } from '../chain/hash.ts';
 import { recordKey, SESSION_TOPIC_TYPES } from '../events/builders.ts';
 import { render, type Rendered, type WireFormat } from '../events/formats/index.ts';
 
@@ -51,31 +52,39 @@ export interface EventRecord {
   headers: IHeaders;
 }
 
+/** The CloudEvents binary-mode headers of a record, in their wire order; `native` is the canonical line, carried when the value is in another format. */
+function cloudEventHeaders(a: { id: string; type: string; source: string; time: string; subject: string; format: WireFormat }, native: Buffer | string): IHeaders {
+  const headers: IHeaders = {
+    ce_specversion: '1.0',
+    ce_id: a.id,
+    ce_type: a.type,
+    ce_source: a.source,
+    ce_time: a.time,
+    ce_subject: a.subject,
+    'content-type': 'application/json',
+    [FORMAT_HEADER]: a.format,
+  };
+  if (a.format !== 'native') headers[NATIVE_HEADER] = native;
+  return headers;
+}
+
+/** Topic of an event: session streams to the sessions topic, the rest to the events topic. */
+function topicOf(event: KubetrailEvent, topics: Topics): string {
+  return SESSION_TOPIC_TYPES.has(event.type) ? topics.sessions : topics.events;
+}
+
 /** Builds the Kafka record of an event. */
 export function toRecord(event: KubetrailEvent, line: string, format: WireFormat, topics: Topics): EventRecord {
   const r = render(event, line, format);
   const key = recordKey(event);
-  const headers: IHeaders = {
-    ce_specversion: '1.0',
-    ce_id: event.id,
-    ce_type: ceType(event.type),
-    ce_source: ceSource(event),
-    ce_time: event.time,
-    ce_subject: key,
-    'content-type': 'application/json',
-    [FORMAT_HEADER]: r.format,
-  };
-  if (r.format !== 'native') headers[NATIVE_HEADER] = line;
-  return { topic: SESSION_TOPIC_TYPES.has(event.type) ? topics.sessions : topics.events, key, value: r.value, headers };
+  const headers = cloudEventHeaders({ id: event.id, type: ceType(event.type), source: ceSource(event), time: event.time, subject: key, format: r.format }, line);
+  return { topic: topicOf(event, topics), key, value: r.value, headers };
 }
 
-/** What a sink knows of an event it is about to produce. */
-export interface RecordSource {
-  event: KubetrailEvent;
-  /** Canonical native line (sealed). */
-  line: string;
+/** A sealed event as a sink is about to produce it. */
+export interface RecordSource extends SealedEvent {
   /** The event rendered in the sink's format (render(); the line itself when native). */
-  rendered: Rendered;
+  readonly rendered: Rendered;
 }
 
 /**
@@ -150,7 +159,7 @@ export function encodeBatch(items: readonly RecordSource[], topics: Topics): Wir
     lines[i] = line;
     if (r.format !== 'native') values.push(r.value);
     b.formatOf[i] = indexIn(b.formats, r.format);
-    b.topicOf[i] = indexIn(b.topics, SESSION_TOPIC_TYPES.has(event.type) ? topics.sessions : topics.events);
+    b.topicOf[i] = indexIn(b.topics, topicOf(event, topics));
     b.keys[i] = recordKey(event);
     b.ids[i] = event.id;
     b.times[i] = event.time;
@@ -197,21 +206,11 @@ export function decodeBatch(b: WireBatch): TopicMessages[] {
     const format = b.formats[b.formatOf[i] as number] as WireFormat;
     const key = b.keys[i] as string;
     const line = lines[i] as Buffer;
-    const headers: IHeaders = {
-      ce_specversion: '1.0',
-      ce_id: b.ids[i] as string,
-      ce_type: b.types[b.typeOf[i] as number] as string,
-      ce_source: b.sources[b.sourceOf[i] as number] as string,
-      ce_time: b.times[i] as string,
-      ce_subject: key,
-      'content-type': 'application/json',
-      [FORMAT_HEADER]: format,
-    };
-    let value = line;
-    if (format !== 'native') {
-      headers[NATIVE_HEADER] = line;
-      value = values[v++] as Buffer;
-    }
+    const headers = cloudEventHeaders(
+      { id: b.ids[i] as string, type: b.types[b.typeOf[i] as number] as string, source: b.sources[b.sourceOf[i] as number] as string, time: b.times[i] as string, subject: key, format },
+      line,
+    );
+    const value = format === 'native' ? line : (values[v++] as Buffer);
     (byTopic[b.topicOf[i] as number] as TopicMessages).messages.push({ key, value, headers });
   }
   return byTopic;

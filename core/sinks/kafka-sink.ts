@@ -68,9 +68,8 @@ interface InFlight {
 }
 
 interface Pending {
-  sealed: SealedEvent;
-  /** The event as the record's value will carry it. */
-  source: RecordSource;
+  /** The sealed event and its rendering for the record's value. */
+  sealed: RecordSource;
   bytes: number;
   started: number;
   resolve: (e: KubetrailEvent) => void;
@@ -206,12 +205,12 @@ export class KafkaSink implements EventPipeline {
     } else {
       let source: RecordSource;
       try {
-        source = this.#source(sealed);
+        source = this.#render(sealed);
       } catch (err) {
         return Promise.reject(new SinkError('SINK_ERR_INVALID_EVENT', `event ${sealed.event.type} cannot be rendered as ${this.#o.settings.format}`, { cause: err }));
       }
       prepared.commit();
-      p = this.#enqueue(sealed, source);
+      p = this.#enqueue(source);
     }
     if (this.#o.sealer.checkpointDue) this.#checkpoint();
     return this.#track(p) as Promise<KubetrailEvent<T>>;
@@ -242,18 +241,16 @@ export class KafkaSink implements EventPipeline {
     return new SinkError('SINK_ERR_SPOOL_FULL', 'event refused: Kafka is unavailable and the spool is full (spool.maxBytes, spool.overflow=fail-closed)', { setting: 'spool.maxBytes' });
   }
 
-  /** The record source of a sealed event, rendered in the configured format (throws when it cannot be). */
-  #source(sealed: SealedEvent): RecordSource {
-    const format = this.#o.settings.format;
-    const rendered = format === 'native' ? { format, value: sealed.line } : render(sealed.event, sealed.line, format);
-    return { event: sealed.event, line: sealed.line, rendered };
+  /** A sealed event with its rendering in the configured format (throws when it cannot be rendered). */
+  #render(sealed: SealedEvent): RecordSource {
+    return { event: sealed.event, line: sealed.line, rendered: render(sealed.event, sealed.line, this.#o.settings.format) };
   }
 
-  #enqueue(sealed: SealedEvent, source: RecordSource): Promise<KubetrailEvent> {
+  #enqueue(sealed: RecordSource): Promise<KubetrailEvent> {
     return new Promise((resolve, reject) => {
-      const value = source.rendered.value;
+      const value = sealed.rendered.value;
       const bytes = value.length + (sealed.line === value ? 0 : sealed.line.length) + RECORD_OVERHEAD_BYTES;
-      this.#queue.push({ sealed, source, bytes, started: performance.now(), resolve, reject });
+      this.#queue.push({ sealed, bytes, started: performance.now(), resolve, reject });
       this.#queuedBytes += bytes;
       if (this.#sending) this.#pipeline();
       else void this.#pump();
@@ -295,7 +292,7 @@ export class KafkaSink implements EventPipeline {
     let generation: number;
     let wire: WireBatch;
     try {
-      wire = encodeBatch(batch.map((p) => p.source), this.#o.settings.topics);
+      wire = encodeBatch(batch.map((p) => p.sealed), this.#o.settings.topics);
       // The journal writes the very bytes the producer thread will send.
       generation = this.#o.journal.record(wire.lines);
     } catch (err) {
@@ -523,7 +520,7 @@ export class KafkaSink implements EventPipeline {
       for (const line of lines) {
         try {
           const e = JSON.parse(line) as KubetrailEvent;
-          records.push(this.#source({ event: e, line }));
+          records.push(this.#render({ event: e, line }));
         } catch (err) {
           // Only a damaged spool file gets here; the event's absence will show as a gap in verify.
           this.#o.logger.error({ err, spoolDir: this.#o.spool.log.dir }, 'unreadable line in the spool skipped');
@@ -592,7 +589,7 @@ export class KafkaSink implements EventPipeline {
     const p: Promise<unknown> =
       this.#mode === 'spool'
         ? this.#toSpool([cp])
-        : this.#enqueue(cp, this.#source(cp));
+        : this.#enqueue(this.#render(cp));
     this.#track(p).catch((err: unknown) => this.#o.logger.error({ err }, 'checkpoint could not be made durable'));
   }
 
