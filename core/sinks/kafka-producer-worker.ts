@@ -4,11 +4,16 @@
  * time as the sink asks, and answers each with its outcome.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+// Before kafkajs: gives it a native CRC-32C (see the module).
+import './kafkajs-crc32c.ts';
 import { CompressionTypes, Partitioners } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import { createKafka, type KafkaSettings } from './kafka-client.ts';
 import { toWire, type ProducerReply, type ProducerRequest } from './kafka-producer.ts';
 import { decodeBatch } from './kafka-record.ts';
+import { installEncoderGrowth } from './kafkajs-encoder.ts';
+
+installEncoderGrowth();
 
 const port = parentPort;
 if (port === null) throw new Error('kafka-producer-worker.ts runs as a worker thread');
