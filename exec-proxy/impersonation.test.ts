@@ -53,3 +53,38 @@ for (const c of clientCases) {
     }
   });
 }
+
+test('groups the API server adds by itself are not sent: each sent group costs it an authorization check per request', async (t) => {
+  const { groupsToSend, splitServiceAccount } = await import('./impersonation.ts');
+  await t.test('system:authenticated is appended by the API server to any non-anonymous user', () => {
+    assert.deepEqual(groupsToSend('oidc:alice', ['dev', 'system:authenticated', 'ops']), ['dev', 'ops']);
+    assert.deepEqual(groupsToSend('oidc:alice', ['system:authenticated']), []);
+  });
+  await t.test('a ServiceAccount whose groups are exactly the derived ones sends none', () => {
+    const sa = 'system:serviceaccount:agents:ci-bot';
+    assert.deepEqual(groupsToSend(sa, ['system:serviceaccounts', 'system:serviceaccounts:agents', 'system:authenticated']), []);
+    assert.deepEqual(groupsToSend(sa, ['system:serviceaccounts:agents', 'system:serviceaccounts']), []);
+    const h = buildUpstreamHeaders({ username: sa, groups: ['system:serviceaccounts', 'system:serviceaccounts:agents', 'system:authenticated'], uid: 'u', authn: 'serviceaccount' }, 's');
+    assert.equal(h['impersonate-group'], undefined);
+    assert.equal(h['impersonate-user'], sa);
+  });
+  await t.test('any other group set is sent whole (minus system:authenticated), since sending one group replaces the derived ones', () => {
+    const sa = 'system:serviceaccount:agents:ci-bot';
+    assert.deepEqual(groupsToSend(sa, ['system:serviceaccounts', 'system:serviceaccounts:agents', 'extra-group']), ['system:serviceaccounts', 'system:serviceaccounts:agents', 'extra-group']);
+    assert.deepEqual(groupsToSend(sa, ['system:serviceaccounts', 'system:serviceaccounts:other']), ['system:serviceaccounts', 'system:serviceaccounts:other']);
+    assert.deepEqual(groupsToSend(sa, ['system:serviceaccounts']), ['system:serviceaccounts']);
+    assert.deepEqual(groupsToSend(sa, ['system:serviceaccounts', 'system:serviceaccounts', 'system:serviceaccounts:agents']).length, 3);
+  });
+  await t.test('a name the API server would not parse as a ServiceAccount is a plain user: its groups are sent', () => {
+    for (const u of ['system:serviceaccount:Agents:bot', 'system:serviceaccount:agents', 'system:serviceaccount:a:b:c', 'system:serviceaccount::bot', 'system:serviceaccount:agents:Bot']) {
+      assert.equal(splitServiceAccount(u), undefined, u);
+      assert.deepEqual(groupsToSend(u, ['system:serviceaccounts', 'system:serviceaccounts:agents']), ['system:serviceaccounts', 'system:serviceaccounts:agents'], u);
+    }
+    assert.deepEqual(splitServiceAccount('system:serviceaccount:kube-system:default'), { namespace: 'kube-system', name: 'default' });
+    assert.deepEqual(splitServiceAccount('system:serviceaccount:agents:my.bot-1'), { namespace: 'agents', name: 'my.bot-1' });
+  });
+  await t.test('anonymous and system:unauthenticated identities are sent as they are', () => {
+    assert.deepEqual(groupsToSend('system:anonymous', ['system:unauthenticated']), ['system:unauthenticated']);
+    assert.deepEqual(groupsToSend('bob', ['system:unauthenticated', 'system:authenticated']), ['system:unauthenticated', 'system:authenticated']);
+  });
+});

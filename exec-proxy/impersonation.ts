@@ -60,6 +60,46 @@ function headerValue(v: string): string {
 /** `Impersonate-Extra-` header name of the session id (constant: escaped once). */
 const SESSION_HEADER = `impersonate-extra-${escapeExtraKey(SESSION_EXTRA_KEY)}`;
 
+const AUTHENTICATED = 'system:authenticated';
+const UNAUTHENTICATED = 'system:unauthenticated';
+const SA_PREFIX = 'system:serviceaccount:';
+// apimachinery ValidateNamespaceName (DNS-1123 label) and ValidateServiceAccountName (DNS-1123 subdomain).
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
+ * Namespace and name of a ServiceAccount username, exactly as the API
+ * server's serviceaccount.SplitUsername accepts it; undefined for any other
+ * name (which the API server then treats as a plain user).
+ */
+export function splitServiceAccount(username: string): { namespace: string; name: string } | undefined {
+  if (!username.startsWith(SA_PREFIX)) return undefined;
+  const parts = username.slice(SA_PREFIX.length).split(':');
+  if (parts.length !== 2 || !DNS1123_LABEL.test(parts[0]!) || !DNS1123_SUBDOMAIN.test(parts[1]!)) return undefined;
+  return { namespace: parts[0]!, name: parts[1]! };
+}
+
+/**
+ * The `Impersonate-Group` values for an identity: its groups minus those the
+ * API server's impersonation filter adds by itself, because every group sent
+ * costs the API server one more authorization check (`impersonate groups`) on
+ * every request. The impersonated identity the API server builds is the same
+ * set of groups either way:
+ * - `system:authenticated` is appended to any non-anonymous user whose groups
+ *   hold neither it nor `system:unauthenticated`, so it is never sent for them;
+ * - a ServiceAccount username with no groups gets exactly
+ *   `system:serviceaccounts`, `system:serviceaccounts:<ns>` (and
+ *   `system:authenticated`), so when those are all its groups, none is sent.
+ * Anonymous identities, and any group set not covered above, are sent as is.
+ */
+export function groupsToSend(username: string, groups: readonly string[]): readonly string[] {
+  if (username === 'system:anonymous' || groups.includes(UNAUTHENTICATED)) return groups;
+  const rest = groups.filter((g) => g !== AUTHENTICATED);
+  const ns = splitServiceAccount(username)?.namespace;
+  if (ns !== undefined && new Set(rest).size === rest.length && rest.length === 2 && rest.includes('system:serviceaccounts') && rest.includes(`system:serviceaccounts:${ns}`)) return [];
+  return rest;
+}
+
 /**
  * The impersonation headers of one identity, built once per Identity object
  * and reused while that object lives (the authenticators hand out the same
@@ -74,7 +114,8 @@ function identityHeaders(identity: Identity): Readonly<OutgoingHttpHeaders> {
   if (headers !== undefined) return headers;
   const h: OutgoingHttpHeaders = {};
   h['impersonate-user'] = headerValue(identity.username);
-  if (identity.groups.length > 0) h['impersonate-group'] = identity.groups.map(headerValue);
+  const groups = groupsToSend(identity.username, identity.groups);
+  if (groups.length > 0) h['impersonate-group'] = groups.map(headerValue);
   if (identity.uid !== undefined && identity.uid !== '') h['impersonate-uid'] = headerValue(identity.uid);
   for (const [key, values] of Object.entries(identity.extra ?? {})) {
     if (key.toLowerCase().startsWith(RESERVED_EXTRA_PREFIX) || values.length === 0) continue;
@@ -161,14 +202,12 @@ interface ImpersonationAttribute {
   name: string;
 }
 
-const SA_PREFIX = 'system:serviceaccount:';
-
 function attributesFor(r: RequestedImpersonation): ImpersonationAttribute[] {
   const attrs: ImpersonationAttribute[] = [];
-  if (r.user.startsWith(SA_PREFIX)) {
-    const [ns, name] = r.user.slice(SA_PREFIX.length).split(':');
-    if (!ns || !name) throw new ProxyError('PROXY_ERR_IMPERSONATION_INVALID', 'bad service account name');
-    attrs.push({ group: '', resource: 'serviceaccounts', namespace: ns, name });
+  // The API server's rule (impersonation.go buildImpersonationRequests): a name SplitUsername accepts is a ServiceAccount, anything else a user.
+  const sa = splitServiceAccount(r.user);
+  if (sa !== undefined) {
+    attrs.push({ group: '', resource: 'serviceaccounts', namespace: sa.namespace, name: sa.name });
   } else {
     attrs.push({ group: '', resource: 'users', name: r.user });
   }
@@ -216,10 +255,10 @@ export class ImpersonationAuthorizer {
       }
     }
     let groups = requested.groups;
-    if (requested.user.startsWith(SA_PREFIX) && groups.length === 0) {
+    const sa = splitServiceAccount(requested.user);
+    if (sa !== undefined && groups.length === 0) {
       // What the API server does for an impersonated service account with no groups given.
-      const ns = requested.user.slice(SA_PREFIX.length).split(':')[0] as string;
-      groups = ['system:serviceaccounts', `system:serviceaccounts:${ns}`];
+      groups = ['system:serviceaccounts', `system:serviceaccounts:${sa.namespace}`];
     }
     const out: Identity = { username: requested.user, groups, authn: caller.authn };
     if (requested.uid !== undefined) out.uid = requested.uid;

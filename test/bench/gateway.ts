@@ -37,6 +37,7 @@ import { createLogger } from '../../core/logger.ts';
 import { createMetricsRegistry } from '../../core/health-server.ts';
 import { createEventPipeline } from '../../core/pipeline.ts';
 import { startGateway } from '../../exec-proxy/main.ts';
+import { buildUpstreamHeaders } from '../../exec-proxy/impersonation.ts';
 import { readEnvFile } from '../harness/harness.ts';
 import { kubectl } from '../support/env.ts';
 
@@ -245,11 +246,23 @@ data: {greeting: hello}
       for (let r = 0; r < n; r++) for (const [i, p] of paths.entries()) acc[i]!.push(await p.run());
       return acc.map(combine);
     };
-    const impersonation = {
-      'impersonate-user': `system:serviceaccount:${ns}:bench`,
-      'impersonate-group': 'system:serviceaccounts',
-      'impersonate-extra-kubetrail.io%2fsession': 'bench-session',
-    };
+    // Exactly the impersonation headers the gateway sends for this token: the identity the API server gives it
+    // (SelfSubjectReview), through the gateway's own header builder.
+    const who = await new Promise<{ username: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> }>((resolve, reject) => {
+      const req = https.request(`${env.APISERVER_URL}/apis/authentication.k8s.io/v1/selfsubjectreviews`, { method: 'POST', ca: apiCa, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }, (res) => {
+        let b = '';
+        res.on('data', (c: Buffer) => (b += c.toString()));
+        res.on('end', () => (res.statusCode === 201 ? resolve((JSON.parse(b) as { status: { userInfo: never } }).status.userInfo) : reject(new Error(`SelfSubjectReview: ${res.statusCode} ${b}`))));
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' }));
+    });
+    const impersonation: Record<string, string> = {};
+    for (const [name, value] of Object.entries(buildUpstreamHeaders({ username: who.username, groups: who.groups ?? [], ...(who.uid ? { uid: who.uid } : {}), ...(who.extra ? { extra: who.extra } : {}), authn: 'serviceaccount' }, 'bench-session'))) {
+      if (Array.isArray(value) && value.length > 1) throw new Error(`bench: ${name} has several values, which this load generator cannot send`);
+      impersonation[name] = String(Array.isArray(value) ? value[0] : value);
+    }
+    process.stdout.write(`impersonation headers the gateway sends for the bench token: ${Object.keys(impersonation).join(', ')}\n`);
 
     const [sd, sp, si, sf] = (await rounds(
       [

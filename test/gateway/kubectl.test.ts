@@ -7,6 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { KubetrailEvent } from '../../core/events/model.ts';
 import { harness, kubectl } from '../support/env.ts';
@@ -19,6 +22,7 @@ let t: TestGateway;
 let dropNs: () => Promise<void>;
 let aliceKc: string;
 let robotKc: string;
+let robotToken: string;
 
 before(async () => {
   issuer = await startOidcIssuer();
@@ -32,7 +36,8 @@ subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: "oidc:devs"}
 `);
   aliceKc = t.kubeconfigFor(await issuer.sign({ sub: 'alice', aud: 'kubetrail', groups: ['devs'], exp: Math.floor(Date.now() / 1000) + 3600 }), ns);
-  robotKc = t.kubeconfigFor(await serviceAccountWithToken(ns, 'robot'), ns);
+  robotToken = await serviceAccountWithToken(ns, 'robot');
+  robotKc = t.kubeconfigFor(robotToken, ns);
 });
 
 after(async () => {
@@ -175,12 +180,38 @@ subjects:
   }
 });
 
+type WhoAmI = { status: { userInfo: { username: string; uid?: string; groups: string[]; extra?: Record<string, string[]> } } };
+
 test('the API server sees exactly the caller identity plus the gateway session (kubectl auth whoami)', async () => {
   const r = await kubectl(robotKc, ['auth', 'whoami', '-o', 'json']);
   assert.equal(r.status, 0, r.stderr);
-  const info = (JSON.parse(r.stdout) as { status: { userInfo: { username: string; groups: string[]; extra?: Record<string, string[]> } } }).status.userInfo;
+  const info = (JSON.parse(r.stdout) as WhoAmI).status.userInfo;
   assert.equal(info.username, `system:serviceaccount:${ns}:robot`);
   assert.ok(info.groups.includes(`system:serviceaccounts:${ns}`));
   assert.equal(info.extra?.['kubetrail.io/session']?.length, 1);
   assert.match(info.extra?.['kubetrail.io/session']?.[0] ?? '', /^[0-9a-f-]{36}$/);
+  // The same token straight to the API server: the gateway leaves out the groups the API server derives itself
+  // (system:authenticated, and a ServiceAccount's own groups), so compare what the API server ends up with.
+  const h = harness();
+  const dir = await mkdtemp(join(tmpdir(), 'kt-whoami-'));
+  try {
+    const direct = join(dir, 'kubeconfig');
+    await writeFile(direct, `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "${h.APISERVER_URL}", certificate-authority: "${h.APISERVER_CA}"}}]
+users: [{name: u, user: {token: "${robotToken}"}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`, { mode: 0o600 });
+    const d = await kubectl(direct, ['auth', 'whoami', '-o', 'json']);
+    assert.equal(d.status, 0, d.stderr);
+    const want = (JSON.parse(d.stdout) as WhoAmI).status.userInfo;
+    assert.equal(info.username, want.username);
+    assert.equal(info.uid, want.uid);
+    assert.deepEqual([...info.groups].sort(), [...want.groups].sort());
+    const { ['kubetrail.io/session']: _session, ...extra } = info.extra ?? {};
+    assert.deepEqual(extra, want.extra ?? {});
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
