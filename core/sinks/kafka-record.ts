@@ -122,11 +122,24 @@ function indexIn<T>(table: T[], v: T): number {
   return i >= 0 ? i : table.push(v) - 1;
 }
 
-/** UTF-8 bytes of '\n'-terminated strings in a buffer of their own (transferable, never the shared pool). */
+/**
+ * UTF-8 bytes of '\n'-terminated strings in a buffer of their own
+ * (transferable, never the shared pool). Each part is encoded straight into
+ * the buffer: joining them first made one string of the whole batch (and a
+ * second, flattened, to measure it), hundreds of KiB each in the engine's
+ * large-object space, which under load kept the main thread in full GCs.
+ */
 function joinedBytes(parts: readonly string[]): Uint8Array {
-  const text = parts.join('\n') + '\n';
-  const buf = Buffer.allocUnsafeSlow(Buffer.byteLength(text, 'utf8'));
-  buf.write(text, 0, 'utf8');
+  const n = parts.length;
+  let size = n;
+  for (let i = 0; i < n; i++) size += Buffer.byteLength(parts[i] as string, 'utf8');
+  const buf = Buffer.allocUnsafeSlow(size);
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    at += buf.write(parts[i] as string, at, 'utf8');
+    buf[at++] = 10;
+  }
+  if (at !== size) throw new Error(`record batch: encoded ${at} bytes, expected ${size}`);
   return buf;
 }
 
