@@ -6,14 +6,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
 // Before kafkajs: gives it a native CRC-32C (see the module).
 import './kafkajs-crc32c.ts';
+// Before kafkajs: its protocol encoder without zero-filled buffers (see the module).
+import './kafkajs-encoder.ts';
 import { CompressionTypes, Partitioners } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import { createKafka, type KafkaSettings } from './kafka-client.ts';
 import { toWire, type ProducerReply, type ProducerRequest } from './kafka-producer.ts';
 import { decodeBatch } from './kafka-record.ts';
-import { installEncoderGrowth } from './kafkajs-encoder.ts';
-
-installEncoderGrowth();
 
 const port = parentPort;
 if (port === null) throw new Error('kafka-producer-worker.ts runs as a worker thread');

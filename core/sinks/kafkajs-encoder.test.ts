@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { test } from 'node:test';
+// Before anything loads kafkajs, as the producer worker does.
+import { encoderBackend, KAFKAJS_ENCODER_MODULE, StockEncoder, UnfilledEncoder, type KafkajsEncoder } from './kafkajs-encoder.ts';
+
+const require = createRequire(import.meta.url);
+
+/**
+ * Encodes a produce request (v3, idempotent fields, 3 records of 15 KiB with
+ * CloudEvents-like headers, fixed timestamps) with the kafkajs modules of
+ * this process; returns the SHA-256 of its bytes. Also run, as source, in a
+ * child process where kafkajs keeps its own Encoder.
+ */
+const ENCODE = `
+const Produce = require('kafkajs/src/protocol/requests/produce/v3/request.js');
+const Request = require('kafkajs/src/protocol/request.js');
+const Long = require('kafkajs/src/utils/long.js');
+const value = (i) => Buffer.from(JSON.stringify({ i, pad: 'x'.repeat(15 * 1024) }));
+const messages = [0, 1, 2].map((i) => ({ key: 'k' + i, value: value(i), timestamp: 1700000000000 + i, headers: { ce_id: 'id-' + i, ce_type: 'io.kubetrail.v1.admission.review', 'content-type': 'application/json' } }));
+const topicData = [{ topic: 't', partitions: [{ partition: 0, firstSequence: 7, messages }] }];
+module.exports = async () => {
+  const request = Produce({ acks: -1, timeout: 30000, producerId: Long.fromInt(42), producerEpoch: 1, compression: 0, topicData });
+  const encoded = await Request({ correlationId: 9, clientId: 'kubetrail', request });
+  return require('node:crypto').createHash('sha256').update(encoded.buffer).digest('hex');
+};
+`;
+
+function encodeHere(): Promise<string> {
+  const m = { exports: undefined as unknown as () => Promise<string> };
+  new Function('module', 'require', ENCODE)(m, require);
+  return m.exports();
+}
+
+test('kafkajs loaded after the module constructs the unfilled Encoder', () => {
+  assert.equal(encoderBackend, 'unfilled');
+  assert.equal(require(KAFKAJS_ENCODER_MODULE), UnfilledEncoder);
+  const e = new UnfilledEncoder();
+  assert.ok(e instanceof StockEncoder, 'kafkajs methods and instanceof hold');
+  assert.equal(e.buf.length, 512);
+  assert.equal(UnfilledEncoder.nextPowerOfTwo(511), StockEncoder.nextPowerOfTwo(511));
+});
+
+test('the unfilled Encoder writes the same bytes as kafkajs own, through growth', () => {
+  // Dirty Node's buffer pool so unfilled memory holds something other than zeros.
+  for (let i = 0; i < 64; i++) Buffer.allocUnsafe(1000).fill(0xa5);
+  type Writer = KafkajsEncoder & { writeInt32(v: number): void; writeString(v: string): void; writeBytes(v: Buffer): void; writeVarIntBytes(v: string): void; writeInt64(v: number): void };
+  const write = (e: Writer): Buffer => {
+    e.writeInt32(1);
+    e.writeString('kubetrail');
+    for (const n of [0, 1, 100, 600, 5000, 40_000]) e.writeBytes(Buffer.alloc(n, n % 251));
+    e.writeVarIntBytes('x'.repeat(3000));
+    e.writeInt64(123456789);
+    return e.buffer;
+  };
+  const stock = write(new StockEncoder() as Writer);
+  const unfilled = write(new UnfilledEncoder() as Writer);
+  assert.ok(stock.length > 45_000);
+  assert.deepEqual(unfilled, stock);
+});
+
+test('a produce request is byte-identical to the one kafkajs encodes with its own Encoder', async () => {
+  const here = await encodeHere();
+  // A child process loads kafkajs without this module: the stock Encoder (and kafkajs's own CRC-32C).
+  const stock = execFileSync(process.execPath, ['--input-type=commonjs', '-e', `${ENCODE}\nmodule.exports().then((h) => process.stdout.write(h));`], { cwd: import.meta.dirname, encoding: 'utf8' });
+  assert.match(stock, /^[0-9a-f]{64}$/);
+  assert.equal(here, stock);
+  assert.notEqual(here, createHash('sha256').update('').digest('hex'));
+});
