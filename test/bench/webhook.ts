@@ -267,7 +267,9 @@ interface Child {
 
 function startChild(mode: string): Promise<Child> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [SELF, mode], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], env: process.env });
+    // BENCH_WEBHOOK_NODE_ARGS: node flags for the webhook children only (e.g. `--cpu-prof --cpu-prof-dir=/tmp/wprof` to profile them).
+    const nodeArgs = mode.startsWith('serve-webhook') ? (process.env['BENCH_WEBHOOK_NODE_ARGS'] ?? '').split(/\s+/).filter((a) => a !== '') : [];
+    const proc = spawn(process.execPath, [...nodeArgs, SELF, mode], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], env: process.env });
     let buf = '';
     proc.stdout?.on('data', (c: Buffer) => {
       buf += c.toString();
