@@ -67,6 +67,57 @@ function writeOrThrow(value: unknown): string {
 
 const SLOW_PATH = Symbol('canonical slow path');
 
+/**
+ * Values built as canonical views by their producer (see
+ * {@link markCanonicalView}): the fast path takes them as they are, without
+ * walking them again.
+ */
+const marked = new WeakSet<object>();
+
+/**
+ * For code that builds a copy of a value anyway (masking does, for every
+ * captured object) and can build it as a canonical view at the same time:
+ * every object in it a plain object (prototype Object.prototype or null)
+ * whose own keys enumerate sorted by UTF-16 code units, with no `toJSON`
+ * member, no integer-like or `__proto__` key in an object the producer
+ * created, every array a plain array, no non-finite number or BigInt, and at
+ * most {@link VIEW_MAX_DEPTH} levels deep. {@link viewScalar},
+ * {@link viewCopiedKey} and {@link viewObjectKey} throw
+ * {@link NOT_A_VIEW} where a value breaks those rules; the producer then
+ * builds its value the ordinary way and does not mark it.
+ *
+ * Marking `v` tells canonicalJson that JSON.stringify(v) is already its
+ * canonical serialization, so it is not walked a second time. `v` and
+ * everything in it must not change afterwards. A false mark cannot go
+ * unnoticed: the line hashed would not be canonical, and `kubetrail verify`,
+ * which recomputes the hash from the parsed line with the plain writer, would
+ * reject the event.
+ */
+export function markCanonicalView(v: object): void {
+  marked.add(v);
+}
+
+/** Thrown by the view rule checks below. */
+export const NOT_A_VIEW: symbol = SLOW_PATH;
+
+/** Deepest nesting a producer may build as a view (the event around it adds a few levels below canonicalJson's own limit). */
+export const VIEW_MAX_DEPTH = 200;
+
+/** Throws {@link NOT_A_VIEW} for a scalar a view cannot hold (non-finite number, BigInt). */
+export function viewScalar(v: unknown): void {
+  checkScalar(v);
+}
+
+/** Throws {@link NOT_A_VIEW} for a key an object the producer creates cannot hold in insertion order (integer-like) or at all (`__proto__`). */
+export function viewCopiedKey(k: string): void {
+  checkCopiedKey(k);
+}
+
+/** Throws {@link NOT_A_VIEW} for a member JSON.stringify would not write as a plain member (`toJSON`). */
+export function viewObjectKey(k: string): void {
+  if (k === 'toJSON') throw SLOW_PATH;
+}
+
 /** True when someone gave every object or array an inherited toJSON (the view would not see it). */
 function protoHasToJson(): boolean {
   return (Object.prototype as { toJSON?: unknown }).toJSON !== undefined || (Array.prototype as { toJSON?: unknown }).toJSON !== undefined;
@@ -93,6 +144,7 @@ function canonicalView(v: unknown, depth: number): unknown {
     return v;
   }
   if (depth > MAX_DEPTH) throw SLOW_PATH;
+  if (marked.has(v)) return v;
   const proto: unknown = Object.getPrototypeOf(v);
   if (proto === Array.prototype) {
     const a = v as unknown[];

@@ -134,3 +134,34 @@ test('env name decisions are per masking configuration, over many distinct names
   const mixed = deepFrozen({ env: [1, 'a', null, { name: 'A_PASSWORD', value: 's' }, true, 'b'] });
   assert.deepEqual(maskObject(byPassword, mixed), { env: [1, 'a', null, { name: 'A_PASSWORD', value: MASK }, true, 'b'] });
 });
+
+test('built as a canonical view: the same masking, keys sorted in memory, and sealing serializes it as the writer does', async () => {
+  const { canonicalJson, canonicalJsonByWriter } = await import('../chain/canonical.ts');
+  const { realisticPod } = await import('../../test/bench/webhook.ts');
+  const plain = compileObjectMasking({ envNamePatterns: ['PASSWORD', 'SECRET', 'TOKEN', 'KEY', 'CREDENTIAL'] });
+  const patterns = [{ name: 'aws-key', regex: /AKIA[0-9A-Z]{16}/g }];
+  const cases: [string, typeof masking, unknown, typeof patterns][] = [
+    ['a realistic 15 KiB Pod', plain, realisticPod('p'), []],
+    ['a Deployment template with unsorted keys and secret env', plain, { spec: { template: { spec: { containers: [{ name: 'c', env: [{ value: 'hunter2', name: 'DB_PASSWORD' }, { name: 'PLAIN', value: 'x' }], image: 'i' }] } } }, metadata: { name: 'd' }, kind: 'Deployment' }, []],
+    ['value patterns in arrays and members', plain, { z: ['AKIAABCDEFGHIJKLMNOP', 1, null, true], a: { s: 'key AKIAABCDEFGHIJKLMNOP here' } }, patterns],
+    ['a Secret (masked after the walk)', masking, { kind: 'Secret', apiVersion: 'v1', metadata: { name: 's' }, data: { b: 'eA==', a: 'eQ==' } }, []],
+    ['configured paths (masked after the walk)', masking, { spec: { template: { spec: { containers: [{ name: 'c', args: ['--x'] }] } } } }, []],
+    ['a last-applied annotation (masked after the walk)', plain, { metadata: { annotations: { [LAST_APPLIED_ANNOTATION]: JSON.stringify({ spec: { containers: [{ env: [{ name: 'API_TOKEN', value: 't' }], name: 'c' }] }, kind: 'Pod' }) }, name: 'p' }, kind: 'Pod' }, []],
+    ['integer-like keys (no view: built the ordinary way)', plain, { b: { '10': 1, '9': 2 }, a: [{ env: 1 }] }, []],
+    ['a Date (no view)', plain, { when: new Date(0), env: [{ name: 'SECRET_X', value: 'v' }] }, []],
+    ['an empty object', plain, {}, []],
+  ];
+  for (const [name, m, input, pats] of cases) {
+    const frozen = deepFrozen(structuredClone(input));
+    const ordinary = maskObject(m, frozen, pats);
+    const view = maskObject(m, frozen, pats, { canonicalView: true });
+    assert.deepEqual(view, ordinary, `${name}: same masking`);
+    assert.deepEqual(frozen, input, `${name}: input untouched`);
+    const event = { apiVersion: 'kubetrail.io/v1', body: { object: view, operation: 'CREATE' }, id: 'x', type: 'admission.review' };
+    assert.equal(canonicalJson(event), canonicalJsonByWriter({ ...event, body: { ...event.body, object: ordinary } }), `${name}: canonical JSON unchanged`);
+  }
+  // The walk leaves the Pod's own keys sorted in memory: JSON.stringify of the result is already canonical.
+  const pod = maskObject(plain, realisticPod('p'), [], { canonicalView: true });
+  assert.equal(JSON.stringify(pod), canonicalJsonByWriter(pod));
+  assert.notEqual(JSON.stringify(maskObject(plain, realisticPod('p'))), canonicalJsonByWriter(pod));
+});
