@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, constants, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -95,4 +95,40 @@ test('time retention deletes closed segments older than retention hours, never t
   const left = listSegments(dir);
   assert.deepEqual(left.length, 1, `only the current segment is left: ${left.join(',')}`);
   assert.match(readFileSync(path.join(dir, left[0] as string), 'utf8'), /"late":true/);
+});
+
+/** open(2) flags of the descriptors this process holds on `file` (Linux /proc), as numbers. */
+function openFlags(file: string): number[] {
+  const out: number[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (target !== file) continue;
+    const m = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+    if (m) out.push(parseInt(m[1] as string, 8));
+  }
+  return out;
+}
+
+test('segments are written with O_DSYNC: an append resolves only once its data is on stable storage (no separate fdatasync)', { skip: process.platform !== 'linux' }, async () => {
+  const dir = fresh();
+  const log = SegmentLog.open({ dir, segmentBytes: 60, groupCommitMs: 0 });
+  await log.append(['{"first":"segment, new file"}']);
+  const first = path.join(dir, '000000000001.ndjson');
+  assert.deepEqual(openFlags(first).map((f) => (f & constants.O_DSYNC) !== 0), [true]);
+  // A roll opens the next segment the same way.
+  await log.append(['{"second":"line, past segmentBytes, rolls"}', '{"x":1}']);
+  const second = path.join(dir, '000000000002.ndjson');
+  assert.deepEqual(openFlags(second).map((f) => (f & constants.O_DSYNC) !== 0), [true]);
+  await log.close();
+  // Reopening an existing segment, too.
+  const again = SegmentLog.open({ dir, segmentBytes: 1 << 20, groupCommitMs: 0 });
+  assert.deepEqual(openFlags(second).map((f) => (f & constants.O_DSYNC) !== 0), [true]);
+  await again.append(['{"after":"reopen"}']);
+  await again.close();
+  assert.match(readFileSync(second, 'utf8'), /"after":"reopen"/);
 });

@@ -8,7 +8,7 @@
  * without its `\n` at the end of the last segment is a torn write from a
  * crash; it was never acknowledged, so recovery truncates it.
  */
-import { closeSync, fdatasync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, fstatSync, statSync, unlinkSync, write } from 'node:fs';
+import { closeSync, constants, fdatasync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, fstatSync, statSync, unlinkSync, write } from 'node:fs';
 import path from 'node:path';
 import { SinkError } from './errors.ts';
 
@@ -78,6 +78,16 @@ function writeAll(fd: number, buf: Buffer, at: number): Promise<void> {
   });
 }
 
+/**
+ * The active segment is opened with O_DSYNC where the platform has it: each
+ * write then returns only once its data (and the size needed to read it back)
+ * is on stable storage, exactly what write + fdatasync gives, in one trip to
+ * the libuv pool instead of two. At 1,000 small events/s that is about 15 %
+ * less CPU per event (test/bench note in docs/benchmarks.md, "Event
+ * pipeline"). Without O_DSYNC (Windows) every write is followed by fdatasync.
+ */
+const O_DSYNC: number | undefined = constants.O_DSYNC;
+
 function datasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
@@ -128,7 +138,7 @@ export class SegmentLog {
       if (last !== undefined) {
         log.#index = Number(SEGMENT_RE.exec(last)?.[1] ?? 0);
         log.#segment = last;
-        log.#fd = openSync(path.join(opts.dir, last), 'r+');
+        log.#fd = openSync(path.join(opts.dir, last), constants.O_RDWR | (O_DSYNC ?? 0));
         log.#durableSize = recoverTail(log.#fd, (line) => (log.#lastLine = line));
         if (log.#lastLine === undefined) log.#lastLine = lastLineOfClosed(opts.dir, segs.slice(0, -1));
       } else {
@@ -201,7 +211,7 @@ export class SegmentLog {
         try {
           const buf = Buffer.from(b.lines.join('\n') + '\n', 'utf8');
           await writeAll(this.#fd, buf, this.#durableSize);
-          await datasync(this.#fd);
+          if (O_DSYNC === undefined) await datasync(this.#fd);
           this.#durableSize += buf.length;
           b.resolve();
         } catch (err) {
@@ -236,7 +246,7 @@ export class SegmentLog {
     }
     this.#index += 1;
     this.#segment = `${String(this.#index).padStart(12, '0')}.ndjson`;
-    this.#fd = openSync(path.join(this.dir, this.#segment), 'wx+');
+    this.#fd = openSync(path.join(this.dir, this.#segment), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | (O_DSYNC ?? 0));
     this.#durableSize = 0;
     // The new directory entry must be durable too, or a crash could lose a whole segment.
     fsyncDir(this.dir);
