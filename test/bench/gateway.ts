@@ -49,7 +49,9 @@ async function serve(): Promise<void> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'kubetrail-bench-gw-'));
   const ca = createCA({ commonName: 'bench-gw-ca' });
   const serving = issueCert(ca, { commonName: 'gateway', ips: ['127.0.0.1'] });
-  const config = loadConfig({ document: { cluster: 'bench', dataDir, policies: { dir: path.join(dataDir, 'none') }, log: { level: 'warn' }, proxy: { upstream: { kubeconfig: env.ADMIN_KUBECONFIG } } } });
+  // Experiments only (the figures in docs use the default): BENCH_GATEWAY_GROUP_COMMIT_MS sets spool.groupCommitMs.
+  const spool = process.env['BENCH_GATEWAY_GROUP_COMMIT_MS'] ? { spool: { groupCommitMs: Number(process.env['BENCH_GATEWAY_GROUP_COMMIT_MS']) } } : {};
+  const config = loadConfig({ document: { cluster: 'bench', dataDir, policies: { dir: path.join(dataDir, 'none') }, log: { level: 'warn' }, proxy: { upstream: { kubeconfig: env.ADMIN_KUBECONFIG } }, ...spool } });
   // Logs go to stderr: stdout carries the one JSON line the parent reads.
   const log = createLogger({ level: 'warn', destination: process.stderr });
   const registry = createMetricsRegistry();
@@ -115,7 +117,9 @@ function cpuMs(pid: number | undefined): number | undefined {
 
 /** Spawns this file in `mode` and reads the `{url, ca}` line it prints. */
 async function startChild(mode: 'serve' | 'serve-floor'): Promise<{ child: ReturnType<typeof spawn>; url: string; ca: string }> {
-  const child = spawn(process.execPath, [SELF, mode], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
+  // BENCH_GATEWAY_CHILD_ARGS: node flags for the gateway process only (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+  const nodeArgs = mode === 'serve' ? (process.env['BENCH_GATEWAY_CHILD_ARGS'] ?? '').split(' ').filter((a) => a !== '') : [];
+  const child = spawn(process.execPath, [...nodeArgs, SELF, mode], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
   const first = await new Promise<{ url: string; ca: string }>((resolve, reject) => {
     let buf = '';
     child.stdout!.on('data', (c: Buffer) => {
@@ -285,6 +289,8 @@ data: {greeting: hello}
     }
 
     const rate = 100;
+    // BENCH_GATEWAY_ONLY=small: stop after the full-load small GET rows (e.g. to profile that path alone).
+    if (process.env['BENCH_GATEWAY_ONLY'] === 'small') return;
     const [fd, fp] = (await rounds(
       [
         { name: 'direct', run: () => load(`${env.APISERVER_URL}${small}`, token, apiCa, { connections: 2, duration: 3, rate }) },
