@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
 // Before anything loads kafkajs, as the producer worker does.
-import { encoderBackend, KAFKAJS_ENCODER_MODULE, StockEncoder, UnfilledEncoder, type KafkajsEncoder } from './kafkajs-encoder.ts';
+import { encoderBackend, KAFKAJS_ENCODER_MODULE, ROPE_MIN_BYTES, StockEncoder, UnfilledEncoder, type KafkajsEncoder } from './kafkajs-encoder.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -68,4 +68,46 @@ test('a produce request is byte-identical to the one kafkajs encodes with its ow
   assert.match(stock, /^[0-9a-f]{64}$/);
   assert.equal(here, stock);
   assert.notEqual(here, createHash('sha256').update('').digest('hex'));
+});
+
+test('large buffers and encoders are kept by reference and joined once, to the same bytes as kafkajs own', () => {
+  type E = KafkajsEncoder & {
+    writeInt8(v: number): E;
+    writeInt32(v: number): E;
+    writeBytes(v: Buffer | string | null): E;
+    writeVarIntBytes(v: Buffer | string): E;
+    writeEncoder(v: E): E;
+    writeEncoderArray(v: E[]): E;
+    writeArray(v: E[]): E;
+    size(): number;
+  };
+  const big = (n: number, seed: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) % 256));
+  const build = (C: new () => KafkajsEncoder): { bytes: Buffer; size: number; again: Buffer; after: Buffer } => {
+    const mk = (): E => new C() as E;
+    const records = [0, 1, 2].map((i) => mk().writeInt8(i).writeVarIntBytes(big(ROPE_MIN_BYTES + i * 5000, i)).writeVarIntBytes('small').writeBytes(big(10, i)));
+    const body = mk().writeInt32(7).writeEncoderArray(records);
+    const batch = mk().writeInt32(1).writeEncoder(body);
+    const outer = mk().writeBytes(batch.buffer).writeArray([mk().writeInt32(9), mk().writeBytes(big(ROPE_MIN_BYTES - 1, 9))]);
+    const payload = mk().writeInt32(outer.size()).writeEncoder(outer);
+    const size = payload.size();
+    const bytes = Buffer.from(payload.buffer);
+    const again = Buffer.from(payload.buffer);
+    // Writing on after the bytes were taken extends them, and leaves what was taken as it was.
+    payload.writeBytes(big(ROPE_MIN_BYTES * 2, 3)).writeInt8(5);
+    return { bytes, size, again, after: Buffer.from(payload.buffer) };
+  };
+  const stock = build(StockEncoder);
+  const rope = build(UnfilledEncoder);
+  assert.ok(stock.bytes.length > 3 * ROPE_MIN_BYTES);
+  assert.equal(rope.size, stock.size);
+  assert.equal(rope.size, stock.bytes.length);
+  assert.deepEqual(rope.bytes, stock.bytes);
+  assert.deepEqual(rope.again, stock.bytes);
+  assert.deepEqual(rope.after, stock.after);
+  assert.throws(() => (new UnfilledEncoder() as E).writeEncoder({} as E), /instance of Encoder/);
+  // The large value is held, not copied, until the bytes are asked for.
+  const value = big(ROPE_MIN_BYTES, 1);
+  const held = (new UnfilledEncoder() as E).writeVarIntBytes(value) as E & { chunks?: Buffer[] };
+  assert.ok(held.chunks?.includes(value));
+  assert.equal(held.buffer.subarray(-value.length).compare(value), 0);
 });

@@ -58,14 +58,125 @@ function ensureAvailable(this: KafkajsEncoder, length: number): void {
   }
 }
 
+/** Buffers at least this long are kept by reference in a {@link RopeEncoder}, not copied. */
+export const ROPE_MIN_BYTES = 2048;
+
+/** The Encoder this module installs: kafkajs's, plus the parts already written that are kept by reference. */
+interface RopeEncoder extends KafkajsEncoder {
+  /** Written parts before `buf`, in order (kept by reference: never written to again). */
+  chunks: Buffer[] | undefined;
+  /** Their total length. */
+  sealed: number;
+}
+
+/** Ends the current part: what `buf` holds so far joins `chunks`, and writing goes on in the rest of `buf`. */
+function sealPart(e: RopeEncoder): void {
+  if (e.offset === 0) return;
+  (e.chunks ??= []).push(e.buf.subarray(0, e.offset));
+  e.sealed += e.offset;
+  e.buf = e.buf.subarray(e.offset);
+  e.offset = 0;
+}
+
+function appendRef(e: RopeEncoder, b: Buffer): void {
+  sealPart(e);
+  (e.chunks ??= []).push(b);
+  e.sealed += b.length;
+}
+
+function isEncoder(v: unknown): v is KafkajsEncoder {
+  return v !== null && typeof v === 'object' && Buffer.isBuffer((v as { buf?: unknown }).buf);
+}
+
+/** Appends what encoder `v` holds: its parts by reference, small ones copied. */
+function appendEncoder(e: RopeEncoder, v: KafkajsEncoder): void {
+  const r = v as RopeEncoder;
+  if (r.chunks === undefined || r.chunks.length === 0) {
+    ropeMethods.writeBufferInternal.call(e, v.buf.subarray(0, v.offset));
+    return;
+  }
+  sealPart(e);
+  const chunks = (e.chunks ??= []);
+  for (const c of r.chunks) chunks.push(c);
+  if (r.offset > 0) chunks.push(r.buf.subarray(0, r.offset));
+  e.sealed += r.sealed + r.offset;
+}
+
+/**
+ * What changes from kafkajs's Encoder: a buffer of at least
+ * {@link ROPE_MIN_BYTES} written into an encoder (a record's value, an
+ * encoder written into its parent: record into batch, batch into partition,
+ * partition into topic, topic into request) is kept by reference as the next
+ * part instead of being copied, and the parts are joined once, when kafkajs
+ * asks for the encoder's `buffer` (the record batch, for its CRC and its
+ * bytes, and the whole request, for the socket). kafkajs copied a record
+ * batch into each of those encoders in turn (about ten copies of every
+ * record per request, each in a new buffer); now three. Nothing written is
+ * written to again: kafkajs never writes to an encoder or a buffer after
+ * writing it into another, and an encoder only writes past its `offset`.
+ */
+const ropeMethods = {
+  writeBufferInternal(this: RopeEncoder, buffer: Buffer): void {
+    const n = buffer.length;
+    if (n >= ROPE_MIN_BYTES) {
+      appendRef(this, buffer);
+      return;
+    }
+    this.ensureAvailable(n);
+    buffer.copy(this.buf, this.offset, 0);
+    this.offset += n;
+  },
+  writeBytes(this: RopeEncoder & { writeInt32(v: number): unknown }, value: unknown): RopeEncoder {
+    if (Buffer.isBuffer(value) && value.length >= ROPE_MIN_BYTES) {
+      // kafkajs first grows its buffer to hold the bytes; kept by reference, they need no room.
+      this.writeInt32(value.length);
+      appendRef(this, value);
+      return this;
+    }
+    return stockWriteBytes.call(this, value) as RopeEncoder;
+  },
+  writeEncoder(this: RopeEncoder, value: unknown): RopeEncoder {
+    if (!isEncoder(value)) throw new Error('value should be an instance of Encoder');
+    appendEncoder(this, value);
+    return this;
+  },
+  writeEncoderArray(this: RopeEncoder, value: unknown): RopeEncoder {
+    if (!Array.isArray(value) || !value.every(isEncoder)) throw new Error('all values should be an instance of Encoder[]');
+    for (const v of value) appendEncoder(this, v);
+    return this;
+  },
+  size(this: RopeEncoder): number {
+    return this.sealed + this.offset;
+  },
+};
+
+const stockWriteBytes = (StockEncoder.prototype as unknown as { writeBytes: (v: unknown) => unknown }).writeBytes;
+
+/** The bytes written, as one buffer (the parts are joined once, and the encoder goes on from the joined buffer). */
+function ropeBuffer(this: RopeEncoder): Buffer {
+  if (this.chunks === undefined || this.chunks.length === 0) return this.buf.slice(0, this.offset);
+  const parts = this.chunks;
+  if (this.offset > 0) parts.push(this.buf.subarray(0, this.offset));
+  const whole = Buffer.concat(parts, this.sealed + this.offset);
+  this.chunks = undefined;
+  this.sealed = 0;
+  this.buf = whole;
+  this.offset = whole.length;
+  return whole;
+}
+
 const unfilledPrototype: KafkajsEncoder = Object.create(StockEncoder.prototype, {
   ensureAvailable: { value: ensureAvailable, writable: true, configurable: true },
+  ...Object.fromEntries(Object.entries(ropeMethods).map(([k, value]) => [k, { value, writable: true, configurable: true }])),
+  buffer: { get: ropeBuffer, configurable: true },
 }) as KafkajsEncoder;
 
-/** kafkajs's Encoder with unfilled buffers: kafkajs's methods and statics, {@link ensureAvailable}, and an unfilled first buffer. */
-export const UnfilledEncoder = function UnfilledEncoder(this: KafkajsEncoder, initialSize = 511): void {
+/** kafkajs's Encoder with unfilled buffers and parts kept by reference: kafkajs's methods and statics, {@link ensureAvailable}, {@link ropeMethods}. */
+export const UnfilledEncoder = function UnfilledEncoder(this: RopeEncoder, initialSize = 511): void {
   this.buf = Buffer.allocUnsafe(StockEncoder.nextPowerOfTwo(initialSize));
   this.offset = 0;
+  this.chunks = undefined;
+  this.sealed = 0;
 } as unknown as KafkajsEncoderClass;
 Object.defineProperty(UnfilledEncoder, 'prototype', { value: unfilledPrototype });
 Object.defineProperty(unfilledPrototype, 'constructor', { value: UnfilledEncoder, writable: true, configurable: true });
