@@ -38,9 +38,26 @@ test('kafkajs loaded after the module constructs the unfilled Encoder', () => {
   assert.equal(encoderBackend, 'unfilled');
   assert.equal(require(KAFKAJS_ENCODER_MODULE), UnfilledEncoder);
   const e = new UnfilledEncoder();
-  assert.ok(e instanceof StockEncoder, 'kafkajs methods and instanceof hold');
+  assert.ok(e instanceof Object.getPrototypeOf(UnfilledEncoder), 'instanceof kafkajs Encoder holds');
   assert.equal(e.buf.length, 512);
   assert.equal(UnfilledEncoder.nextPowerOfTwo(511), StockEncoder.nextPowerOfTwo(511));
+});
+
+test('kafkajs loaded first (the producer worker: a static import links it first) still gets the changed prototype, same bytes', async () => {
+  const stock = execFileSync(process.execPath, ['--input-type=commonjs', '-e', `${ENCODE}\nmodule.exports().then((h) => process.stdout.write(h));`], { cwd: import.meta.dirname, encoding: 'utf8' });
+  const child = `
+import { Kafka } from 'kafkajs';
+import { encoderBackend } from ${JSON.stringify(new URL('./kafkajs-encoder.ts', import.meta.url).href)};
+import { createRequire } from 'node:module';
+const require = createRequire(${JSON.stringify(import.meta.url)});
+const module = { exports: undefined };
+new Function('module', 'require', ${JSON.stringify(ENCODE)})(module, require);
+const Encoder = require('kafkajs/src/protocol/encoder.js');
+const e = new Encoder().writeBytes(Buffer.alloc(${ROPE_MIN_BYTES}, 7));
+process.stdout.write(JSON.stringify({ kafka: typeof Kafka, encoderBackend, held: Array.isArray(e.chunks), hash: await module.exports() }));
+`;
+  const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', child], { cwd: import.meta.dirname, encoding: 'utf8' })) as Record<string, unknown>;
+  assert.deepEqual(out, { kafka: 'function', encoderBackend: 'prototype', held: true, hash: stock });
 });
 
 test('the unfilled Encoder writes the same bytes as kafkajs own, through growth', () => {

@@ -15,12 +15,16 @@
  * wire; small encoders then come out of Node's shared 8 KiB pool instead of
  * one allocation each.
  *
- * kafkajs has no option for this, so, like kafkajs-crc32c.ts, this module
- * replaces the encoder module's export in Node's CommonJS cache before
- * kafkajs is loaded (the producer worker imports it before kafkajs); kafkajs's
- * modules then construct this Encoder, whose prototype is kafkajs's own (same
- * methods, `instanceof` holds). If kafkajs was loaded first, only the growth
- * of kafkajs's Encoder is changed. `encoderBackend` says which.
+ * kafkajs has no option for either, so this module changes kafkajs's Encoder
+ * in the thread that imports it (the producer worker does): its prototype
+ * gets the growth and the parts kept by reference (below) whenever it is
+ * imported; when it is imported before kafkajs's encoder module was loaded,
+ * the module's export in Node's CommonJS cache is also replaced by a
+ * constructor whose first buffer is unfilled (same prototype, `instanceof`
+ * holds). A static `import ... from 'kafkajs'` anywhere in the same ES module
+ * graph loads kafkajs first (Node links CommonJS imports before evaluating
+ * any module), which is the producer worker's case. `encoderBackend` says
+ * which applies.
  */
 import { createRequire } from 'node:module';
 
@@ -46,13 +50,23 @@ export interface KafkajsEncoderClass {
 
 const kafkajsLoaded = require.cache[require.resolve('kafkajs')] !== undefined;
 
-/** kafkajs's own Encoder (zero-filled buffers). */
-export const StockEncoder = require(KAFKAJS_ENCODER_MODULE) as KafkajsEncoderClass;
+/** kafkajs's Encoder class, as loaded (its prototype is changed below). */
+const KafkajsEncoderClass = require(KAFKAJS_ENCODER_MODULE) as KafkajsEncoderClass;
+
+/** kafkajs's Encoder as it was (zero-filled buffers, every write copied): the reference tests compare with. */
+export const StockEncoder = function StockEncoder(this: KafkajsEncoder, initialSize = 511): void {
+  this.buf = Buffer.alloc(KafkajsEncoderClass.nextPowerOfTwo(initialSize));
+  this.offset = 0;
+} as unknown as KafkajsEncoderClass;
+Object.defineProperty(StockEncoder, 'prototype', {
+  value: Object.create(Object.getPrototypeOf(KafkajsEncoderClass.prototype) as object, Object.getOwnPropertyDescriptors(KafkajsEncoderClass.prototype)),
+});
+Object.setPrototypeOf(StockEncoder, KafkajsEncoderClass);
 
 /** Growth as kafkajs does it (next power of two past what is needed, written bytes copied), without the zero fill. */
 function ensureAvailable(this: KafkajsEncoder, length: number): void {
   if (this.offset + length > this.buf.length) {
-    const grown = Buffer.allocUnsafe(StockEncoder.nextPowerOfTwo(this.offset + length));
+    const grown = Buffer.allocUnsafe(KafkajsEncoderClass.nextPowerOfTwo(this.offset + length));
     this.buf.copy(grown, 0, 0, this.offset);
     this.buf = grown;
   }
@@ -165,25 +179,31 @@ function ropeBuffer(this: RopeEncoder): Buffer {
   return whole;
 }
 
-const unfilledPrototype: KafkajsEncoder = Object.create(StockEncoder.prototype, {
-  ensureAvailable: { value: ensureAvailable, writable: true, configurable: true },
-  ...Object.fromEntries(Object.entries(ropeMethods).map(([k, value]) => [k, { value, writable: true, configurable: true }])),
-  buffer: { get: ropeBuffer, configurable: true },
-}) as KafkajsEncoder;
+/** Changes kafkajs's Encoder prototype: unfilled growth, parts kept by reference ({@link ropeMethods}), one join. */
+function patchPrototype(): void {
+  const proto = KafkajsEncoderClass.prototype as unknown as Record<string, unknown>;
+  if (proto['size'] === ropeMethods.size) return;
+  // Defaults for encoders built by kafkajs's own constructor (no parts yet).
+  Object.defineProperty(proto, 'chunks', { value: undefined, writable: true, configurable: true });
+  Object.defineProperty(proto, 'sealed', { value: 0, writable: true, configurable: true });
+  Object.defineProperty(proto, 'ensureAvailable', { value: ensureAvailable, writable: true, configurable: true });
+  for (const [k, value] of Object.entries(ropeMethods)) Object.defineProperty(proto, k, { value, writable: true, configurable: true });
+  Object.defineProperty(proto, 'buffer', { get: ropeBuffer, configurable: true });
+}
 
-/** kafkajs's Encoder with unfilled buffers and parts kept by reference: kafkajs's methods and statics, {@link ensureAvailable}, {@link ropeMethods}. */
+/** kafkajs's Encoder with an unfilled first buffer (its prototype, changed by {@link patchPrototype}). */
 export const UnfilledEncoder = function UnfilledEncoder(this: RopeEncoder, initialSize = 511): void {
-  this.buf = Buffer.allocUnsafe(StockEncoder.nextPowerOfTwo(initialSize));
+  this.buf = Buffer.allocUnsafe(KafkajsEncoderClass.nextPowerOfTwo(initialSize));
   this.offset = 0;
   this.chunks = undefined;
   this.sealed = 0;
 } as unknown as KafkajsEncoderClass;
-Object.defineProperty(UnfilledEncoder, 'prototype', { value: unfilledPrototype });
-Object.defineProperty(unfilledPrototype, 'constructor', { value: UnfilledEncoder, writable: true, configurable: true });
+Object.defineProperty(UnfilledEncoder, 'prototype', { value: KafkajsEncoderClass.prototype });
 // Statics (nextPowerOfTwo, sizeOfVarInt...) are inherited from kafkajs's class.
-Object.setPrototypeOf(UnfilledEncoder, StockEncoder);
+Object.setPrototypeOf(UnfilledEncoder, KafkajsEncoderClass);
 
-function install(): 'unfilled' | 'growth-only' {
+function install(): 'unfilled' | 'prototype' {
+  patchPrototype();
   if (!kafkajsLoaded) {
     const cached = require.cache[KAFKAJS_ENCODER_MODULE];
     if (cached !== undefined) {
@@ -191,10 +211,11 @@ function install(): 'unfilled' | 'growth-only' {
       return 'unfilled';
     }
   }
-  // kafkajs already holds its Encoder class: change its growth only.
-  StockEncoder.prototype.ensureAvailable = ensureAvailable;
-  return 'growth-only';
+  return 'prototype';
 }
 
-/** Which encoder kafkajs uses in this thread: `unfilled` (constructor and growth) or `growth-only` (kafkajs was loaded first). */
-export const encoderBackend: 'unfilled' | 'growth-only' = install();
+/**
+ * What this thread's kafkajs uses: `unfilled` (this module's constructor and kafkajs's changed prototype) or
+ * `prototype` (kafkajs was loaded first: its own constructor, whose first 512 bytes are zero-filled, and the changed prototype).
+ */
+export const encoderBackend: 'unfilled' | 'prototype' = install();
