@@ -3,6 +3,10 @@
  * Only wiring lives here.
  */
 import { KubetrailError } from '../core/errors.ts';
+import { silenceKafkajsTimeoutWarning } from '../core/sinks/kafkajs-warnings.ts';
+
+// kafkajs's harmless TimeoutNegativeWarning is not printed, however the command was started (see the module).
+silenceKafkajsTimeoutWarning();
 
 /** A subcommand: takes its argv (after the subcommand word) and returns an exit code. */
 export type Command = (argv: string[]) => Promise<number>;

@@ -6,6 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 // Before kafkajs: gives it a native CRC-32C (see the module).
 import './kafkajs-crc32c.ts';
+import { silenceKafkajsTimeoutWarning } from './kafkajs-warnings.ts';
 // Before kafkajs: its protocol encoder without zero-filled buffers (see the module).
 import './kafkajs-encoder.ts';
 import { CompressionTypes, Partitioners } from 'kafkajs';
@@ -13,6 +14,9 @@ import type { Logger } from '../logger.ts';
 import { createKafka, type KafkaSettings } from './kafka-client.ts';
 import { toWire, type ProducerReply, type ProducerRequest } from './kafka-producer.ts';
 import { decodeBatch } from './kafka-record.ts';
+
+// This thread runs only kafkajs and the producer loop: its one harmless warning is not printed, whatever started the process.
+silenceKafkajsTimeoutWarning();
 
 const port = parentPort;
 if (port === null) throw new Error('kafka-producer-worker.ts runs as a worker thread');
