@@ -7,7 +7,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 // Before kafkajs: gives it a native CRC-32C (see the module).
 import './kafkajs-crc32c.ts';
 import { silenceKafkajsTimeoutWarning } from './kafkajs-warnings.ts';
-// Before kafkajs: its protocol encoder without zero-filled buffers (see the module).
+// kafkajs's protocol encoder without zero-filled buffers, large parts kept by reference (see the module; it patches
+// kafkajs's Encoder prototype, so it works even though the static kafkajs imports here are linked first).
 import './kafkajs-encoder.ts';
 import { CompressionTypes, Partitioners } from 'kafkajs';
 import type { Logger } from '../logger.ts';
