@@ -124,6 +124,12 @@ function protoHasToJson(): boolean {
 }
 
 /** Refuses (to the slow path) values the rules refuse or that JSON.stringify would write differently. */
+/** True when `keys` are in canonical (code unit) order already; shared by the view and object masking. */
+export function keysSorted(keys: readonly string[]): boolean {
+  for (let i = 1; i < keys.length; i++) if ((keys[i - 1] as string) > (keys[i] as string)) return false;
+  return true;
+}
+
 function checkScalar(v: unknown): void {
   if (typeof v === 'number' ? !Number.isFinite(v) : typeof v === 'bigint') throw SLOW_PATH;
 }
@@ -168,13 +174,7 @@ function canonicalView(v: unknown, depth: number): unknown {
   const o = v as Record<string, unknown>;
   const keys = Object.keys(o);
   const n = keys.length;
-  let sorted = true;
-  for (let i = 1; i < n; i++) {
-    if ((keys[i - 1] as string) > (keys[i] as string)) {
-      sorted = false;
-      break;
-    }
-  }
+  const sorted = keysSorted(keys);
   if (sorted) {
     // Shared as it is unless a member changes; then copied from that member on.
     let out: Record<string, unknown> | undefined;

@@ -31,7 +31,7 @@
  * them can be reversed by guessing.
  */
 import { createHmac } from 'node:crypto';
-import { markCanonicalView, NOT_A_VIEW, VIEW_MAX_DEPTH, viewCopiedKey, viewObjectKey, viewScalar } from '../chain/canonical.ts';
+import { keysSorted, markCanonicalView, NOT_A_VIEW, VIEW_MAX_DEPTH, viewCopiedKey, viewObjectKey, viewScalar } from '../chain/canonical.ts';
 
 /** The mask that replaces a value when no correlation key is set. */
 export const MASK = '***MASKED***';
@@ -224,13 +224,7 @@ function maskSorted(m: ObjectMasking, v: unknown, key: string | undefined, patte
   const o = v as Record<string, unknown>;
   const keys = Object.keys(o);
   const n = keys.length;
-  let sorted = true;
-  for (let i = 1; i < n; i++) {
-    if ((keys[i - 1] as string) > (keys[i] as string)) {
-      sorted = false;
-      break;
-    }
-  }
+  const sorted = keysSorted(keys);
   if (!sorted) keys.sort();
   // Unsorted: a copy with the keys inserted sorted. Sorted: shared unless a member changes, then copied from there on.
   let out: Record<string, unknown> | undefined;
