@@ -134,13 +134,17 @@ async function throughput(base: string, relayPid?: number): Promise<{ mibps: num
   const r0 = cpuMs(relayPid);
   const t0 = process.hrtime.bigint();
   let bytes = 0;
+  // Timed to the last stdout byte, not to the close handshake after it: through the bare TLS pass-through the
+  // close once never completed (18:38), which hung the whole run.
   await new Promise<void>((resolve) => {
     ws.on('message', (d: Buffer) => {
       if (d[0] === 1) bytes += d.length - 1;
+      if (bytes >= STREAM_BYTES) resolve();
     });
     ws.on('close', () => resolve());
   });
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  ws.terminate();
   const c = process.cpuUsage(c0);
   const mib = bytes / 1048576;
   if (bytes !== STREAM_BYTES) throw new Error(`received ${bytes} bytes, expected ${STREAM_BYTES}`);
