@@ -82,8 +82,8 @@ function writeAll(fd: number, buf: Buffer, at: number): Promise<void> {
  * The active segment is opened with O_DSYNC where the platform has it: each
  * write then returns only once its data (and the size needed to read it back)
  * is on stable storage, exactly what write + fdatasync gives, in one trip to
- * the libuv pool instead of two. At 1,000 small events/s that is about 15 %
- * less CPU per event (test/bench note in docs/benchmarks.md, "Event
+ * the libuv pool instead of two: about 10 % less CPU per event at 1,000
+ * small events/s (`npm run bench:local-log`; docs/benchmarks.md, "Event
  * pipeline"). Without O_DSYNC (Windows) every write is followed by fdatasync.
  */
 const O_DSYNC: number | undefined = constants.O_DSYNC;
