@@ -1,6 +1,6 @@
 /**
  * The embedded default sink: with no `kafka.brokers`, events are appended
- * (group commit, fdatasync) to segment files under `dataDir/log/<component>/`
+ * (group commit; each write is synchronized to disk: O_DSYNC, or fdatasync where there is none) to segment files under `dataDir/log/<component>/`
  * with size/time retention (`localLog.*`). Same line format as the spool.
  */
 import type { EventDraft, EventType, KubetrailEvent } from '../events/model.ts';
@@ -57,7 +57,7 @@ export class LocalLogSink implements EventPipeline {
     return !this.#closed;
   }
 
-  /** Seals the event and resolves once it is fdatasync'd in the local log. */
+  /** Seals the event and resolves once it is on stable storage in the local log. */
   emit<T extends EventType>(draft: EventDraft<T>): Promise<KubetrailEvent<T>> {
     if (this.#closed) return Promise.reject(new SinkError('SINK_ERR_CLOSED', 'event pipeline is closed'));
     let sealed: SealedEvent & { event: KubetrailEvent<T> };
