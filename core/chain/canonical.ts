@@ -123,13 +123,13 @@ function protoHasToJson(): boolean {
   return (Object.prototype as { toJSON?: unknown }).toJSON !== undefined || (Array.prototype as { toJSON?: unknown }).toJSON !== undefined;
 }
 
-/** Refuses (to the slow path) values the rules refuse or that JSON.stringify would write differently. */
 /** True when `keys` are in canonical (code unit) order already; shared by the view and object masking. */
 export function keysSorted(keys: readonly string[]): boolean {
   for (let i = 1; i < keys.length; i++) if ((keys[i - 1] as string) > (keys[i] as string)) return false;
   return true;
 }
 
+/** Refuses (to the slow path) values the rules refuse or that JSON.stringify would write differently. */
 function checkScalar(v: unknown): void {
   if (typeof v === 'number' ? !Number.isFinite(v) : typeof v === 'bigint') throw SLOW_PATH;
 }

@@ -4,7 +4,7 @@
  * the setting at fault. kafkajs logs go to pino at warn and above.
  */
 import { readFileSync } from 'node:fs';
-// Before kafkajs: gives it a native CRC-32C (see the module).
+// Gives kafkajs a native CRC-32C before its first produce request (see the module).
 import './kafkajs-crc32c.ts';
 import { Kafka, logLevel, type KafkaConfig, type SASLOptions, type logCreator } from 'kafkajs';
 import type { Config } from '../config.ts';

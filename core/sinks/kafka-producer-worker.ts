@@ -4,7 +4,7 @@
  * time as the sink asks, and answers each with its outcome.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-// Before kafkajs: gives it a native CRC-32C (see the module).
+// Gives kafkajs a native CRC-32C before its first produce request (see the module).
 import './kafkajs-crc32c.ts';
 import { silenceKafkajsTimeoutWarning } from './kafkajs-warnings.ts';
 // kafkajs's protocol encoder without zero-filled buffers, large parts kept by reference (see the module; it patches

@@ -9,7 +9,7 @@ const require = createRequire(import.meta.url);
 
 test('kafkajs gets the native CRC-32C, and it equals kafkajs own checksum on every input', () => {
   assert.equal(crc32cBackend, 'native');
-  void createKafka; // kafka-client.ts loads kafkajs after the checksum module
+  void createKafka; // kafka-client.ts, imported above, imports the checksum module and kafkajs, as the sink does
   // What kafkajs's record batch encoder requires is the native function...
   const inUse = require(KAFKAJS_CRC32C_MODULE) as (b: Buffer) => number;
   const stockBody = require('kafkajs/src/protocol/recordBatch/crc32C/crc32C.js') as (b: Buffer) => number;

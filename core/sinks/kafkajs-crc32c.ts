@@ -7,12 +7,15 @@
  *
  * kafkajs has no option for its checksum, so this module puts the native
  * function into Node's CommonJS module cache under the file name of kafkajs's
- * own `crc32C` module before kafkajs is loaded; kafkajs's record batch
- * encoder then requires this one. It has to be imported before anything that
- * loads kafkajs in the same thread (kafka-client.ts and the producer worker
- * import it first). When the native module cannot be loaded (no prebuilt
- * binary for the platform) or kafkajs is already loaded, kafkajs keeps its
- * own checksum: `crc32cBackend` says which one is in use. A wrong checksum
+ * own `crc32C` module; kafkajs's record batch encoder then requires this one.
+ * That works as long as the encoder has not been loaded yet in the thread:
+ * kafkajs loads it lazily, with the first produce request's version, so
+ * importing this module anywhere before the first produce is enough (a static
+ * `import 'kafkajs'` beside it runs kafkajs's entry first, which is fine).
+ * kafka-client.ts and the producer worker import it. When the native module
+ * cannot be loaded (no prebuilt binary for the platform) or the encoder was
+ * already loaded, kafkajs keeps its own checksum: `crc32cBackend` says which
+ * one is in use. A wrong checksum
  * cannot go unnoticed: the broker validates every batch's CRC and refuses a
  * mismatch with CORRUPT_MESSAGE.
  */
