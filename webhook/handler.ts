@@ -196,9 +196,13 @@ export class AdmissionHandler {
       ...extra,
     };
     const patterns = this.#valuePatterns(req);
+    // The request's kind masks objects sent without apiVersion/kind (a TokenReview's spec.token is masked all the same).
+    const opts = { canonicalView: true, kind: { group: req.kind.group, kind: req.kind.kind } };
     // Built as canonical views: sealing the event then does not walk the (15 KiB) objects a second time.
-    if (body.object === undefined && req.object !== null) body.object = maskObject(this.#o.masking, req.object, patterns, { canonicalView: true });
-    if (req.oldObject !== null) body.oldObject = maskObject(this.#o.masking, req.oldObject, patterns, { canonicalView: true });
+    if (body.object === undefined && req.object !== null) body.object = maskObject(this.#o.masking, req.object, patterns, opts);
+    if (req.oldObject !== null) body.oldObject = maskObject(this.#o.masking, req.oldObject, patterns, opts);
+    // A MutationPolicy patch can copy values of the object: masked like it (the stamp's own values pass unchanged).
+    if (body.patch !== undefined) body.patch = maskObject(this.#o.masking, body.patch, patterns) as unknown[];
     return body;
   }
 

@@ -31,6 +31,7 @@
  * them can be reversed by guessing.
  */
 import { createHmac } from 'node:crypto';
+import { maskCredentialFields, maskCredentialText, type KindHint, type MaskFn } from './credentials.ts';
 import { keysSorted, markCanonicalView, NOT_A_VIEW, VIEW_MAX_DEPTH, viewCopiedKey, viewObjectKey, viewScalar } from '../chain/canonical.ts';
 
 /** The mask that replaces a value when no correlation key is set. */
@@ -113,6 +114,19 @@ export interface ValuePattern {
   readonly regex: RegExp;
 }
 
+const maskConstant: MaskFn = () => MASK;
+
+/** The whole-value mask of `m` as a function (a constant one without a correlation key: no closure per string). */
+function maskFnOf(m: ObjectMasking): MaskFn {
+  return m.correlationKey === undefined ? maskConstant : (v) => maskValue(m, v);
+}
+
+/** A string value masked: its built-in credentials (credentials.ts, always), then `patterns`. */
+function maskText(m: ObjectMasking, s: string, patterns: readonly ValuePattern[]): string {
+  const out = maskCredentialText(s, maskFnOf(m));
+  return patterns.length > 0 ? maskString(out, patterns) : out;
+}
+
 /** Replaces every match of `patterns` in `s` by `[masked:<name>]`. */
 export function maskString(s: string, patterns: readonly ValuePattern[]): string {
   let out = s;
@@ -134,19 +148,17 @@ export function maskString(s: string, patterns: readonly ValuePattern[]): string
  * The input is never written to.
  */
 function maskShared(m: ObjectMasking, v: unknown, key: string | undefined, patterns: readonly ValuePattern[]): unknown {
-  if (typeof v === 'string') return patterns.length > 0 ? maskString(v, patterns) : v;
+  if (typeof v === 'string') return maskText(m, v, patterns);
   if (v === null || typeof v !== 'object') return v;
   if (Array.isArray(v)) {
     const isEnv = key === 'env' && m.envName !== undefined;
     let out: unknown[] | undefined;
     for (let i = 0; i < v.length; i++) {
       const e: unknown = v[i];
-      // Scalars never change without value patterns: skip the call (an env list is mostly strings two levels down).
-      if (e === null || typeof e !== 'object') {
-        if (typeof e !== 'string' || patterns.length === 0) {
-          if (out !== undefined) out.push(e);
-          continue;
-        }
+      // Scalars other than strings never change: skip the call.
+      if (e === null || (typeof e !== 'object' && typeof e !== 'string')) {
+        if (out !== undefined) out.push(e);
+        continue;
       }
       let r: unknown;
       if (isEnv && isRecord(e) && typeof e['name'] === 'string' && 'value' in e && m.envName!.test(e['name'])) {
@@ -164,8 +176,8 @@ function maskShared(m: ObjectMasking, v: unknown, key: string | undefined, patte
   for (const k in o) {
     if (!Object.hasOwn(o, k)) continue;
     const e = o[k];
-    // Scalars never change, strings only with value patterns: skip the call.
-    if (e === null || (typeof e !== 'object' && (typeof e !== 'string' || patterns.length === 0))) continue;
+    // Scalars other than strings never change: skip the call.
+    if (e === null || (typeof e !== 'object' && typeof e !== 'string')) continue;
     const r = maskShared(m, e, k, patterns);
     if (r !== e) {
       out ??= { ...o };
@@ -187,7 +199,7 @@ function maskShared(m: ObjectMasking, v: unknown, key: string | undefined, patte
  * again (it was ~10 µs of a 15 KiB Pod's 60 µs of masking + canonical JSON).
  */
 function maskSorted(m: ObjectMasking, v: unknown, key: string | undefined, patterns: readonly ValuePattern[], depth: number): unknown {
-  if (typeof v === 'string') return patterns.length > 0 ? maskString(v, patterns) : v;
+  if (typeof v === 'string') return maskText(m, v, patterns);
   if (v === null || typeof v !== 'object') {
     viewScalar(v);
     return v;
@@ -200,12 +212,10 @@ function maskSorted(m: ObjectMasking, v: unknown, key: string | undefined, patte
     let out: unknown[] | undefined;
     for (let i = 0; i < a.length; i++) {
       const e: unknown = a[i];
-      if (e === null || typeof e !== 'object') {
-        if (typeof e !== 'string' || patterns.length === 0) {
-          viewScalar(e);
-          if (out !== undefined) out.push(e);
-          continue;
-        }
+      if (e === null || (typeof e !== 'object' && typeof e !== 'string')) {
+        viewScalar(e);
+        if (out !== undefined) out.push(e);
+        continue;
       }
       let r: unknown;
       if (isEnv && isRecord(e) && typeof e['name'] === 'string' && 'value' in e && m.envName!.test(e['name'])) {
@@ -235,7 +245,7 @@ function maskSorted(m: ObjectMasking, v: unknown, key: string | undefined, patte
     const e = o[k];
     let r: unknown = e;
     if (e === null || typeof e !== 'object') {
-      if (typeof e === 'string' && patterns.length > 0) r = maskString(e, patterns);
+      if (typeof e === 'string') r = maskText(m, e, patterns);
       else viewScalar(e);
     } else r = maskSorted(m, e, k, patterns, depth + 1);
     if (out !== undefined) {
@@ -288,7 +298,7 @@ function isSecret(o: Record<string, unknown>): boolean {
  * sorted and marked as a canonical view, so sealing does not walk it again
  * (same masking, same canonical JSON; only its in-memory key order differs).
  */
-export function maskObject(m: ObjectMasking, obj: unknown, patterns: readonly ValuePattern[] = [], opts: { canonicalView?: boolean } = {}): unknown {
+export function maskObject(m: ObjectMasking, obj: unknown, patterns: readonly ValuePattern[] = [], opts: { canonicalView?: boolean; kind?: KindHint } = {}): unknown {
   if (!isRecord(obj)) return maskShared(m, obj, undefined, patterns);
   let walked: Record<string, unknown> | undefined;
   if (opts.canonicalView === true) {
@@ -310,6 +320,7 @@ export function maskObject(m: ObjectMasking, obj: unknown, patterns: readonly Va
       } else if (d !== undefined && d !== null) own()[field] = maskValue(m, d);
     }
   }
+  out = maskCredentialFields(out, maskFnOf(m), opts.kind);
   for (const segs of m.paths) out = maskPath(m, out, segs, 0) as Record<string, unknown>;
   const md = out['metadata'];
   if (isRecord(md) && isRecord(md['annotations']) && typeof md['annotations'][LAST_APPLIED_ANNOTATION] === 'string') {
