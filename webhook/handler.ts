@@ -26,6 +26,7 @@
  *   guardrail (deny/requireApproval) is denied; everything else is admitted
  *   with a warning and without an event id.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { uuidv7 } from '../core/events/ids.ts';
 import fastJsonPatch, { type Operation } from 'fast-json-patch';
 import type { Actor, AdmissionReviewBody, Correlation, Decision, EventDraft, Target } from '../core/events/model.ts';
@@ -108,6 +109,46 @@ export function annotationOps(obj: Record<string, unknown>, entries: Record<stri
     if (has && (ann as Record<string, unknown>)[k] === v) continue;
     ops.push({ op: has ? 'replace' : 'add', path: `/metadata/annotations/${escapePointer(k)}`, value: v });
   }
+  return ops;
+}
+
+/**
+ * `obj` less what a no-op write may change: the stamp annotations (`stamp`
+ * keys), `resourceVersion` (a client may send none or a stale one) and
+ * `managedFields` (server-side apply rewrites them from the request).
+ * Copies only the containers on the way.
+ */
+function withoutStamp(obj: Record<string, unknown>, stamp: readonly string[]): Record<string, unknown> {
+  const md = obj['metadata'];
+  if (md === null || typeof md !== 'object' || Array.isArray(md)) return obj;
+  const { resourceVersion: _rv, managedFields: _mf, ...rest } = md as Record<string, unknown>;
+  const ann = rest['annotations'];
+  if (ann !== null && typeof ann === 'object' && !Array.isArray(ann)) {
+    const kept = { ...(ann as Record<string, unknown>) };
+    for (const k of stamp) delete kept[k];
+    if (Object.keys(kept).length > 0) rest['annotations'] = kept;
+    else delete rest['annotations'];
+  }
+  return { ...obj, metadata: rest };
+}
+
+/**
+ * RFC 6902 operations that put the stamp annotations of `old` back on `obj`
+ * (add/replace what differs, remove what `old` did not have): the patch of
+ * a no-op UPDATE, so the stored object stays byte for byte what it was and
+ * the API server skips the write (no new resourceVersion).
+ */
+export function restoreStampOps(obj: Record<string, unknown>, old: Record<string, unknown>, stamp: readonly string[]): Operation[] {
+  const annOf = (o: Record<string, unknown>): Record<string, unknown> => {
+    const a = (o['metadata'] as Record<string, unknown> | undefined)?.['annotations'];
+    return a !== null && typeof a === 'object' && !Array.isArray(a) ? (a as Record<string, unknown>) : {};
+  };
+  const now = annOf(obj);
+  const before = annOf(old);
+  const wanted: Record<string, string> = {};
+  for (const k of stamp) if (typeof before[k] === 'string') wanted[k] = before[k] as string;
+  const ops = Object.keys(wanted).length > 0 ? annotationOps(obj, wanted) : [];
+  for (const k of stamp) if (Object.hasOwn(now, k) && !Object.hasOwn(wanted, k)) ops.push({ op: 'remove', path: `/metadata/annotations/${escapePointer(k)}` });
   return ops;
 }
 
@@ -301,6 +342,17 @@ export class AdmissionHandler {
     const stamp: Record<string, string> = { [ann.lastModifiedBy]: req.userInfo.username };
     const session = req.userInfo.extra[EXTRA_SESSION]?.[0];
     if (session) stamp[ann.session] = session;
+    // A no-op UPDATE (e.g. a re-applied manifest) stays one: the previous stamp is kept rather than a new event id
+    // written, which would make every re-apply a write. Nothing is recorded for it here; /validate records the request.
+    const old = req.oldObject;
+    if (req.operation === 'UPDATE' && old !== null && typeof old === 'object' && !Array.isArray(old)) {
+      const keys = [ann.lastModifiedBy, ann.session, ann.event];
+      if (isDeepStrictEqual(withoutStamp(target, keys), withoutStamp(old as Record<string, unknown>, keys))) {
+        const ops = [...policyOps, ...restoreStampOps(target, old as Record<string, unknown>, keys)];
+        if (ops.length > 0) res.patch = ops;
+        return this.#done('mutate', req, res, started);
+      }
+    }
     if (req.dryRun) {
       res.patch = [...policyOps, ...annotationOps(target, stamp)];
       return this.#done('mutate', req, res, started);
