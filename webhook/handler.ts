@@ -51,6 +51,15 @@ export const ANN_SESSION = 'kubetrail.io/session';
 export const ANN_EVENT = 'kubetrail.io/event';
 /** The userInfo.extra key the gateway sets (Impersonate-Extra-kubetrail.io%2Fsession). */
 export const EXTRA_SESSION = 'kubetrail.io/session';
+/**
+ * The userInfo.extra key that carries the API server's audit ID to the webhook, which the API server itself never
+ * sends (no `Audit-ID` header on webhook calls; `request.uid` is per call): a gateway that sets `Audit-ID: X` upstream
+ * also sets `Impersonate-Extra-kubetrail.io%2Faudit-id: X`. Trusted as the session extra is: only a principal allowed
+ * to impersonate that extra can set it.
+ */
+export const EXTRA_AUDIT_ID = 'kubetrail.io/audit-id';
+// What an audit ID may look like to be recorded as one (the API server's are UUIDs; callers may choose theirs).
+const AUDIT_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
 /** Looks up a Namespace object by name: the object, null when it does not exist, undefined when unknown. */
 export type NamespaceLookup = (name: string) => Promise<unknown>;
@@ -201,6 +210,15 @@ export class AdmissionHandler {
     return input;
   }
 
+  /** The mutate event id this write is stamped with, when this request is what carries the stamp (not an older one). */
+  #stampOf(req: AdmissionRequest): string | undefined {
+    if ((req.operation !== 'CREATE' && req.operation !== 'UPDATE') || req.subResource !== '') return undefined;
+    const key = this.#annotations.event;
+    const of = (o: unknown): unknown => (o as { metadata?: { annotations?: Record<string, unknown> } } | null)?.metadata?.annotations?.[key];
+    const now = of(req.object);
+    return typeof now === 'string' && now !== of(req.oldObject) ? now : undefined;
+  }
+
   #draft(req: AdmissionRequest, body: AdmissionReviewBody, id?: string): EventDraft<'admission.review'> {
     const actor: Actor = { username: req.userInfo.username, groups: req.userInfo.groups, authn: 'apiserver' };
     if (req.userInfo.uid) actor.uid = req.userInfo.uid;
@@ -214,6 +232,11 @@ export class AdmissionHandler {
     const correlation: Correlation = { admissionUid: req.uid };
     const session = req.userInfo.extra[EXTRA_SESSION]?.[0];
     if (session) correlation.session = session;
+    const auditId = req.userInfo.extra[EXTRA_AUDIT_ID];
+    if (auditId?.length === 1 && AUDIT_ID.test(auditId[0] as string)) correlation.auditId = auditId[0] as string;
+    // The mutate event names itself; the validate event the stamp the mutating webhook gave this write.
+    const stamp = id ?? this.#stampOf(req);
+    if (stamp !== undefined) correlation.stamp = stamp;
     return { type: 'admission.review', actor, target, correlation, body, ...(id === undefined ? {} : { id }) };
   }
 

@@ -51,7 +51,14 @@ export interface Correlation {
   session?: string;
   request?: string;
   admissionUid?: string;
+  /** The API server's audit ID, where kubetrail knows it (the gateway always; the webhook only when the gateway passed it on). */
   auditId?: string;
+  /**
+   * Admission events: the id of the mutate event whose stamp (`kubetrail.io/event`) this write carries, on that
+   * mutate event and on the same write's validate event: joins the two, and the API server's audit event (annotation
+   * `<mutating webhook name>/event`), where the audit ID is not known.
+   */
+  stamp?: string;
 }
 
 /** Hash-chain link: `hash` = SHA-256 over the canonical event with `chain.hash` empty. */

@@ -68,14 +68,20 @@ test('the native schema rejects an event without a chain-shaped hash or with an 
   assert.equal(validNative({ apiVersion: 'kubetrail.io/v1', id: 'x', time: 'now', type: 'nope', source: {}, body: {} }), false);
 });
 
-test('k8s-audit renderings are valid audit.k8s.io/v1 Events; unmapped types stay native', async () => {
+test('k8s-audit renderings are valid audit.k8s.io/v1 Events; the other types are marked kind KubetrailEvent', async () => {
   const sink = new MemorySink({ source: { component: 'proxy', instance: 'i-1', cluster: 'dev' } });
   for (const d of DRAFTS) {
     const e = await sink.emit(d.draft);
     const a = toK8sAudit(e);
     assert.equal(a !== undefined, d.audit, d.name);
     if (a === undefined) {
-      assert.equal(render(e, sink.lines.at(-1) as string, 'k8s-audit').format, 'native');
+      const line = sink.lines.at(-1) as string;
+      const r = render(e, line, 'k8s-audit');
+      const v = JSON.parse(r.value);
+      // A strict audit decoder skips it by apiVersion/kind alone; the rest is the native event.
+      assert.deepEqual([v.apiVersion, v.kind], ['kubetrail.io/v1', 'KubetrailEvent']);
+      const { kind: _k, ...native } = v;
+      assert.deepEqual(native, JSON.parse(line));
       continue;
     }
     assert.equal(validAudit(a), true, `${d.name}: ${JSON.stringify(validAudit.errors)}`);
@@ -85,8 +91,9 @@ test('k8s-audit renderings are valid audit.k8s.io/v1 Events; unmapped types stay
 });
 
 const AUDIT_FIELDS: { name: string; check: (a: NonNullable<ReturnType<typeof toK8sAudit>>) => void }[] = [
-  { name: 'admission.review create', check: (a) => (assert.equal(a.verb, 'create'), assert.equal(a.requestURI, '/apis/apps/v1/namespaces/agents/deployments'), assert.equal(a.level, 'RequestResponse'), assert.equal(a.responseStatus?.code, 201)) },
-  { name: 'admission.review denied delete', check: (a) => (assert.equal(a.verb, 'delete'), assert.equal(a.requestURI, '/apis/apps/v1/namespaces/agents/deployments/web?dryRun=All'), assert.equal(a.responseStatus?.status, 'Failure'), assert.equal(a.responseStatus?.code, 403)) },
+  // Admission events: the request as seen during admission; the response is not known, so none is invented.
+  { name: 'admission.review create', check: (a) => (assert.equal(a.verb, 'create'), assert.equal(a.requestURI, '/apis/apps/v1/namespaces/agents/deployments'), assert.equal(a.level, 'Request'), assert.equal(a.stage, 'RequestReceived'), assert.equal(a.responseStatus, undefined)) },
+  { name: 'admission.review denied delete', check: (a) => (assert.equal(a.verb, 'delete'), assert.equal(a.requestURI, '/apis/apps/v1/namespaces/agents/deployments/web?dryRun=All'), assert.equal(a.stage, 'RequestReceived'), assert.equal(a.responseStatus, undefined), assert.equal(a.annotations['kubetrail.io/decision'], 'deny')) },
   { name: 'api.request', check: (a) => (assert.equal(a.requestURI, '/apis/apps/v1/namespaces/agents/deployments?limit=500'), assert.deepEqual(a.sourceIPs, ['10.0.0.7']), assert.equal(a.userAgent, 'kubectl/v1.32.4')) },
   { name: 'session.start', check: (a) => (assert.equal(a.requestURI, '/api/v1/namespaces/agents/pods/web-0/exec?container=app&command=sh&command=-c&command=ls'), assert.deepEqual(a.objectRef, { resource: 'pods', namespace: 'agents', name: 'web-0', apiVersion: 'v1', subresource: 'exec' })) },
 ];
@@ -97,6 +104,20 @@ test('k8s-audit field values: verb, requestURI, level and response status per ty
     const d = DRAFTS.find((x) => x.name === c.name)!;
     c.check(toK8sAudit(await sink.emit(d.draft))!);
   }
+});
+
+test('k8s-audit auditID: the API server audit ID when known, else the stamp correlation shared by a write\'s mutate and validate events, and says which', async () => {
+  const sink = new MemorySink();
+  const body = { operation: 'CREATE' as const, dryRun: false, decision: { allowed: true } };
+  const known = toK8sAudit(await sink.emit(admissionReview({ actor, target, correlation: { auditId: 'a-1', stamp: 'm-1' } }, { ...body, webhook: 'validate' })))!;
+  assert.deepEqual([known.auditID, known.annotations['kubetrail.io/audit-id']], ['a-1', 'apiserver']);
+  const mutate = toK8sAudit(await sink.emit(admissionReview({ actor, target, correlation: { stamp: 'm-2' } }, { ...body, webhook: 'mutate' })))!;
+  const validate = toK8sAudit(await sink.emit(admissionReview({ actor, target, correlation: { stamp: 'm-2' } }, { ...body, webhook: 'validate' })))!;
+  assert.deepEqual([mutate.auditID, validate.auditID, validate.annotations['kubetrail.io/audit-id']], ['m-2', 'm-2', 'correlation']);
+  const alone = await sink.emit(admissionReview({ actor, target }, { ...body, operation: 'DELETE', webhook: 'validate' }));
+  assert.equal(toK8sAudit(alone)!.auditID, alone.id);
+  const viaGateway = toK8sAudit(await sink.emit(apiRequest({ actor, target, correlation: { auditId: 'a-3' } }, { verb: 'create', method: 'POST', path: '/x', status: 201, latencyMs: 1, bytesIn: 1, bytesOut: 1 })))!;
+  assert.deepEqual([viaGateway.auditID, viaGateway.stage, viaGateway.responseStatus?.code], ['a-3', 'ResponseComplete', 201]);
 });
 
 test('OCSF renderings are valid API Activity records with type_uid = 600300 + activity_id', async () => {

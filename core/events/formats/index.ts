@@ -5,7 +5,7 @@
  */
 import type { KubetrailEvent } from '../model.ts';
 import { canonicalJson } from '../../chain/canonical.ts';
-import { toK8sAudit } from './k8s-audit.ts';
+import { markNonAudit, toK8sAudit } from './k8s-audit.ts';
 import { toOcsf } from './ocsf.ts';
 
 /** A configured output format. */
@@ -20,12 +20,14 @@ export interface Rendered {
 
 /**
  * Renders `event` (whose canonical line is `line`) in `format`. Types the
- * format does not map fall back to native, and say so in `format`.
+ * format does not map fall back to native, and say so in `format`; on
+ * k8s-audit they are the native line marked with a kind of their own, so
+ * that every value on a k8s-audit topic can be told apart by apiVersion/kind.
  */
 export function render(event: KubetrailEvent, line: string, format: WireFormat): Rendered {
   if (format === 'k8s-audit') {
     const a = toK8sAudit(event);
-    if (a !== undefined) return { format, value: canonicalJson(a) };
+    return { format, value: a !== undefined ? canonicalJson(a) : markNonAudit(line) };
   } else if (format === 'ocsf') {
     const o = toOcsf(event);
     if (o !== undefined) return { format, value: canonicalJson(o) };

@@ -7,8 +7,31 @@
  *
  * Mapped types: `admission.review`, `api.request`, `session.start`,
  * `session.end`. Other types (session.data, guardrail.decision,
- * chain.checkpoint) have no audit-Event meaning and stay native
- * ({@link toK8sAudit} returns undefined for them).
+ * chain.checkpoint) have no audit-Event meaning ({@link toK8sAudit} returns
+ * undefined for them); on a k8s-audit topic they are written as
+ * {@link markNonAudit} makes them: apiVersion `kubetrail.io/v1`, kind
+ * `KubetrailEvent`, so a strict audit.k8s.io decoder skips them by kind
+ * without reading kubetrail's record headers.
+ *
+ * Counting a request once (issue 13 item 13). One write through the gateway
+ * yields three events: the gateway's `api.request` and the webhook's mutate
+ * and validate `admission.review`s.
+ * - `auditID` is the API server's audit ID wherever kubetrail knows it
+ *   (`correlation.auditId`: the gateway reads it from the `Audit-ID`
+ *   response header; the webhook from `userInfo.extra["kubetrail.io/audit-id"]`
+ *   when the caller, i.e. the gateway, set that and the same `Audit-ID`
+ *   request header). The API server sends webhooks no audit ID (no
+ *   `Audit-ID` header; `request.uid` is per webhook call), so an admission
+ *   event of a write that did not come that way carries a correlation
+ *   instead: the id of the mutate event whose stamp the write carries
+ *   (`correlation.stamp`), the same on that write's mutate and validate
+ *   events and in the API server's own audit event as the `<mutating webhook
+ *   name>/event` annotation; else the event's own id. Annotation
+ *   `kubetrail.io/audit-id` says which: `apiserver` or `correlation`.
+ * - Admission events have stage `RequestReceived` and no `responseStatus`:
+ *   the webhook sees the request, never the response (a later webhook or
+ *   the storage can still fail it). Only the gateway's events, which saw
+ *   the response, are `ResponseComplete`: count those, or the API server's.
  *
  * Known differences from the API server's own record of the same request
  * (checked in test/pipeline/k8s-audit-compare.test.ts): kubetrail cannot see
@@ -27,7 +50,7 @@ export interface K8sAuditEvent {
   apiVersion: 'audit.k8s.io/v1';
   level: AuditLevel;
   auditID: string;
-  stage: 'ResponseComplete';
+  stage: 'RequestReceived' | 'ResponseComplete';
   requestURI: string;
   verb: string;
   user: { username: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> };
@@ -97,6 +120,7 @@ export function toK8sAudit(e: KubetrailEvent): K8sAuditEvent | undefined {
   if (e.chain !== undefined) annotations['kubetrail.io/chain-seq'] = String(e.chain.seq);
   if (e.correlation?.session !== undefined) annotations['kubetrail.io/session'] = e.correlation.session;
   if (e.correlation?.admissionUid !== undefined) annotations['kubetrail.io/admission-uid'] = e.correlation.admissionUid;
+  annotations['kubetrail.io/audit-id'] = e.correlation?.auditId !== undefined ? 'apiserver' : 'correlation';
   if (e.actor !== undefined) annotations['kubetrail.io/authn'] = e.actor.authn;
   const user: K8sAuditEvent['user'] = { username: e.actor?.username ?? 'system:anonymous' };
   if (e.actor?.uid !== undefined) user.uid = e.actor.uid;
@@ -111,6 +135,7 @@ export function toK8sAudit(e: KubetrailEvent): K8sAuditEvent | undefined {
   let requestObject: unknown;
   let sourceIPs: string[] | undefined;
   let userAgent: string | undefined;
+  let stage: K8sAuditEvent['stage'] = 'ResponseComplete';
   switch (e.type) {
     case 'admission.review': {
       const b = (e as KubetrailEvent<'admission.review'>).body;
@@ -119,12 +144,13 @@ export function toK8sAudit(e: KubetrailEvent): K8sAuditEvent | undefined {
       uri = resourcePath(e.target, b.operation !== 'CREATE');
       if (b.dryRun) uri += '?dryRun=All';
       latencyMs = b.latencyMs ?? 0;
-      // The code the API server answers when the request goes through: 201 for a create, 200 otherwise.
-      resp = status(b.decision.allowed ? (b.operation === 'CREATE' ? 201 : 200) : 403, b.decision.allowed, b.decision.message);
+      // Seen during admission: the response is not known (no responseStatus, no responseObject).
+      stage = 'RequestReceived';
       if (b.object !== undefined && b.operation !== 'DELETE') {
-        level = 'RequestResponse';
+        level = 'Request';
         requestObject = b.object;
       }
+      annotations['kubetrail.io/webhook'] = b.webhook;
       annotations['kubetrail.io/decision'] = b.decision.allowed ? 'allow' : 'deny';
       if (b.decision.policy !== undefined) annotations['kubetrail.io/policy'] = b.decision.policy;
       break;
@@ -166,8 +192,8 @@ export function toK8sAudit(e: KubetrailEvent): K8sAuditEvent | undefined {
     kind: 'Event',
     apiVersion: 'audit.k8s.io/v1',
     level,
-    auditID: e.correlation?.auditId ?? e.id,
-    stage: 'ResponseComplete',
+    auditID: e.correlation?.auditId ?? e.correlation?.stamp ?? e.id,
+    stage,
     requestURI: uri,
     verb,
     user,
@@ -184,4 +210,19 @@ export function toK8sAudit(e: KubetrailEvent): K8sAuditEvent | undefined {
   if (resp !== undefined) out.responseStatus = resp;
   if (requestObject !== undefined) out.requestObject = requestObject;
   return out;
+}
+
+/** The kind of the records on a k8s-audit topic that are not audit events. */
+export const NON_AUDIT_KIND = 'KubetrailEvent';
+
+/**
+ * The k8s-audit value of an event that is not an audit event: its native
+ * line with `"kind":"KubetrailEvent"` in front (it already says
+ * `"apiVersion":"kubetrail.io/v1"`), so a decoder that dispatches on
+ * apiVersion/kind, as Kubernetes decoders do, skips it. Deterministic and
+ * cheap (no second serialization of a session chunk); the native line stays
+ * the record's `kubetrail-native` header as for every rendered record.
+ */
+export function markNonAudit(line: string): string {
+  return `{"kind":"${NON_AUDIT_KIND}",${line.slice(1)}`;
 }
