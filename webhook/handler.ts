@@ -259,6 +259,9 @@ export class AdmissionHandler {
       webhook,
       ...extra,
     };
+    // Only those in what the event copies (object, oldObject).
+    const raw = req.rawNumbers?.filter((p) => p.startsWith('/object/') || p.startsWith('/oldObject/'));
+    if (raw !== undefined && raw.length > 0) body.rawNumbers = raw;
     const patterns = this.#valuePatterns(req);
     // The request's kind masks objects sent without apiVersion/kind (a TokenReview's spec.token is masked all the same).
     const opts = { canonicalView: true, kind: { group: req.kind.group, kind: req.kind.kind } };

@@ -34,6 +34,11 @@ export interface AdmissionRequest {
   oldObject: unknown;
   dryRun: boolean;
   options: unknown;
+  /**
+   * JSON Pointers (from the request: `/object/...`, `/oldObject/...`) of the numbers a double cannot hold faithfully,
+   * which are there as strings of their raw text (see {@link parseJsonFaithfully}); absent when there are none.
+   */
+  rawNumbers?: string[];
 }
 
 /** What the webhook answers. */
@@ -112,6 +117,65 @@ function depthOf(v: object, cap: number): number {
   return max + 1;
 }
 
+/** A number's text that JSON.parse would not keep: marks it until {@link replaceRaw} turns it into its string. */
+class RawNumber {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
+
+// Only a text with one of these can hold such a number: >= 16 digits in a row (2^53 has 16) or a 3-digit exponent
+// (past 1e308 or below 5e-324). Anything else is parsed by plain JSON.parse, at full speed, with no reviver.
+const MAYBE_UNFAITHFUL = /\d{16}|[eE][+-]?\d{3}/;
+
+/** True when `value`, read from `source`, is the number written there (up to ordinary double rounding of decimals). */
+function faithful(value: number, source: string): boolean {
+  if (!Number.isFinite(value)) return false;
+  if (/^-?\d+$/.test(source)) return Number.isSafeInteger(value);
+  // A non-zero number that became 0 (underflow).
+  return value !== 0 || !/[1-9]/.test(source.replace(/[eE].*$/, ''));
+}
+
+function rawNumberReviver(_key: string, value: unknown, context?: { source?: string }): unknown {
+  if (typeof value === 'number' && context?.source !== undefined && !faithful(value, context.source)) return new RawNumber(context.source);
+  return value;
+}
+
+/** Replaces every RawNumber in `v` by its text, collecting JSON Pointers into `at`; refuses nesting past the limit (it recurses). */
+function replaceRaw(v: unknown, pointer: string, at: string[], depth: number): unknown {
+  if (v instanceof RawNumber) {
+    at.push(pointer);
+    return v.text;
+  }
+  if (v === null || typeof v !== 'object') return v;
+  if (depth > MAX_JSON_DEPTH + 2) throw invalid(`request is nested deeper than ${MAX_JSON_DEPTH} levels`);
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) v[i] = replaceRaw(v[i], `${pointer}/${i}`, at, depth + 1);
+  } else {
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o)) o[k] = replaceRaw(o[k], `${pointer}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`, at, depth + 1);
+  }
+  return v;
+}
+
+/**
+ * JSON.parse that keeps numbers a double cannot hold: `1e309` (JSON.parse
+ * gives Infinity, which the hash chain refuses, so the review could not be
+ * recorded) and integers beyond ±2^53 (silently rounded), which the API
+ * server passes on as written. Each becomes the string of its raw text, and
+ * `rawNumbers` lists where (JSON Pointers): the event stays plain JSON that
+ * every consumer and the canonical form read alike, and is faithful. Uses
+ * the reviver's source text (ES2025 JSON.parse source text access), only
+ * when the text could hold such a number.
+ */
+export function parseJsonFaithfully(text: string): { value: unknown; rawNumbers: string[] } {
+  if (!MAYBE_UNFAITHFUL.test(text)) return { value: JSON.parse(text), rawNumbers: [] };
+  const value: unknown = JSON.parse(text, rawNumberReviver as (this: unknown, key: string, value: unknown) => unknown);
+  const rawNumbers: string[] = [];
+  return { value: replaceRaw(value, '', rawNumbers, 0), rawNumbers };
+}
+
 /**
  * Parses and validates an AdmissionReview body. Throws AdmissionError
  * `ADM_ERR_INVALID_JSON` or `ADM_ERR_INVALID_REVIEW` (status 400).
@@ -119,9 +183,11 @@ function depthOf(v: object, cap: number): number {
 export function parseAdmissionReview(body: Buffer | string): AdmissionRequest {
   const text = typeof body === 'string' ? body : body.toString('utf8');
   let doc: unknown;
+  let rawNumbers: string[];
   try {
-    doc = JSON.parse(text);
+    ({ value: doc, rawNumbers } = parseJsonFaithfully(text));
   } catch (err) {
+    if (err instanceof AdmissionError) throw err;
     throw new AdmissionError('ADM_ERR_INVALID_JSON', 'body is not valid JSON', { cause: err });
   }
   if (!isRecord(doc)) throw invalid('body must be a JSON object (an AdmissionReview)');
@@ -173,6 +239,9 @@ export function parseAdmissionReview(body: Buffer | string): AdmissionRequest {
   if (rr) req.requestResource = rr as AdmissionRequest['resource'];
   const rs = str(r, 'requestSubResource', 'request');
   if (rs) req.requestSubResource = rs;
+  // Pointers from the review root: keep those inside the request, relative to it (`/object/...`).
+  const inRequest = rawNumbers.filter((p) => p.startsWith('/request/')).map((p) => p.slice('/request'.length));
+  if (inRequest.length > 0) req.rawNumbers = inRequest;
   if (operation !== 'DELETE' && operation !== 'CONNECT' && object === null) throw invalid(`request.object is required for ${operation}`);
   return req;
 }

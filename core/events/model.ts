@@ -92,6 +92,11 @@ export interface AdmissionReviewBody {
   matchedPolicies?: string[];
   latencyMs?: number;
   webhook: 'validate' | 'mutate';
+  /**
+   * JSON Pointers (`/object/...`, `/oldObject/...`) of numbers a double cannot hold (`1e309`, integers beyond
+   * ±2^53): they are recorded as strings of their raw text, as the API server sent them.
+   */
+  rawNumbers?: string[];
 }
 
 /** Body of `api.request`. */
