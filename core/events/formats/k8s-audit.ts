@@ -221,7 +221,7 @@ export const NON_AUDIT_KIND = 'KubetrailEvent';
  * `"apiVersion":"kubetrail.io/v1"`), so a decoder that dispatches on
  * apiVersion/kind, as Kubernetes decoders do, skips it. Deterministic and
  * cheap (no second serialization of a session chunk); the native line stays
- * the record's `kubetrail-native` header as for every rendered record.
+ * the record's `kubetrail_native` header as for every rendered record.
  */
 export function markNonAudit(line: string): string {
   return `{"kind":"${NON_AUDIT_KIND}",${line.slice(1)}`;
