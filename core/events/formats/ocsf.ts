@@ -160,7 +160,7 @@ export function toOcsf(e: KubetrailEvent): OcsfApiActivity | undefined {
         groups: (e.actor?.groups ?? []).map((name) => ({ name })),
       },
     },
-    api: { operation: verb, service: { name: 'kubernetes' }, request: { uid: e.correlation?.auditId ?? e.correlation?.request ?? e.id } },
+    api: { operation: verb, service: { name: 'kubernetes' }, request: { uid: e.correlation?.auditId ?? e.correlation?.stamp ?? e.correlation?.request ?? e.id } },
     resources: [],
     src_endpoint: sourceIp !== undefined ? { ip: sourceIp } : { name: 'unknown' },
     unmapped,
