@@ -66,3 +66,47 @@ test('the slower faithful parse still refuses nesting past the limit with a 400,
   const deep = reviewText('1e309').replace('"list":[', `"list":[${'['.repeat(5000)}1e309${']'.repeat(5000)},`);
   assert.throws(() => parseAdmissionReview(deep), (err: any) => err.status === 400 && /^ADM_ERR_INVALID_(REVIEW|JSON)$/.test(err.code));
 });
+
+test('with the real API server: an integer above 2^53 in a custom resource reaches the webhook as written and is recorded as its text; 1e309 never gets past the API server', async (t) => {
+  const { harness, kubectl } = await import('../support/env.ts');
+  const { startTestWebhook, uniqueId } = await import('./support.ts');
+  const env = harness();
+  const id = uniqueId();
+  const group = `n${id}.kubetrail.io`;
+  const crd = { apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name: `nums.${group}` }, spec: { group, scope: 'Namespaced', names: { plural: 'nums', singular: 'num', kind: 'Num' }, versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }] } };
+  assert.equal((await kubectl(env.ADMIN_KUBECONFIG, ['apply', '-f', '-'], JSON.stringify(crd))).status, 0);
+  t.after(async () => void (await kubectl(env.ADMIN_KUBECONFIG, ['delete', 'crd', `nums.${group}`, '--wait=false'])));
+  const sink = new MemorySink();
+  const w = await startTestWebhook(sink);
+  t.after(() => w.close());
+  const cfg = { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingWebhookConfiguration', metadata: { name: `kt-nums-${id}` }, webhooks: [{ name: 'nums.validate.kubetrail.io', admissionReviewVersions: ['v1'], sideEffects: 'None', failurePolicy: 'Fail', clientConfig: { url: `${w.url}/validate`, caBundle: w.pki.caBundle }, rules: [{ operations: ['CREATE'], apiGroups: [group], apiVersions: ['*'], resources: ['nums'] }] }] };
+  assert.equal((await kubectl(env.ADMIN_KUBECONFIG, ['apply', '-f', '-'], JSON.stringify(cfg))).status, 0);
+  t.after(async () => void (await kubectl(env.ADMIN_KUBECONFIG, ['delete', 'validatingwebhookconfiguration', `kt-nums-${id}`, '--ignore-not-found'])));
+  // The CRD and the registration are picked up asynchronously: retry the create until the webhook has seen it.
+  const text = (name: string, n: string) => `{"apiVersion":"${group}/v1","kind":"Num","metadata":{"name":"${name}"},"spec":{"n":${n},"small":7}}`;
+  const deadline = Date.now() + 60_000;
+  for (let i = 0; !sink.ofType('admission.review').some((e) => e.target?.name?.startsWith('big')); i++) {
+    assert.ok(Date.now() < deadline, 'the webhook was never called');
+    await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'default', 'create', '-f', '-'], text(`big-${i}`, BIG));
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const ev = sink.ofType('admission.review').find((e) => e.target?.name?.startsWith('big'))!;
+  assert.deepEqual([(ev.body.object as any).spec.n, (ev.body.object as any).spec.small, ev.body.rawNumbers], [BIG, 7, ['/object/spec/n']]);
+  const stored = await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'default', 'get', 'nums', ev.target!.name!, '-o', 'json']);
+  assert.match(stored.stdout, new RegExp(`"n": ${BIG}\\b`), 'the API server stored it exactly');
+  // kubectl itself refuses to decode 1e309; sent raw, the API server answers 400 before admission.
+  const { request } = await import('node:https');
+  const { readFileSync } = await import('node:fs');
+  const huge = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request(`${env.APISERVER_URL}/apis/${group}/v1/namespaces/default/nums`, { method: 'POST', ca: readFileSync(env.APISERVER_CA), headers: { authorization: `Bearer ${env.ADMIN_TOKEN}`, 'content-type': 'application/json' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end(text('huge', '1e309'));
+  });
+  assert.equal(huge.status, 400);
+  assert.match(huge.body, /cannot unmarshal number 1e309/);
+  assert.ok(!sink.ofType('admission.review').some((e) => e.target?.name === 'huge'));
+});
