@@ -68,13 +68,109 @@ function writeOrThrow(value: unknown): string {
 const SLOW_PATH = Symbol('canonical slow path');
 
 /**
- * Values built as canonical views by their producer (see
- * {@link markCanonicalView}): the fast path takes them as they are, without
- * walking them again.
+ * Values the fast path takes as they are, without walking them again: roots
+ * built by {@link buildCanonicalView} (which checked every rule while
+ * building), and values given to {@link markCanonicalView}.
  */
 const marked = new WeakSet<object>();
 
 /**
+ * A producer's say over one value while {@link buildCanonicalView} copies it:
+ * return `value` to keep it, or its replacement. Called for every string and
+ * every object or array (not for other scalars), with the member name it sits
+ * under (for an array element: the array's member name, and
+ * `element` true). A replacement is not
+ * given to the hook again, but its members are.
+ */
+export type ViewHook = (value: unknown, key: string | undefined, element: boolean) => unknown;
+
+/**
+ * The one way a producer outside core/chain keeps the saving of a canonical
+ * view (object masking: every captured object is copied anyway, so it is
+ * built sorted at the same time and canonicalJson need not walk it again):
+ * copies `value` through `hook` (copy on write: unchanged subtrees are
+ * shared), inserting the keys of every object sorted, and checks every rule
+ * of {@link markCanonicalView} on everything it keeps or builds, whatever the
+ * hook returns. The result is then trusted by canonicalJson. Returns
+ * undefined when the result cannot be a view (a toJSON member, a class
+ * instance, a non-finite number, an integer-like key in a copy, too deep):
+ * the caller builds its value the ordinary way, and canonicalJson's own rules
+ * apply. Whatever `hook` does, the canonical JSON of the result is the one
+ * the plain writer gives (core/chain/canonical.test.ts). The result and
+ * everything in it must not change afterwards.
+ */
+export function buildCanonicalView(value: unknown, hook: ViewHook): { value: unknown } | undefined {
+  if (protoHasToJson()) return undefined;
+  let out: unknown;
+  try {
+    out = buildView(value, undefined, hook, 0);
+  } catch (err) {
+    if (err === SLOW_PATH) return undefined;
+    throw err;
+  }
+  if (out !== null && typeof out === 'object') marked.add(out);
+  return { value: out };
+}
+
+function buildView(v0: unknown, key: string | undefined, hook: ViewHook, depth: number, element = false): unknown {
+  const v = typeof v0 === 'string' || (typeof v0 === 'object' && v0 !== null) ? hook(v0, key, element) : v0;
+  if (typeof v !== 'object' || v === null) {
+    checkScalar(v);
+    if (typeof v === 'function' || typeof v === 'symbol') throw SLOW_PATH;
+    return v;
+  }
+  if (depth > VIEW_MAX_DEPTH) throw SLOW_PATH;
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto === Array.prototype) {
+    const a = v as unknown[];
+    let out: unknown[] | undefined = a === v0 ? undefined : a.slice(0, 0);
+    for (let i = 0; i < a.length; i++) {
+      const e = a[i];
+      // undefined (or a hole) in an array: JSON.stringify writes null, as the writer does, but a copy must not differ.
+      if (e === undefined) throw SLOW_PATH;
+      const r = typeof e === 'string' || (typeof e === 'object' && e !== null) ? buildView(e, key, hook, depth + 1, true) : (checkScalar(e), e);
+      if (typeof r === 'function' || typeof r === 'symbol') throw SLOW_PATH;
+      if (r !== e && out === undefined) out = a.slice(0, i);
+      if (out !== undefined) out.push(r);
+    }
+    return out ?? a;
+  }
+  if (proto !== Object.prototype && proto !== null) throw SLOW_PATH;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  const sorted = keysSorted(keys);
+  if (!sorted) keys.sort();
+  // A replacement, or unsorted keys: a fresh copy; else shared until a member changes.
+  let out: Record<string, unknown> | undefined = !sorted || o !== v0 ? {} : undefined;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string;
+    if (k === 'toJSON') throw SLOW_PATH;
+    const e = o[k];
+    if (e === undefined || typeof e === 'function' || typeof e === 'symbol') throw SLOW_PATH;
+    const r = typeof e === 'string' || (typeof e === 'object' && e !== null) ? buildView(e, k, hook, depth + 1) : (checkScalar(e), e);
+    if (out !== undefined) {
+      checkCopiedKey(k);
+      out[k] = r;
+    } else if (r !== e) {
+      out = {};
+      for (let j = 0; j < i; j++) {
+        const kj = keys[j] as string;
+        checkCopiedKey(kj);
+        out[kj] = o[kj];
+      }
+      checkCopiedKey(k);
+      out[k] = r;
+    }
+  }
+  return out ?? o;
+}
+
+/**
+ * @deprecated Trusted unchecked: a false mark makes canonicalJson hash a
+ * line that is not canonical (verify then reports the event as altered). No
+ * product code calls it any more; use {@link buildCanonicalView}, which
+ * checks what it marks. Kept while core/chain/chain.test.ts pins it.
+ *
  * For code that builds a copy of a value anyway (masking does, for every
  * captured object) and can build it as a canonical view at the same time:
  * every object in it a plain object (prototype Object.prototype or null)

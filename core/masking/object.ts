@@ -32,7 +32,7 @@
  */
 import { createHmac } from 'node:crypto';
 import { maskCredentialFields, maskCredentialText, type KindHint, type MaskFn } from './credentials.ts';
-import { keysSorted, markCanonicalView, NOT_A_VIEW, VIEW_MAX_DEPTH, viewCopiedKey, viewObjectKey, viewScalar } from '../chain/canonical.ts';
+import { buildCanonicalView, type ViewHook } from '../chain/canonical.ts';
 
 /** The mask that replaces a value when no correlation key is set. */
 export const MASK = '***MASKED***';
@@ -188,81 +188,21 @@ function maskShared(m: ObjectMasking, v: unknown, key: string | undefined, patte
 }
 
 /**
- * {@link maskShared} that also builds its result as a canonical view
- * (core/chain/canonical.ts): the same masking, and every object whose keys
- * are not in sorted order is copied with its keys inserted sorted, so that
- * JSON.stringify of the result is its canonical serialization. Sorted objects
- * and arrays with nothing masked are shared with the input, as in
- * maskShared. Throws NOT_A_VIEW where the result could not be a view (the
- * caller masks with maskShared instead). One walk instead of two: the
- * canonical serialization of the event no longer walks the masked object
- * again (it was ~10 µs of a 15 KiB Pod's 60 µs of masking + canonical JSON).
+ * The masking of {@link maskShared} as a hook of core/chain's
+ * buildCanonicalView, which builds the result sorted and checks it: the
+ * canonical serialization of the event then does not walk the masked object
+ * again (it was ~10 µs of a 15 KiB Pod's 60 µs of masking + canonical JSON),
+ * and nothing here can mark as canonical what is not. Same masking as
+ * maskShared: strings by {@link maskText}, env entries by name.
  */
-function maskSorted(m: ObjectMasking, v: unknown, key: string | undefined, patterns: readonly ValuePattern[], depth: number): unknown {
-  if (typeof v === 'string') return maskText(m, v, patterns);
-  if (v === null || typeof v !== 'object') {
-    viewScalar(v);
+function viewHook(m: ObjectMasking, patterns: readonly ValuePattern[]): ViewHook {
+  return (v, key, element) => {
+    if (typeof v === 'string') return maskText(m, v, patterns);
+    if (element && key === 'env' && m.envName !== undefined && isRecord(v) && typeof v['name'] === 'string' && 'value' in v && m.envName.test(v['name'])) {
+      return { ...v, value: maskValue(m, v['value']) };
+    }
     return v;
-  }
-  if (depth > VIEW_MAX_DEPTH) throw NOT_A_VIEW;
-  const proto: unknown = Object.getPrototypeOf(v);
-  if (proto === Array.prototype) {
-    const a = v as unknown[];
-    const isEnv = key === 'env' && m.envName !== undefined;
-    let out: unknown[] | undefined;
-    for (let i = 0; i < a.length; i++) {
-      const e: unknown = a[i];
-      if (e === null || (typeof e !== 'object' && typeof e !== 'string')) {
-        viewScalar(e);
-        if (out !== undefined) out.push(e);
-        continue;
-      }
-      let r: unknown;
-      if (isEnv && isRecord(e) && typeof e['name'] === 'string' && 'value' in e && m.envName!.test(e['name'])) {
-        // `inner` is sorted (a sorted copy, or `e` itself when its keys already were): a spread keeps that order, and
-        // setting `value`, which it has, keeps its place.
-        const inner = maskSorted(m, e, undefined, patterns, depth + 1) as Record<string, unknown>;
-        r = inner === e ? { ...e } : inner;
-        (r as Record<string, unknown>)['value'] = maskValue(m, e['value']);
-      } else r = maskSorted(m, e, undefined, patterns, depth + 1);
-      if (r !== e && out === undefined) out = a.slice(0, i);
-      if (out !== undefined) out.push(r);
-    }
-    return out ?? a;
-  }
-  if (proto !== Object.prototype && proto !== null) throw NOT_A_VIEW;
-  const o = v as Record<string, unknown>;
-  const keys = Object.keys(o);
-  const n = keys.length;
-  const sorted = keysSorted(keys);
-  if (!sorted) keys.sort();
-  // Unsorted: a copy with the keys inserted sorted. Sorted: shared unless a member changes, then copied from there on.
-  let out: Record<string, unknown> | undefined;
-  if (!sorted) out = {};
-  for (let i = 0; i < n; i++) {
-    const k = keys[i] as string;
-    viewObjectKey(k);
-    const e = o[k];
-    let r: unknown = e;
-    if (e === null || typeof e !== 'object') {
-      if (typeof e === 'string') r = maskText(m, e, patterns);
-      else viewScalar(e);
-    } else r = maskSorted(m, e, k, patterns, depth + 1);
-    if (out !== undefined) {
-      viewCopiedKey(k);
-      out[k] = r;
-    } else if (r !== e) {
-      out = {};
-      for (let j = 0; j < i; j++) {
-        const kj = keys[j] as string;
-        viewCopiedKey(kj);
-        out[kj] = o[kj];
-      }
-      viewCopiedKey(k);
-      out[k] = r;
-    }
-  }
-  return out ?? o;
+  };
 }
 
 /** Returns `node` with every value at `segs` masked, copying only the containers on the way (copy on write). */
@@ -300,16 +240,11 @@ function isSecret(o: Record<string, unknown>): boolean {
  */
 export function maskObject(m: ObjectMasking, obj: unknown, patterns: readonly ValuePattern[] = [], opts: { canonicalView?: boolean; kind?: KindHint } = {}): unknown {
   if (!isRecord(obj)) return maskShared(m, obj, undefined, patterns);
-  let walked: Record<string, unknown> | undefined;
-  if (opts.canonicalView === true) {
-    try {
-      walked = maskSorted(m, obj, undefined, patterns, 0) as Record<string, unknown>;
-    } catch (err) {
-      if (err !== NOT_A_VIEW) throw err;
-    }
-  }
+  // A view (built and checked by core/chain, trusted by canonicalJson) is never written to: what changes after the
+  // walk is copied, and the copy is an ordinary value canonicalJson checks (sharing the view's members).
+  const walked = opts.canonicalView === true ? (buildCanonicalView(obj, viewHook(m, patterns))?.value as Record<string, unknown> | undefined) : undefined;
   let out = walked ?? (maskShared(m, obj, undefined, patterns) as Record<string, unknown>);
-  const own = (): Record<string, unknown> => (out === obj ? (out = { ...obj }) : out);
+  const own = (): Record<string, unknown> => (out === obj || out === walked ? (out = { ...out }) : out);
   if (isSecret(out)) {
     for (const field of ['data', 'stringData']) {
       const d = out[field];
@@ -335,7 +270,5 @@ export function maskObject(m: ObjectMasking, obj: unknown, patterns: readonly Va
     const value = isRecord(parsed) ? JSON.stringify(maskObject(m, parsed, patterns)) : maskValue(m, raw);
     if (value !== raw) own()['metadata'] = { ...md, annotations: { ...md['annotations'], [LAST_APPLIED_ANNOTATION]: value } };
   }
-  // Marked only when nothing after the walk changed it (Secret data, paths, last-applied annotation copy what they change, unsorted).
-  if (walked !== undefined && out === walked) markCanonicalView(out);
   return out;
 }
