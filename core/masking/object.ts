@@ -23,6 +23,10 @@
  *   patterns (the patterns of the MaskingPolicy documents that apply to the
  *   request): each match becomes `[masked:<pattern name>]`, as in recorded
  *   sessions. Keys are never rewritten.
+ * - Credentials, whatever the configuration (credentials.ts): the tokens of
+ *   `authentication.k8s.io` objects (TokenReview, TokenRequest), kubeconfigs
+ *   with credentials in any string, ConfigMap binaryData holding one, and
+ *   JWT, base64-JWT, PEM private key and `Bearer` token shapes anywhere.
  *
  * Mask format: the string `***MASKED***`. With a `correlationKey`, it is
  * `***MASKED:<16 hex of HMAC-SHA256(key, value)>***` instead, so equal values
@@ -234,9 +238,11 @@ function isSecret(o: Record<string, unknown>): boolean {
  * when nothing is masked), so treat the result as read-only.
  * `patterns`: secret-shaped substrings to mask in every string value.
  * `canonicalView`: for an object that goes into an event as it is (the
- * webhook's captured objects): the result is also built with its keys
- * sorted and marked as a canonical view, so sealing does not walk it again
- * (same masking, same canonical JSON; only its in-memory key order differs).
+ * webhook's captured objects): the result is built by core/chain's
+ * buildCanonicalView, keys sorted and checked there, so sealing does not
+ * walk it again (same masking, same canonical JSON; only its in-memory key
+ * order differs). `kind`: the request's group and kind, for objects sent
+ * without apiVersion/kind (credential rules go by kind).
  */
 export function maskObject(m: ObjectMasking, obj: unknown, patterns: readonly ValuePattern[] = [], opts: { canonicalView?: boolean; kind?: KindHint } = {}): unknown {
   if (!isRecord(obj)) return maskShared(m, obj, undefined, patterns);
