@@ -83,6 +83,16 @@ const CASES: { name: string; object: Record<string, unknown>; secrets: string[];
     secrets: [TOKEN],
   },
   {
+    name: 'a Docker config (registry credentials) copied into a ConfigMap',
+    object: { apiVersion: 'v1', kind: 'ConfigMap', data: { 'config.json': JSON.stringify({ auths: { 'r.example': { auth: b64('user:registry-pass-123'), identitytoken: 'idtok-registry-456' } } }) } },
+    secrets: ['registry-pass-123', 'idtok-registry-456'],
+  },
+  {
+    name: 'an AWS credentials file in a ConfigMap',
+    object: { apiVersion: 'v1', kind: 'ConfigMap', data: { credentials: '[default]\naws_access_key_id = AKIAABCDEFGHIJKLMNOP\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n' } },
+    secrets: ['wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'],
+  },
+  {
     name: 'a PEM private key in a ConfigMap, even without its END line',
     object: { apiVersion: 'v1', kind: 'ConfigMap', data: { key: '-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAtruncated-key-material' } },
     secrets: ['MIIEowIBAAKCAQEAtruncated-key-material'],

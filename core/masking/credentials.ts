@@ -17,6 +17,9 @@
  *   `client-key-data`, `password`, `auth-provider`, `exec`, ... key): the
  *   whole string, since its YAML cannot be rewritten faithfully and every
  *   part of a user entry may be secret (exec env, auth-provider config);
+ *   likewise a Docker config with registry credentials (`"auths"` and an
+ *   `auth`, `password`, `identitytoken` or `registrytoken` member);
+ * - the secret of an AWS credentials file (`aws_secret_access_key = ...`);
  * - a JWT (ServiceAccount and OIDC tokens), a base64-encoded JWT, a PEM
  *   private key (to its END line, or to the end of the string when it has
  *   none), the token after `Bearer `: the match only, as
@@ -42,7 +45,12 @@ const B64_JWT = /ZXlK[A-Za-z0-9+/]{60,}={0,2}/g;
 const PEM_KEY = /-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----[\s\S]*?(?:-----END \1PRIVATE KEY-----|$)/g;
 const BEARER = /\b(bearer)(\s+)[A-Za-z0-9._~+/-]{8,}=*/gi;
 // A literal every credential shape contains (the `Bearer` word in any case).
-const ANY_LITERAL = /eyJ|ZXlK|PRIVATE KEY|users|[bB][eE][aA][rR][eE][rR]/;
+const ANY_LITERAL = /eyJ|ZXlK|PRIVATE KEY|users|auths|aws_secret_access_key|[bB][eE][aA][rR][eE][rR]/;
+// A Docker config (`~/.docker/config.json`, the content of a dockerconfigjson Secret) with registry credentials.
+const DOCKER_AUTHS = /"auths"\s*:/;
+const DOCKER_CREDENTIAL = /"(?:auth|password|identitytoken|registrytoken)"\s*:/;
+// An AWS shared credentials file's secret (the value only; the key id is not a secret on its own).
+const AWS_SECRET = /(aws_secret_access_key["']?\s*[:=]\s*["']?)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])/g;
 const BEARER_WORD = /bearer/i;
 const KUBECONFIG_USERS = /(?:^|[\s{,"'])users["']?\s*:/;
 const KUBECONFIG_CREDENTIAL = /(?:^|[\s{,"'-])["']?(?:token|tokenFile|token-file|client-key-data|client-key|password|auth-provider|exec|id-token|refresh-token|client-secret|access-token)["']?\s*:/;
@@ -74,11 +82,13 @@ export function maskCredentialText(s: string, mask: MaskFn): string {
   const bearer = BEARER_WORD.test(s);
   const kubeconfig = s.includes('users');
   if (kubeconfig && isKubeconfigWithCredentials(s)) return mask(s);
+  if (s.includes('auths') && DOCKER_AUTHS.test(s) && DOCKER_CREDENTIAL.test(s)) return mask(s);
   let out = s;
   if (pem) out = out.replace(PEM_KEY, '[masked:pem-private-key]');
   if (jwt) out = out.replace(JWT, '[masked:jwt]');
   if (b64) out = out.replace(B64_JWT, '[masked:k8s-sa-token]');
   if (bearer) out = out.replace(BEARER, '$1$2[masked:bearer-token]');
+  if (s.includes('aws_secret_access_key')) out = out.replace(AWS_SECRET, '$1[masked:aws-secret-key]');
   return out;
 }
 
