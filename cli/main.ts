@@ -28,7 +28,27 @@ function usage(): string {
   return `usage: kubetrail <command> [flags]\n\ncommands:\n${lines.join('\n')}\n`;
 }
 
+/** Commands that serve until stopped: a reader closing their stdout must not stop them. */
+const SERVERS: ReadonlySet<string> = new Set(['start', 'webhook', 'proxy']);
+
+/**
+ * `kubetrail sessions -o json | head` closes the pipe early: that ends the
+ * output, it is not an error. A listing command exits quietly with the code
+ * it set so far (verify sets its verdict before printing, so a cut report
+ * never turns a failure into 0); a server keeps serving (its logs go through
+ * pino, which stops writing on EPIPE by itself). Any other stream error is
+ * still thrown.
+ */
+function quietOnClosedPipe(server: boolean): (err: NodeJS.ErrnoException) => void {
+  return (err) => {
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+    if (!server) process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+  };
+}
+
 const [name, ...rest] = process.argv.slice(2);
+process.stdout.on('error', quietOnClosedPipe(SERVERS.has(name ?? '')));
+process.stderr.on('error', quietOnClosedPipe(SERVERS.has(name ?? '')));
 if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
   process.stdout.write(usage());
 } else {

@@ -31,6 +31,7 @@ import type { EventDraft, EventType, KubetrailEvent } from '../events/model.ts';
 import type { ChainSealer } from '../chain/sealer.ts';
 import type { HeadStore } from '../chain/head-store.ts';
 import type { SealedEvent } from '../chain/hash.ts';
+import type { SignedHeadWriter } from '../chain/signed-head.ts';
 import type { Logger } from '../logger.ts';
 import type { EventPipeline } from '../pipeline.ts';
 import type { Config } from '../config.ts';
@@ -57,6 +58,8 @@ export interface KafkaSinkOptions {
   startSpooling: boolean;
   /** Where the batch in flight is written before each produce request. */
   journal: InflightJournal;
+  /** Where the signed head goes once a checkpoint is durable (signing.headDir). */
+  signedHead?: SignedHeadWriter | undefined;
   onClose?: () => void;
 }
 
@@ -590,7 +593,18 @@ export class KafkaSink implements EventPipeline {
       this.#mode === 'spool'
         ? this.#toSpool([cp])
         : this.#enqueue(this.#render(cp));
-    this.#track(p).catch((err: unknown) => this.#o.logger.error({ err }, 'checkpoint could not be made durable'));
+    this.#track(p).then(
+      () => this.#keepSignedHead(cp.event),
+      (err: unknown) => this.#o.logger.error({ err }, 'checkpoint could not be made durable'),
+    );
+  }
+
+  #keepSignedHead(cp: KubetrailEvent): void {
+    try {
+      this.#o.signedHead?.write(cp);
+    } catch (err) {
+      this.#o.logger.error({ err, setting: 'signing.headDir' }, 'cannot write the signed head to signing.headDir');
+    }
   }
 
   /** Resolves when everything emitted so far is durable (in Kafka or the spool). */
