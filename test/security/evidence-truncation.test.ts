@@ -127,3 +127,26 @@ test('copies that repeat the stream through to its newest event (what a re-send 
   assert.equal(report.sources[0]?.duplicates, 5);
   assert.equal(status, 0);
 });
+
+test('a restart whose local files end before the signed head continues the chain after it: the loss shows as missing seqs, never as reused ones', async () => {
+  const data2 = path.join(dir, 'restarted');
+  cpSync(dataDir, data2, { recursive: true });
+  const heads2 = path.join(dir, 'restarted-heads');
+  cpSync(headDir, heads2, { recursive: true });
+  const log2 = localLogDir(data2, 'webhook');
+  const segments = readdirSync(log2).filter((f) => f.endsWith('.ndjson')).sort();
+  for (const s of segments.slice(-2)) unlinkSync(path.join(log2, s));
+  // The chain head hint goes too, as it would with the whole data dir lost.
+  rmSync(path.join(data2, 'chain'), { recursive: true });
+  const { log, lines } = memoryLogger();
+  const config = pipelineConfig(data2, { localLog: { segmentBytes: 32 * 1024 }, signing: { checkpointEvery: 100, checkpointIntervalMs: 60_000, headDir: heads2 } });
+  const p = await createEventPipeline({ config, log, registry: new Registry(), component: 'webhook', instance: 'evidence' });
+  const first = await p.emit(apiRequestDraft(1000, 10));
+  await p.close();
+  assert.equal(first.chain?.seq, 355, 'continues after the checkpoint of the signed head (seq 354)');
+  assert.ok(lines().some((l) => l['setting'] === 'signing.headDir' && l['signedHeadSeq'] === 354), JSON.stringify(lines()));
+  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', path.join(data2, 'keys', 'dev-signing.pub.pem'), '--log-dir', log2, '--signed-heads', heads2]);
+  const report = JSON.parse(r.stdout) as VerifyReport;
+  assert.deepEqual(kinds(report), ['missing'], JSON.stringify(report.issues));
+  assert.equal(r.status, 1);
+});
