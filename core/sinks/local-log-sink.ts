@@ -19,10 +19,7 @@ import type { EventPipeline } from '../pipeline.ts';
 import { SinkError } from './errors.ts';
 import { ComponentMetrics, type SinkMetrics } from './metrics.ts';
 import type { SegmentLog } from './segment-log.ts';
-import { WriteOutage } from './write-outage.ts';
-
-/** Default of {@link LocalLogSinkOptions.retryMs}. */
-export const DEFAULT_WRITE_RETRY_MS = 1000;
+import { DEFAULT_WRITE_RETRY_MS, WriteOutage } from './write-outage.ts';
 
 /** Options of {@link LocalLogSink}. */
 export interface LocalLogSinkOptions {

@@ -9,6 +9,9 @@
  */
 import type { GapBody } from '../events/model.ts';
 
+/** How often a sink in an outage tries to write its gap declaration (ms). */
+export const DEFAULT_WRITE_RETRY_MS = 1000;
+
 type Declaration = Omit<GapBody, 'keyId' | 'signature'>;
 
 interface State {
