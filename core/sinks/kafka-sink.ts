@@ -406,6 +406,7 @@ export class KafkaSink implements EventPipeline {
             this.#cm.latency('kafka', (now - p.started) / 1000);
             p.resolve(p.sealed.event);
           }
+          this.#keepSignedHead(batch.map((p) => p.sealed.event));
         } else {
           // Everything handed to the producer and everything queued goes to the
           // spool, in order. Batches queued in the producer thread are withdrawn;
@@ -548,6 +549,7 @@ export class KafkaSink implements EventPipeline {
       const r = records.length === 0 ? ({ ok: true, value: undefined } as const) : await withDeadline(this.#send(encodeBatch(records, s.topics)), s.ackDeadlineMs);
       if (r.ok) {
         this.#o.spool.ack(next);
+        this.#keepSignedHead(records.map((x) => x.event));
         this.#refusing = false;
         this.#o.metrics.drained.inc({ component: this.#component }, records.length);
         this.#o.metrics.spoolBytes.set({ component: this.#component }, this.#o.spool.bytes);
@@ -656,15 +658,20 @@ export class KafkaSink implements EventPipeline {
       this.#mode === 'spool'
         ? this.#toSpool([cp])
         : this.#enqueue(this.#render(cp));
-    this.#track(p).then(
-      () => this.#keepSignedHead(cp.event),
-      (err: unknown) => this.#o.logger.error({ err }, 'checkpoint could not be made durable'),
-    );
+    this.#track(p).catch((err: unknown) => this.#o.logger.error({ err }, 'checkpoint could not be made durable'));
   }
 
-  #keepSignedHead(cp: KubetrailEvent): void {
+  /**
+   * Keeps the signed head of the newest checkpoint among events Kafka
+   * acknowledged: only then, so that the head never names a checkpoint
+   * that is still in the spool (verify on the topic would call it truncated).
+   */
+  #keepSignedHead(acked: readonly KubetrailEvent[]): void {
+    if (this.#o.signedHead === undefined) return;
+    const cp = acked.findLast((e) => e.type === 'chain.checkpoint');
+    if (cp === undefined) return;
     try {
-      this.#o.signedHead?.write(cp);
+      this.#o.signedHead.write(cp);
     } catch (err) {
       this.#o.logger.error({ err, setting: 'signing.headDir' }, 'cannot write the signed head to signing.headDir');
     }

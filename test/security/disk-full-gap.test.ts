@@ -178,7 +178,7 @@ test('Kafka down and the disk under the spool full: the same refusal, readiness 
   const config = pipelineConfig(dataDir, {
     kafka: { brokers: [`127.0.0.1:${await freePort()}`], topics: topics(), connectTimeoutMs: 300, ackDeadlineMs: 500 },
     spool: { groupCommitMs: 0 },
-    signing: { checkpointEvery: 1000, checkpointIntervalMs: 60_000 },
+    signing: { checkpointEvery: 1000, checkpointIntervalMs: 60_000, headDir: path.join(dir, 'kafka-heads') },
   });
   const p = await createEventPipeline({ config, log, registry, component: 'proxy', instance: 'spool-full-disk' });
   const health = await startHealthServer('127.0.0.1:0', registry);
@@ -189,6 +189,8 @@ test('Kafka down and the disk under the spool full: the same refusal, readiness 
     await health.close();
     await p.close();
   }
+  // Kafka never acknowledged a checkpoint: a signed head naming one would call the topic truncated.
+  assert.deepEqual(readdirSync(path.join(dir, 'kafka-heads')), []);
   const pub = path.join(dataDir, 'keys', 'dev-signing.pub.pem');
   const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', pub, '--log-dir', spoolDir(dataDir, 'proxy')]);
   const report = JSON.parse(r.stdout) as VerifyReport;
