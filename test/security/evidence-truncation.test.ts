@@ -150,3 +150,21 @@ test('a restart whose local files end before the signed head continues the chain
   assert.deepEqual(kinds(report), ['missing'], JSON.stringify(report.issues));
   assert.equal(r.status, 1);
 });
+
+test('a signed head edited to claim more (or fewer) events than were signed is a bad signature, not evidence', async () => {
+  const { copy } = copyOfLog('edited-head');
+  const heads = path.join(dir, 'edited-heads');
+  cpSync(headDir, heads, { recursive: true });
+  const file = path.join(heads, readdirSync(heads)[0] as string);
+  const h = JSON.parse(readFileSync(file, 'utf8')) as { seq: number };
+  writeFileSync(file, JSON.stringify({ ...h, seq: h.seq - 50 }) + '\n');
+  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', pub, '--log-dir', copy, '--signed-heads', heads]);
+  const report = JSON.parse(r.stdout) as VerifyReport;
+  assert.deepEqual(kinds(report), ['bad-signature'], JSON.stringify(report.issues));
+  assert.equal(r.status, 1);
+  // A file there that is not a signed head at all is a usage error: evidence is never skipped silently.
+  writeFileSync(path.join(heads, 'junk.head.json'), '{"kind":"nothing"}\n');
+  const u = await run(process.execPath, [CLI, 'verify', '--public-key', pub, '--log-dir', copy, '--signed-heads', heads]);
+  assert.equal(u.status, 2);
+  assert.match(u.stderr, /--signed-heads: .*junk\.head\.json: not a kubetrail signed head/);
+});
