@@ -133,11 +133,7 @@ export async function run(argv: string[]): Promise<number> {
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
     const out = process.stdout;
-    // `kubetrail events | head` closes the pipe early: that ends the listing, it is not an error.
-    out.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') process.exit(0);
-      throw err;
-    });
+    // `kubetrail events | head` closing the pipe early ends the listing quietly (main.ts).
     // Without --follow the table is aligned over all rows; with it rows print as they come.
     const rows: string[][] = [];
     const widths = COLUMNS.map((c) => c.length);

@@ -103,6 +103,13 @@ const signing = z
     checkpointEvery: z.number().int().positive().default(1000),
     /** ... or every this many ms, whichever comes first. */
     checkpointIntervalMs: z.number().int().positive().default(10000),
+    /**
+     * Directory where the latest signed head of each chain is kept (replaced
+     * after every checkpoint and at shutdown), for `kubetrail verify
+     * --signed-heads`. Put it where the recorded agent cannot write (another
+     * volume, a write-only mount); absent: no signed head is kept.
+     */
+    headDir: z.string().optional(),
   })
   .default({ checkpointEvery: 1000, checkpointIntervalMs: 10000 });
 
@@ -467,6 +474,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   cfg.dataDir = abs(cfg.dataDir);
   cfg.policies.dir = abs(cfg.policies.dir);
   if (cfg.signing.keyFile) cfg.signing.keyFile = abs(cfg.signing.keyFile);
+  if (cfg.signing.headDir) cfg.signing.headDir = abs(cfg.signing.headDir);
   if (cfg.webhook.namespaceLookup?.kubeconfig) cfg.webhook.namespaceLookup.kubeconfig = abs(cfg.webhook.namespaceLookup.kubeconfig);
   for (const t of [cfg.webhook.tls, cfg.proxy.tls]) {
     if (t) {

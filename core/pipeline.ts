@@ -12,6 +12,9 @@
  *   dataDir/keys/dev-signing.pem     dev signing key (only when signing.keyFile is unset)
  *   dataDir/log/<component>/NNN.ndjson    local log segments (no Kafka)
  *   dataDir/spool/<component>/NNN.ndjson  spool segments + cursor (Kafka)
+ *
+ * and, with `signing.headDir`, one `<cluster>_<component>_<instance>.head.json`
+ * there: the latest signed head (core/chain/signed-head.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync, accessSync, constants } from 'node:fs';
@@ -24,6 +27,7 @@ import type { EventSink } from './sinks/sink.ts';
 import { HeadStore, storedHead, type ChainHead } from './chain/head-store.ts';
 import { ChainSealer } from './chain/sealer.ts';
 import { loadSigningKey } from './chain/signing.ts';
+import { SignedHeadWriter } from './chain/signed-head.ts';
 import { SinkError } from './sinks/errors.ts';
 import { sinkMetrics } from './sinks/metrics.ts';
 import { SegmentLog } from './sinks/segment-log.ts';
@@ -137,6 +141,32 @@ function newerHead(head: ChainHead, lastLine: string | undefined, source: EventS
 }
 
 /**
+ * Opens the signed-head file of this source in `signing.headDir`, if set.
+ * Throws SinkError naming the setting when the directory is unwritable.
+ */
+function openSignedHead(config: Config, source: EventSource): SignedHeadWriter | undefined {
+  if (config.signing.headDir === undefined) return undefined;
+  try {
+    return new SignedHeadWriter(config.signing.headDir, source);
+  } catch (err) {
+    throw new SinkError('SINK_ERR_DATA_DIR', `signing.headDir: ${config.signing.headDir} is not a writable directory (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { setting: 'signing.headDir', cause: err });
+  }
+}
+
+/**
+ * The chain never restarts behind its signed head: when the log lost its
+ * tail (or was removed), continuing from the log would reuse seqs the
+ * signed head already vouches for; continuing after it leaves a gap that
+ * verify reports.
+ */
+function notBehindSignedHead(head: ChainHead, signed: SignedHeadWriter | undefined, log: Logger): ChainHead {
+  const s = signed?.chainHead;
+  if (s === undefined || s.seq <= head.seq) return head;
+  log.error({ seq: head.seq, signedHeadSeq: s.seq, file: signed?.file, setting: 'signing.headDir' }, 'the local files end before the signed head: events were lost or removed; the chain continues after the signed head');
+  return s;
+}
+
+/**
  * Builds the event pipeline of one component. Throws SinkError naming the
  * setting at fault: `dataDir` (not writable, locked), `signing.keyFile`,
  * `kafka.sasl` (credentials refused), `kafka.ssl`, and `kafka.brokers` when
@@ -170,6 +200,7 @@ export async function createEventPipeline(opts: PipelineOptions): Promise<EventP
       throw dataDirError(config.dataDir, err);
     }
     const metrics = sinkMetrics(opts.registry);
+    const signedHead = openSignedHead(config, source);
     if (config.kafka === undefined) {
       const segs = SegmentLog.open({
         dir: localLogDir(config.dataDir, component),
@@ -177,10 +208,10 @@ export async function createEventPipeline(opts: PipelineOptions): Promise<EventP
         groupCommitMs: config.spool.groupCommitMs,
         retention: { bytes: config.localLog.retentionBytes, hours: config.localLog.retentionHours },
       });
-      const head = newerHead(headStore.head, segs.lastLineAtOpen, source);
+      const head = notBehindSignedHead(newerHead(headStore.head, segs.lastLineAtOpen, source), signedHead, plog);
       const sealer = new ChainSealer({ source, head, signer, checkpointEvery: config.signing.checkpointEvery });
       plog.info({ dir: segs.dir, seq: head.seq }, 'event pipeline: local log');
-      return new LocalLogSink({ sealer, head: headStore, log: segs, metrics, logger: plog, checkpointIntervalMs: config.signing.checkpointIntervalMs, onClose: release });
+      return new LocalLogSink({ sealer, head: headStore, log: segs, metrics, logger: plog, checkpointIntervalMs: config.signing.checkpointIntervalMs, signedHead, onClose: release });
     }
     const k = config.kafka;
     const spool = Spool.open({ dir: spoolDir(config.dataDir, component), segmentBytes: config.spool.segmentBytes, groupCommitMs: config.spool.groupCommitMs });
@@ -239,6 +270,7 @@ export async function createEventPipeline(opts: PipelineOptions): Promise<EventP
       reachable = false;
       plog.warn({ setting: se.setting, error: se.message }, 'kafka unreachable at start; spooling until it is (kafka.onUnreachableAtStart=spool)');
     }
+    head = notBehindSignedHead(head, signedHead, plog);
     const sealer = new ChainSealer({ source, head, signer, checkpointEvery: config.signing.checkpointEvery });
     // Fails here, naming the setting, when TLS/SASL files cannot be read (the producer thread builds its own client from the same settings).
     createKafka(k, plog);
@@ -253,6 +285,7 @@ export async function createEventPipeline(opts: PipelineOptions): Promise<EventP
       checkpointIntervalMs: config.signing.checkpointIntervalMs,
       startSpooling: !reachable || !spool.empty,
       journal,
+      signedHead,
       onClose: release,
     });
     if (reachable && spool.empty) await sink.connect();

@@ -1,16 +1,16 @@
 /**
  * Turns drafts into final events: assigns id (UUIDv7), time, source and the
  * chain link, in the order `seal()` is called, and produces the signed
- * `chain.checkpoint` events. Pure in-memory state; sinks decide durability.
+ * `chain.checkpoint` and `chain.gap` events. Pure in-memory state; sinks decide durability.
  */
-import type { CheckpointBody, EventDraft, EventSource, EventType, KubetrailEvent } from '../events/model.ts';
+import type { CheckpointBody, EventDraft, EventSource, EventType, GapBody, KubetrailEvent } from '../events/model.ts';
 import { EVENT_TYPES } from '../events/builders.ts';
 import { uuidv7 } from '../events/ids.ts';
 import { SinkError } from '../sinks/errors.ts';
 import { CanonicalizationError } from './canonical.ts';
 import { seal, type SealedEvent } from './hash.ts';
 import type { ChainHead } from './head-store.ts';
-import { signCheckpoint, type SigningKey } from './signing.ts';
+import { signCheckpoint, signGap, type SigningKey } from './signing.ts';
 
 /** Options of {@link ChainSealer}. */
 export interface SealerOptions {
@@ -105,6 +105,28 @@ export class ChainSealer {
     return sealed;
   }
 
+  /**
+   * Seals a signed `chain.gap` declaration as the next event WITHOUT
+   * advancing the chain (as {@link prepare}): the sink commits it only once
+   * it is durable, so a marker that cannot be written either does not widen
+   * the gap it declares. Undefined without a signer (nothing to declare with).
+   */
+  prepareGap(gap: Omit<GapBody, 'keyId' | 'signature'>): { sealed: SealedEvent; commit: () => void } | undefined {
+    if (this.#signer === undefined) return undefined;
+    const unsigned = { ...gap, keyId: this.#signer.keyId };
+    const body: GapBody = { ...unsigned, signature: signGap(this.#signer, this.source.instance, unsigned) };
+    const ev = { apiVersion: 'kubetrail.io/v1', body, chain: undefined, id: uuidv7(), source: this.source, time: this.#now().toISOString(), type: 'chain.gap' } as const;
+    const sealed = this.#sealNext(ev as Omit<KubetrailEvent, 'chain'>);
+    const seq = this.#seq;
+    return {
+      sealed,
+      commit: () => {
+        if (this.#seq !== seq) throw new Error('ChainSealer: another event was sealed between prepareGap() and commit()');
+        this.#advance(sealed);
+      },
+    };
+  }
+
   #append(event: Omit<KubetrailEvent, 'chain'>): SealedEvent {
     const sealed = this.#sealNext(event);
     this.#advance(sealed);
@@ -130,7 +152,7 @@ export class ChainSealer {
 
   #build(draft: EventDraft): Omit<KubetrailEvent, 'chain'> {
     if (draft === null || typeof draft !== 'object') throw new SinkError('SINK_ERR_INVALID_EVENT', 'event draft must be an object');
-    if (!EVENT_TYPES.includes(draft.type) || draft.type === 'chain.checkpoint') {
+    if (!EVENT_TYPES.includes(draft.type) || draft.type === 'chain.checkpoint' || draft.type === 'chain.gap') {
       throw new SinkError('SINK_ERR_INVALID_EVENT', `unknown or reserved event type ${JSON.stringify(String(draft.type))}`);
     }
     if (draft.body === null || typeof draft.body !== 'object' || Array.isArray(draft.body)) {

@@ -7,9 +7,11 @@
  * event of that chain. `kubetrail verify` needs only the public key.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { GapBody } from '../events/model.ts';
 import type { Logger } from '../logger.ts';
+import { canonicalJson } from './canonical.ts';
 import { SinkError } from '../sinks/errors.ts';
 
 /** A loaded signing key. */
@@ -56,12 +58,57 @@ export function verifyCheckpoint(publicKey: KeyObject, instance: string, seq: nu
 }
 
 /**
- * Reads a public key for verification: an SPKI PEM, or a PKCS#8 private key
- * PEM (its public half is used). Throws TypeError naming the file when it is
- * not Ed25519.
+ * The exact bytes a gap declaration's signature covers: a domain prefix (so
+ * a gap signature can never pass as a checkpoint's), the instance, and the
+ * canonical JSON of every other member of the body.
  */
-export function loadPublicKey(file: string): KeyObject {
-  const pem = readFileSync(file, 'utf8');
+export function gapMessage(instance: string, body: Omit<GapBody, 'signature'>): Buffer {
+  const { signature: _ignored, ...rest } = body as GapBody;
+  return Buffer.from(`kubetrail.io/v1 chain.gap\n${instance}\n${canonicalJson(rest)}`, 'utf8');
+}
+
+/** Signs a gap declaration; base64 signature. */
+export function signGap(key: SigningKey, instance: string, body: Omit<GapBody, 'signature'>): string {
+  return sign(null, gapMessage(instance, body), key.privateKey).toString('base64');
+}
+
+/** True when the gap declaration's signature verifies with `publicKey`. */
+export function verifyGap(publicKey: KeyObject, instance: string, body: GapBody): boolean {
+  try {
+    return verify(null, gapMessage(instance, body), publicKey, Buffer.from(body.signature, 'base64'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Reads a key set: a directory (every `*.pem` in it) or one file holding one
+ * or more PEM blocks (public keys, or private keys whose public half is used).
+ * Throws TypeError naming the file at fault.
+ */
+export function loadPublicKeySet(file: string): KeyObject[] {
+  let files: string[];
+  try {
+    files = statSync(file).isDirectory()
+      ? readdirSync(file)
+          .filter((n) => n.endsWith('.pem'))
+          .sort()
+          .map((n) => path.join(file, n))
+      : [file];
+  } catch (err) {
+    throw new TypeError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+  }
+  const keys: KeyObject[] = [];
+  for (const f of files) {
+    const blocks = readFileSync(f, 'utf8').match(/-----BEGIN [A-Z ]+-----[\s\S]*?-----END [A-Z ]+-----/g) ?? [];
+    if (blocks.length === 0) throw new TypeError(`${f}: no PEM block`);
+    for (const pem of blocks) keys.push(publicKeyOfPem(pem, f));
+  }
+  if (keys.length === 0) throw new TypeError(`${file}: no *.pem key in the directory`);
+  return keys;
+}
+
+function publicKeyOfPem(pem: string, file: string): KeyObject {
   let key: KeyObject;
   try {
     key = pem.includes('PRIVATE KEY') ? createPublicKey(createPrivateKey(pem)) : createPublicKey(pem);
@@ -70,6 +117,15 @@ export function loadPublicKey(file: string): KeyObject {
   }
   if (key.asymmetricKeyType !== 'ed25519') throw new TypeError(`${file}: not an Ed25519 key (${key.asymmetricKeyType ?? 'unknown'})`);
   return key;
+}
+
+/**
+ * Reads a public key for verification: an SPKI PEM, or a PKCS#8 private key
+ * PEM (its public half is used). Throws TypeError naming the file when it is
+ * not Ed25519.
+ */
+export function loadPublicKey(file: string): KeyObject {
+  return publicKeyOfPem(readFileSync(file, 'utf8'), file);
 }
 
 /** Generates a new Ed25519 key pair as PEM (used by tests and the dev key). */

@@ -26,6 +26,7 @@ export const EVENT_TYPES: readonly EventType[] = Object.freeze([
   'session.data',
   'guardrail.decision',
   'chain.checkpoint',
+  'chain.gap',
 ]);
 
 /** Types that travel on the sessions topic; the rest go to the events topic. */

@@ -12,7 +12,8 @@ export type EventType =
   | 'session.end'
   | 'session.data'
   | 'guardrail.decision'
-  | 'chain.checkpoint';
+  | 'chain.checkpoint'
+  | 'chain.gap';
 
 /** Which kubetrail process emitted an event. `instance` scopes the sequence numbers. */
 export interface EventSource {
@@ -190,6 +191,30 @@ export interface CheckpointBody {
   signature: string;
 }
 
+/**
+ * Body of `chain.gap`: a signed declaration that sequence numbers
+ * `fromSeq..toSeq` were assigned to events the pipeline could not make
+ * durable (e.g. the disk was full), so `verify` reports a declared gap
+ * instead of a deletion. Written once the pipeline can write again.
+ */
+export interface GapBody {
+  fromSeq: number;
+  toSeq: number;
+  /** How many seqs in the range were lost (the rest were written). */
+  events: number;
+  /** Events refused while the pipeline was unready; they consumed no seq. */
+  refused: number;
+  /** Stable error code of the failed write (`SINK_ERR_IO`), and the errno (`ENOSPC`). */
+  reason: string;
+  errno?: string;
+  /** When the first write failed and when writing worked again. */
+  since: string;
+  until: string;
+  keyId: string;
+  /** Base64 Ed25519 signature over the gap message (signing.ts, gapMessage). */
+  signature: string;
+}
+
 /** Bodies by event type. */
 export interface EventBodies {
   'admission.review': AdmissionReviewBody;
@@ -199,6 +224,7 @@ export interface EventBodies {
   'session.data': SessionDataBody;
   'guardrail.decision': GuardrailDecisionBody;
   'chain.checkpoint': CheckpointBody;
+  'chain.gap': GapBody;
 }
 
 /** A canonical event of type T. */

@@ -29,7 +29,9 @@ export type SinkErrorCode =
   /** emit() after close(). */
   | 'SINK_ERR_CLOSED'
   /** A write or fsync failed at run time. */
-  | 'SINK_ERR_IO';
+  | 'SINK_ERR_IO'
+  /** A write failed earlier and the pipeline cannot make events durable yet: refused (no seq consumed) until it can. */
+  | 'SINK_ERR_UNAVAILABLE';
 
 /** An event could not be recorded, or the pipeline could not start. */
 export class SinkError extends KubetrailError<SinkErrorCode> {
@@ -49,6 +51,7 @@ function statusOf(code: SinkErrorCode): number {
     case 'SINK_ERR_EVENT_DROPPED':
     case 'SINK_ERR_CLOSED':
     case 'SINK_ERR_KAFKA_UNREACHABLE':
+    case 'SINK_ERR_UNAVAILABLE':
       return 503;
     default:
       return 500;

@@ -24,6 +24,11 @@
  * rejects SINK_ERR_EVENT_DROPPED, kubetrail_events_dropped_total counts it,
  * and a warning logs the count). A refused or dropped event consumes no
  * sequence number, so the chain stays gap-free.
+ *
+ * When the spool itself cannot be written (disk full) the events of that
+ * write are lost: the sink turns unready, refuses new events without sealing
+ * them (SINK_ERR_UNAVAILABLE) and, once a write works again, declares the
+ * lost seqs in a signed `chain.gap` (write-outage.ts), as the local log does.
  */
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
@@ -31,6 +36,7 @@ import type { EventDraft, EventType, KubetrailEvent } from '../events/model.ts';
 import type { ChainSealer } from '../chain/sealer.ts';
 import type { HeadStore } from '../chain/head-store.ts';
 import type { SealedEvent } from '../chain/hash.ts';
+import type { SignedHeadWriter } from '../chain/signed-head.ts';
 import type { Logger } from '../logger.ts';
 import type { EventPipeline } from '../pipeline.ts';
 import type { Config } from '../config.ts';
@@ -42,6 +48,7 @@ import { ProducerThread } from './kafka-producer.ts';
 import { ComponentMetrics, type SinkMetrics } from './metrics.ts';
 import type { Spool } from './spool.ts';
 import type { InflightJournal } from './inflight-journal.ts';
+import { DEFAULT_WRITE_RETRY_MS, WriteOutage } from './write-outage.ts';
 
 /** Options of {@link KafkaSink}. */
 export interface KafkaSinkOptions {
@@ -57,6 +64,8 @@ export interface KafkaSinkOptions {
   startSpooling: boolean;
   /** Where the batch in flight is written before each produce request. */
   journal: InflightJournal;
+  /** Where the signed head goes once a checkpoint is durable (signing.headDir). */
+  signedHead?: SignedHeadWriter | undefined;
   onClose?: () => void;
 }
 
@@ -132,6 +141,10 @@ export class KafkaSink implements EventPipeline {
   #lastPosted: Promise<void> = Promise.resolve();
   /** Bumped whenever the sink turns to the spool: batches handed over before that and not yet posted are not sent. */
   #epoch = 0;
+  /** Seqs lost to a spool write that failed, until their gap is declared. */
+  readonly #outage = new WriteOutage();
+  #retryTimer: NodeJS.Timeout | undefined;
+  #recovering: Promise<void> | undefined;
 
   constructor(o: KafkaSinkOptions) {
     this.#o = o;
@@ -172,10 +185,10 @@ export class KafkaSink implements EventPipeline {
     return this.#connecting;
   }
 
-  /** Ready unless closed or refusing work (spool full with fail-closed). */
+  /** Ready unless closed, refusing work (spool full with fail-closed), or unable to write the spool. */
   ready(): boolean {
     if (this.#closed) return false;
-    return !this.#refusing;
+    return !this.#refusing && !this.#outage.active;
   }
 
   /** True while events go to the spool (for tests and /readyz detail). */
@@ -186,6 +199,10 @@ export class KafkaSink implements EventPipeline {
   /** Seals the event and resolves once Kafka acknowledged it or the spool fsync'd it. */
   emit<T extends EventType>(draft: EventDraft<T>): Promise<KubetrailEvent<T>> {
     if (this.#closed) return Promise.reject(new SinkError('SINK_ERR_CLOSED', 'event pipeline is closed'));
+    if (this.#outage.active) {
+      this.#outage.refused();
+      return Promise.reject(new SinkError('SINK_ERR_UNAVAILABLE', 'event refused: the spool could not be written (dataDir) and is not writable again yet', { setting: 'dataDir' }));
+    }
     if (this.#mode === 'direct' && this.#queuedBytes >= this.#o.settings.maxBufferedBytes) {
       return new Promise<void>((r) => this.#spaceWaiters.push(r)).then(() => this.emit(draft));
     }
@@ -269,7 +286,9 @@ export class KafkaSink implements EventPipeline {
         this.#o.metrics.spoolBytes.set({ component: this.#component }, this.#o.spool.bytes);
       },
       (err: unknown) => {
-        throw err instanceof SinkError ? err : new SinkError('SINK_ERR_IO', 'cannot write the spool under dataDir', { setting: 'dataDir', cause: err });
+        const se = err instanceof SinkError ? err : new SinkError('SINK_ERR_IO', 'cannot write the spool under dataDir', { setting: 'dataDir', cause: err });
+        for (const e of events) this.#lostWrite(e, se);
+        throw se;
       },
     );
     void this.#drain();
@@ -387,6 +406,7 @@ export class KafkaSink implements EventPipeline {
             this.#cm.latency('kafka', (now - p.started) / 1000);
             p.resolve(p.sealed.event);
           }
+          this.#keepSignedHead(batch.map((p) => p.sealed.event));
         } else {
           // Everything handed to the producer and everything queued goes to the
           // spool, in order. Batches queued in the producer thread are withdrawn;
@@ -529,6 +549,7 @@ export class KafkaSink implements EventPipeline {
       const r = records.length === 0 ? ({ ok: true, value: undefined } as const) : await withDeadline(this.#send(encodeBatch(records, s.topics)), s.ackDeadlineMs);
       if (r.ok) {
         this.#o.spool.ack(next);
+        this.#keepSignedHead(records.map((x) => x.event));
         this.#refusing = false;
         this.#o.metrics.drained.inc({ component: this.#component }, records.length);
         this.#o.metrics.spoolBytes.set({ component: this.#component }, this.#o.spool.bytes);
@@ -582,8 +603,55 @@ export class KafkaSink implements EventPipeline {
     this.#o.logger.error({ id, seq, bytes: Buffer.byteLength(line), kafkaError: errorType, file }, 'kafka refused an event; it is kept in the spool dir and missing from the topic');
   }
 
+  /** A sealed event could not be spooled: its seq joins the outage, and the sink turns unready. */
+  #lostWrite(e: SealedEvent, err: SinkError): void {
+    if (!this.#outage.lost((e.event.chain as { seq: number }).seq, err, new Date())) return;
+    this.#o.logger.error({ err, spoolDir: this.#o.spool.log.dir, setting: 'dataDir' }, 'spool write failed: events are refused and /readyz fails until a gap declaration can be written');
+    this.#retryTimer = setInterval(() => void this.#recover(), DEFAULT_WRITE_RETRY_MS);
+    this.#retryTimer.unref();
+  }
+
+  /**
+   * Declares the lost seqs once everything under way has settled (nothing
+   * else is sealed meanwhile: emits are refused, checkpoints wait). In spool
+   * mode the declaration is committed only once the spool holds it; in
+   * direct mode it goes the way of any event (a failure there lands in the
+   * spool, and a spool failure starts a new outage).
+   */
+  #recover(): Promise<void> {
+    this.#recovering ??= (async () => {
+      try {
+        await this.flush();
+        const decl = this.#outage.declaration(new Date());
+        if (decl === undefined) return;
+        const p = this.#o.sealer.prepareGap(decl);
+        if (p !== undefined && this.#mode === 'spool') {
+          try {
+            await this.#o.spool.append([p.sealed.line]);
+          } catch {
+            return; // still cannot write: stay unready, try again on the next tick
+          }
+          p.commit();
+          this.#o.head.save(p.sealed.event.chain as { seq: number; hash: string });
+          void this.#drain();
+        } else if (p !== undefined) {
+          p.commit();
+          this.#track(this.#enqueue(this.#render(p.sealed))).catch((err: unknown) => this.#o.logger.error({ err }, 'gap declaration could not be made durable'));
+        }
+        this.#outage.end();
+        clearInterval(this.#retryTimer);
+        this.#retryTimer = undefined;
+        this.#o.logger.warn({ fromSeq: decl.fromSeq, toSeq: decl.toSeq, lost: decl.events, refused: decl.refused, reason: decl.reason, errno: decl.errno }, 'spool writable again: the lost seqs are declared in a signed chain.gap');
+        this.#checkpoint();
+      } finally {
+        this.#recovering = undefined;
+      }
+    })();
+    return this.#recovering;
+  }
+
   #checkpoint(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#outage.active) return;
     const cp = this.#o.sealer.checkpoint();
     if (cp === undefined) return;
     const p: Promise<unknown> =
@@ -591,6 +659,22 @@ export class KafkaSink implements EventPipeline {
         ? this.#toSpool([cp])
         : this.#enqueue(this.#render(cp));
     this.#track(p).catch((err: unknown) => this.#o.logger.error({ err }, 'checkpoint could not be made durable'));
+  }
+
+  /**
+   * Keeps the signed head of the newest checkpoint among events Kafka
+   * acknowledged: only then, so that the head never names a checkpoint
+   * that is still in the spool (verify on the topic would call it truncated).
+   */
+  #keepSignedHead(acked: readonly KubetrailEvent[]): void {
+    if (this.#o.signedHead === undefined) return;
+    const cp = acked.findLast((e) => e.type === 'chain.checkpoint');
+    if (cp === undefined) return;
+    try {
+      this.#o.signedHead.write(cp);
+    } catch (err) {
+      this.#o.logger.error({ err, setting: 'signing.headDir' }, 'cannot write the signed head to signing.headDir');
+    }
   }
 
   /** Resolves when everything emitted so far is durable (in Kafka or the spool). */
@@ -606,6 +690,8 @@ export class KafkaSink implements EventPipeline {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearInterval(this.#timer);
+      if (this.#outage.active) await this.#recover();
+      clearInterval(this.#retryTimer);
       this.#checkpoint();
       this.#closed = true;
       await this.flush();

@@ -226,9 +226,14 @@ export class SegmentLog {
         if (this.#durableSize >= this.#opts.segmentBytes) {
           try {
             this.#roll();
+          } catch {
+            // The current segment stays open and in use (#roll): the next write tries again.
+            continue;
+          }
+          try {
             this.#enforceRetention();
           } catch (err) {
-            this.#pending.reject(new SinkError('SINK_ERR_IO', `cannot start a new segment in ${this.dir}`, { setting: 'dataDir', cause: err }));
+            this.#pending.reject(new SinkError('SINK_ERR_IO', `cannot delete old segments (retention) in ${this.dir}`, { setting: 'dataDir', cause: err }));
             this.#pending = newBatch();
           }
         }
@@ -239,17 +244,36 @@ export class SegmentLog {
     }
   }
 
+  /**
+   * Starts the next segment. The new file is created (and its directory
+   * entry made durable) before the current one is given up: when that fails
+   * (ENOSPC, EMFILE) the log keeps appending to the current segment and a
+   * later roll tries again, instead of being left without an open file.
+   */
   #roll(): void {
+    const segment = `${String(this.#index + 1).padStart(12, '0')}.ndjson`;
+    const file = path.join(this.dir, segment);
+    const fd = openSync(file, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | (O_DSYNC ?? 0));
+    try {
+      // The new directory entry must be durable too, or a crash could lose a whole segment.
+      fsyncDir(this.dir);
+    } catch (err) {
+      closeSync(fd);
+      try {
+        unlinkSync(file);
+      } catch {
+        // left empty: an empty segment reads as no lines
+      }
+      throw err;
+    }
     if (this.#fd >= 0) {
       closeSync(this.#fd);
       this.#closed.set(this.#segment, this.#durableSize);
     }
     this.#index += 1;
-    this.#segment = `${String(this.#index).padStart(12, '0')}.ndjson`;
-    this.#fd = openSync(path.join(this.dir, this.#segment), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | (O_DSYNC ?? 0));
+    this.#segment = segment;
+    this.#fd = fd;
     this.#durableSize = 0;
-    // The new directory entry must be durable too, or a crash could lose a whole segment.
-    fsyncDir(this.dir);
   }
 
   /** Deletes closed segments before `segment` (the spool, once drained past them). */
