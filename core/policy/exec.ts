@@ -275,3 +275,17 @@ export function opaqueLineDecision(policies: readonly CompiledExecPolicy[], inpu
   }
   return { allowed: true, action: 'allow' };
 }
+
+/**
+ * Decides one typed line: what a session's line guard asks before it
+ * forwards the line's Enter. `opaque` lines (edited with keys the gateway
+ * cannot follow) are handled per `opaqueLines`.
+ */
+export function judgeTypedLine(policies: readonly CompiledExecPolicy[], input: ExecInput, opaque: boolean): ExecEvaluation {
+  const line = input.line ?? '';
+  if (opaque && line.trim() !== '') {
+    const decision = opaqueLineDecision(policies, input);
+    return { decision, fired: decision.allowed ? [] : [{ policy: decision.policy ?? '', rule: decision.rule ?? '', action: 'deny', message: decision.message ?? '' }] };
+  }
+  return evaluateExec(policies, input, 'line');
+}

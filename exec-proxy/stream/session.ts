@@ -8,11 +8,11 @@ import { WebSocket, type RawData } from 'ws';
 import type { IncomingMessage } from 'node:http';
 import { createSecureContext, type ConnectionOptions } from 'node:tls';
 import type { SessionBody } from '../../core/events/model.ts';
-import { evaluateExec, hasLineRules, opaqueLineDecision, type ExecInput } from '../../core/policy/exec.ts';
+import { evaluateExec, hasLineRules, judgeTypedLine, type ExecInput } from '../../core/policy/exec.ts';
 import { patternsFor, StreamMasker } from '../../core/masking/stream.ts';
 import { ChannelParser } from './channel-parser.ts';
 import { CLOSE, StreamError } from './errors.ts';
-import { LineEditor } from './line-editor.ts';
+import { TypedLineGuard, type LineJudgement } from './typed-line-guard.ts';
 import { CHANNEL, encodeFrame, exitCodeFromStatus, failureStatus, type StreamProtocol } from './protocol.ts';
 import { SessionRecorder } from './recorder.ts';
 import type { StreamContext } from './context.ts';
@@ -100,7 +100,7 @@ export class ExecSession {
   #typed = Buffer.alloc(0);
   #stdinMasker: StreamMasker | undefined;
   #maskTimer: NodeJS.Timeout | undefined;
-  #editor: LineEditor | undefined;
+  #guard: TypedLineGuard | undefined;
   #bytesIn = 0;
   #bytesOut = 0;
   #status = '';
@@ -208,7 +208,7 @@ export class ExecSession {
     const stdinPats = patternsFor(masking, who, 'stdin');
     if (stdinPats.length > 0) this.#stdinPatterns = stdinPats;
     if (this.#opts.tty && this.#opts.stdin && hasLineRules(this.#ctx.execPolicies(), this.#input)) {
-      this.#editor = new LineEditor({ maxLineBytes: this.#ctx.limits.maxLineBytes });
+      this.#guard = new TypedLineGuard((line, opaque) => judgeTypedLine(this.#ctx.execPolicies(), { ...this.#input, line }, opaque).decision, { maxLineBytes: this.#ctx.limits.maxLineBytes });
     }
     this.#client.on('message', (data, isBinary) => this.#onClientMessage(data, isBinary));
     this.#openUpstream();
@@ -327,11 +327,11 @@ export class ExecSession {
       this.#bytesIn += frame.payload.length;
       this.#record('stdin', frame.payload);
       if (this.#trackEcho) this.#noteTyped(frame.payload);
-      if (this.#editor) {
-        for (const ev of this.#editor.feed(frame.payload)) {
-          if (ev.type === 'bytes') this.#sendChannel(up, 'client', CHANNEL.STDIN, ev.data);
-          else this.#onEnter(up, ev.line, ev.opaque, ev.data);
-        }
+      if (this.#guard) {
+        const { chunks, judged } = this.#guard.feed(frame.payload);
+        const forward = chunks.length === 1 ? (chunks[0] as { data: Buffer }).data : Buffer.concat(chunks.map((c) => c.data));
+        if (forward.length > 0) this.#sendChannel(up, 'client', CHANNEL.STDIN, forward);
+        for (const j of judged) this.#onLineJudged(j);
       } else {
         this.#forwardRaw(up, 'client', data, isBinary);
       }
@@ -345,19 +345,15 @@ export class ExecSession {
     this.#checkRecorder('client');
   }
 
-  #onEnter(up: WebSocket, line: string, opaque: boolean, enter: Buffer): void {
+  #onLineJudged({ line, opaque, decision }: LineJudgement): void {
     this.#linesChecked++;
-    const input = { ...this.#input, line };
-    const decision = opaque && line.trim() !== '' ? opaqueLineDecision(this.#ctx.execPolicies(), input) : evaluateExec(this.#ctx.execPolicies(), input, 'line').decision;
     if (decision.allowed) {
       if (decision.action === 'audit') void this.#recorder.decision(decision, { line });
-      this.#sendChannel(up, 'client', CHANNEL.STDIN, enter);
       return;
     }
     this.#linesBlocked++;
     void this.#recorder.decision(decision, { line, opaque });
-    // Not executed: clear the line in the remote shell, and tell the user why on their terminal.
-    this.#sendChannel(up, 'client', CHANNEL.STDIN, Buffer.from([0x15]));
+    // Not executed (the guard withheld its Enter and cleared the remote line): tell the user why on their terminal.
     const msg = Buffer.from(`\r\nkubetrail: line blocked: ${decision.message ?? 'denied by policy'} (ExecPolicy ${decision.policy}/${decision.rule})\r\n`);
     this.#deliverOutput(CHANNEL.STDOUT, msg, false);
   }
@@ -568,7 +564,7 @@ export class ExecSession {
       ...(st.exitCode !== undefined ? { exitCode: st.exitCode } : {}),
       ...(this.#error !== undefined ? { error: this.#error } : st.failure !== undefined ? { error: st.failure } : {}),
       ...(Object.keys(masked).length > 0 ? { masked } : {}),
-      ...(this.#editor ? { linesChecked: this.#linesChecked, linesBlocked: this.#linesBlocked } : {}),
+      ...(this.#guard ? { linesChecked: this.#linesChecked, linesBlocked: this.#linesBlocked } : {}),
       ...(this.#size ? { width: this.#size.width, height: this.#size.height } : {}),
     };
     try {
