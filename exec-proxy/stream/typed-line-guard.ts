@@ -25,9 +25,6 @@ export interface ForwardChunk {
 /** Decides one typed line (ExecPolicy `on: line` rules). */
 export type LineJudge = (line: string, opaque: boolean) => Decision;
 
-/** ctrl-u: clears the line in readline, busybox and the kernel's canonical mode. */
-const CLEAR_LINE = Buffer.from([0x15]);
-
 /** Judges typed lines of one session. */
 export class TypedLineGuard {
   readonly #editor: LineEditor;
@@ -38,7 +35,10 @@ export class TypedLineGuard {
     this.#editor = new LineEditor(opts);
   }
 
-  /** Feeds stdin bytes; returns what to forward and every line judged. */
+  /**
+   * Feeds stdin bytes; returns what to forward and one judgement per key that
+   * could run a line (the denial if any reading of the line was denied).
+   */
   feed(data: Buffer): { chunks: ForwardChunk[]; judged: LineJudgement[] } {
     const chunks: ForwardChunk[] = [];
     const judged: LineJudgement[] = [];
@@ -47,9 +47,20 @@ export class TypedLineGuard {
         chunks.push({ data: ev.data, executes: false });
         continue;
       }
-      const decision = this.#judge(ev.line, ev.opaque);
-      judged.push({ line: ev.line, opaque: ev.opaque, decision });
-      chunks.push(decision.allowed ? { data: ev.data, executes: true } : { data: CLEAR_LINE, executes: false });
+      if (ev.lines.length === 0) {
+        // Only continues a line (a trailing backslash): nothing runs yet.
+        chunks.push({ data: ev.data, executes: true });
+        continue;
+      }
+      const all = ev.lines.map((l) => ({ line: l.line, opaque: l.opaque, decision: this.#judge(l.line, l.opaque) }));
+      const denied = all.find((j) => !j.decision.allowed);
+      judged.push(denied ?? all.find((j) => j.decision.action === 'audit') ?? (all[0] as LineJudgement));
+      if (denied) {
+        const clear = this.#editor.blocked();
+        chunks.push({ data: clear, executes: clear.includes(0x03) });
+      } else {
+        chunks.push({ data: ev.data, executes: true });
+      }
     }
     return { chunks, judged };
   }

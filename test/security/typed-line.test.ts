@@ -42,6 +42,8 @@ interface Shell {
 const SHELLS: Shell[] = [
   { name: 'bash', argv: ['bash', '--norc', '--noprofile', '-i'], available: spawnSync('bash', ['-c', 'true']).status === 0 },
   { name: 'busybox sh', argv: ['/bin/busybox', 'sh', '-i'], available: existsSync('/bin/busybox') },
+  // No line editor: the kernel's canonical mode edits the line (as for dash).
+  { name: 'bash --noediting', argv: ['bash', '--norc', '--noprofile', '--noediting', '-i'], available: spawnSync('bash', ['-c', 'true']).status === 0 },
 ];
 
 interface Case {
@@ -70,7 +72,9 @@ const CASES: Case[] = [
   { name: 'a CR inside an unfinished escape sequence', keys: ['touch pwned\x1b[\r'] },
   { name: 'ctrl-left moves by word, not by character', keys: ['tch pwned\x1b[1;5D\x1b[1;5D\x06ou\r'] },
   { name: 'a byte with the high bit set is a meta key in the C locale (M-l: downcase-word)', keys: ['TOUCH pwned\x01\xec\r'] },
-  { name: 'alt-u upcases, alt-l downcases a word', keys: ['TOUCH pwned\x01\x1bl\r'] },
+  { name: 'alt-l downcases a word', keys: ['TOUCH pwned\x01\x1bl\r'] },
+  { name: 'without a line editor ctrl-a is a character, so "#" typed after it comments nothing out', keys: ['touch pwned \x01#\r'] },
+  { name: 'without a line editor ctrl-d hands the text over, and Backspace cannot take it back', keys: ['tou\x04\x7f\x7f\x7fch pwned\r'] },
 ];
 
 function segmentsFor(guard: TypedLineGuard, keys: string[]): { hex: string; executes: boolean }[] {
@@ -95,8 +99,8 @@ function segmentsFor(guard: TypedLineGuard, keys: string[]): { hex: string; exec
 }
 
 function runShell(shell: Shell, dir: string, segments: { hex: string; executes: boolean }[]): string {
-  const env = { PATH: '/usr/bin:/bin', HOME: dir, TERM: 'xterm', LANG: 'C', LC_ALL: 'C', PS1: 'P$((6*7))> ', PS2: 'P$((6*7))> ', HISTFILE: path.join(dir, '.history') };
-  const r = spawnSync('python3', [DRIVER], { input: JSON.stringify({ argv: shell.argv, cwd: dir, env, segments }), encoding: 'utf8', timeout: 120_000 });
+  const env = { PATH: '/usr/bin:/bin', HOME: dir, TERM: 'xterm', LANG: 'C', LC_ALL: 'C', PS1: 'P$((n+=1))> ', PS2: 'P$((n+=1))> ', HISTFILE: path.join(dir, '.history') };
+  const r = spawnSync('python3', [DRIVER], { input: JSON.stringify({ argv: shell.argv, cwd: dir, env, segments, await_file: path.join(dir, 'ok') }), encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, `pty driver failed: ${r.stderr}`);
   return Buffer.from((JSON.parse(r.stdout) as { transcript: string }).transcript, 'hex').toString('latin1');
 }
@@ -108,8 +112,8 @@ for (const shell of SHELLS) {
       try {
         writeFileSync(path.join(dir, '.history'), (c.history ?? []).map((l) => `${l}\n`).join(''));
         const guard = new TypedLineGuard((line, opaque) => judgeTypedLine([policy], { ...input, line }, opaque).decision);
-        // Afterwards: ctrl-c and an allowed line, which must run.
-        const segments = segmentsFor(guard, [...c.keys, '\x03', 'echo ok > ok\r']);
+        // Afterwards: clear the line, and type an allowed line, which must run.
+        const segments = segmentsFor(guard, [...c.keys, '\x05\x15\r', 'echo ok > ok\r']);
         const transcript = runShell(shell, dir, segments);
         const why = `transcript: ${JSON.stringify(transcript.slice(-1500))}`;
         assert.equal(existsSync(path.join(dir, 'pwned')), false, `the shell ran the blocked line; ${why}`);

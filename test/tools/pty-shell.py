@@ -13,19 +13,23 @@ first prompt, and after a segment that `executes` (the guard forwarded an
 Enter or a ctrl-c), the next one only after a new prompt. Writing while the
 shell runs a command would let the kernel's canonical mode edit the bytes
 instead of the shell's line editor, which is not what a person at a terminal
-sees. The prompts contain $((6*7)), so typed text cannot fake one. At the end
-the shell is killed; the transcript (hex) goes to stdout.
+sees. The prompts are numbered (see PROMPT), so typed text cannot fake one. At the end
+the program waits for `await_file` (if given), then kills the shell; the transcript (hex) goes to stdout.
 After a segment with a
 ctrl-c, a probe command is typed until it has run (see sync). Waits are bounded; nothing here asserts on time.
 """
 import json
 import os
 import pty
+import re
 import select
 import sys
 import time
 
 WAIT_S = 10.0
+# PS1/PS2 are "P$((n+=1))> ": each prompt has its own number, and a redraw of
+# the line (busybox reprints the prompt) does not count as a new one.
+PROMPT = re.compile(rb"P([0-9]+)> ")
 
 
 def main() -> int:
@@ -54,19 +58,33 @@ def main() -> int:
             if not chunk:
                 return False
             out.extend(chunk)
-            prompts = out.count(b"P42> ")
+            found = [int(m) for m in PROMPT.findall(bytes(out))]
+            prompts = max(found) if found else 0
         return True
+
+    def quiet(wait_s: float) -> None:
+        while True:
+            r, _, _ = select.select([fd], [], [], wait_s)
+            if not r:
+                return
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            out.extend(chunk)
 
     def sync(n: int) -> None:
         # After ctrl-c, bash prints its prompt before its line editor is back,
         # and keys typed in between can be lost: type a probe until its answer
         # (computed, so not its echo) is seen, clearing the line before each try.
         answer = str(1000 + n).encode()
-        for _ in range(20):
+        for _ in range(10):
+            quiet(0.3)
             start = len(out)
             os.write(fd, b"\x05\x15echo $((1000+%d))\r" % n)
-            want = prompts + 1
-            if pump(want, 1.0) and answer in out[start:]:
+            if pump(prompts + 1, 5.0) and answer in out[start:]:
                 return
 
     probe = 0
@@ -80,7 +98,12 @@ def main() -> int:
         if b"\x03" in data:
             probe += 1
             sync(probe)
-    # The last command has finished once its prompt is back; the shell itself is not needed any more.
+    # The test names a file its last line creates: wait for it (bounded).
+    await_file = spec.get("await_file")
+    deadline = time.monotonic() + WAIT_S
+    while await_file and not os.path.exists(await_file) and time.monotonic() < deadline:
+        pump(prompts + 1, 0.2)
+    # The shell itself is not needed any more.
     try:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
