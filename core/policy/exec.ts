@@ -288,7 +288,7 @@ export function judgeTypedLine(policies: readonly CompiledExecPolicy[], input: E
   // fill the remote line without a single typed character.
   if (opaque) {
     const decision = opaqueLineDecision(policies, input);
-    return { decision, fired: decision.allowed ? [] : [{ policy: decision.policy ?? '', rule: decision.rule ?? '', action: 'deny', message: decision.message ?? '' }] };
+    if (!decision.allowed) return { decision, fired: [{ policy: decision.policy ?? '', rule: decision.rule ?? '', action: 'deny', message: decision.message ?? '' }] };
   }
   return evaluateExec(policies, input, 'line');
 }
