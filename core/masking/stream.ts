@@ -7,6 +7,11 @@
  * growing); the caller releases that tail with `flush()` when the bounded
  * hold time (config.proxy.exec.maskHoldMs) passes without more data. No I/O,
  * no clock: the caller owns the timer.
+ *
+ * Matches are looked for in the bytes as they are and in the text a terminal
+ * would show (escape sequences removed, core/masking/terminal-text.ts), and
+ * the original bytes a match covers are replaced. Block patterns (PEM keys)
+ * mask from their opening line until their closing line or the stream's end.
  */
 import { z } from 'zod';
 import { PolicyError } from '../policy/errors.ts';
@@ -14,6 +19,7 @@ import { parseEnvelope, parseSpec, type PolicyDocument } from '../policy/documen
 import type { PolicyCompiler } from '../policy/store.ts';
 import type { Actor } from '../events/model.ts';
 import { BUILTIN_PATTERNS, BUILTIN_PATTERN_NAMES, type MaskPattern } from './patterns.ts';
+import { visibleText } from './terminal-text.ts';
 
 /** The streams a MaskingPolicy can apply to. */
 export type MaskedStream = 'stdout' | 'stderr' | 'stdin';
@@ -172,7 +178,12 @@ export class StreamMasker {
   readonly #startGroups: { first: number; needles: Buffer[] }[];
   readonly #alwaysScan: boolean;
   readonly #sticky = new Map<MaskPattern, RegExp>();
+  readonly #blocks: readonly MaskPattern[];
   #pending = '';
+  /** Inside a block secret: everything is dropped until its close. */
+  #block: MaskPattern | undefined;
+  /** The end of the dropped block text, to find a close split across frames. */
+  #blockTail = '';
   /** Secrets replaced so far, by pattern name. */
   readonly counts = new Map<string, number>();
 
@@ -191,6 +202,7 @@ export class StreamMasker {
     // A pattern without start literals cannot be pre-filtered: scan every frame.
     this.#alwaysScan = patterns.some((p) => p.starts.length === 0);
     for (const p of patterns) this.#sticky.set(p, new RegExp(p.regex.source, 'y'));
+    this.#blocks = patterns.filter((p) => p.block !== undefined);
   }
 
   /** Bytes currently held back. */
@@ -201,7 +213,13 @@ export class StreamMasker {
   /** Feeds a frame; returns what can be released now (possibly empty). */
   push(chunk: Buffer): Buffer {
     if (this.#patterns.length === 0) return chunk;
-    if (!this.#alwaysScan && !this.#mayContainStart(chunk)) {
+    if (this.#block !== undefined) {
+      const rest = this.#consumeBlock(this.#pending + chunk.toString('latin1'));
+      this.#pending = '';
+      return rest === undefined ? Buffer.alloc(0) : this.#slowPushText(rest);
+    }
+    // An escape sequence can split a start literal ("AK\e[1mIA"): such frames take the slow path.
+    if (!this.#alwaysScan && !this.#mayContainStart(chunk) && chunk.indexOf(0x1b) === -1 && !this.#pending.includes('\x1b')) {
       // Fast path (the common case): no start literal anywhere in the frame.
       // What is pending (a held partial literal) can only complete across the
       // boundary, so look at the boundary alone; if nothing starts there either,
@@ -232,15 +250,62 @@ export class StreamMasker {
   }
 
   #slowPush(chunk: Buffer): Buffer {
-    const text = this.#pending + chunk.toString('latin1');
-    const h = this.#holdIndex(text);
+    return this.#slowPushText(this.#pending + chunk.toString('latin1'));
+  }
+
+  #slowPushText(text: string): Buffer {
+    const h = this.#holdAt(text);
     this.#pending = text.slice(h);
     return Buffer.from(this.#mask(text.slice(0, h)), 'latin1');
   }
 
+  /** {@link #holdIndex} on the visible text, mapped back; an unfinished escape at the end is held too. */
+  #holdAt(text: string): number {
+    if (!text.includes('\x1b')) return this.#holdIndex(text);
+    const v = visibleText(text);
+    const h = this.#holdIndex(v.text);
+    let hold = h >= v.text.length ? text.length : (v.map[h] as number);
+    if (v.incomplete !== -1 && v.incomplete < hold) hold = v.incomplete;
+    return hold;
+  }
+
+  /** Drops block text up to and including its close; returns what follows it, or undefined while still inside. */
+  #consumeBlock(text: string): string | undefined {
+    const block = (this.#block as MaskPattern).block as NonNullable<MaskPattern['block']>;
+    const v = visibleText(text);
+    const tail = this.#blockTail;
+    const m = block.close.exec(tail + v.text);
+    if (m === null) {
+      this.#blockTail = (tail + v.text).slice(-64);
+      return undefined;
+    }
+    const endVisible = m.index + m[0].length - tail.length;
+    this.#block = undefined;
+    this.#blockTail = '';
+    return text.slice(endVisible <= 0 ? 0 : (v.map[endVisible - 1] as number) + 1);
+  }
+
+  /** The earliest block opening in `text` (on its visible text), in `text`'s indices. */
+  #findOpen(text: string): { start: number; end: number; pattern: MaskPattern } | undefined {
+    let best: { start: number; end: number; pattern: MaskPattern } | undefined;
+    if (this.#blocks.length === 0 || !text.includes('-')) return undefined;
+    const v = visibleText(text);
+    for (const p of this.#blocks) {
+      const m = (p.block as NonNullable<MaskPattern['block']>).open.exec(v.text);
+      if (m === null) continue;
+      const start = v.map[m.index] as number;
+      if (best === undefined || start < best.start) best = { start, end: (v.map[m.index + m[0].length - 1] as number) + 1, pattern: p };
+    }
+    return best;
+  }
+
   /** Releases everything held back, masked. */
   flush(): Buffer {
-    if (this.#pending.length === 0) return Buffer.alloc(0);
+    if (this.#pending.length === 0 || this.#block !== undefined) {
+      // Inside a block at the end of the stream: the rest of it is never shown.
+      this.#pending = '';
+      return Buffer.alloc(0);
+    }
     const text = this.#pending;
     this.#pending = '';
     return Buffer.from(this.#mask(text), 'latin1');
@@ -254,17 +319,52 @@ export class StreamMasker {
     return false;
   }
 
+  /** Masks `text`: block secrets first (they may swallow the rest), then token matches. */
   #mask(text: string): string {
-    let out = text;
-    for (const p of this.#patterns) {
-      if (p.starts.length > 0 && !p.starts.some((s) => out.includes(s))) continue;
-      p.regex.lastIndex = 0;
-      out = out.replace(p.regex, () => {
-        this.counts.set(p.name, (this.counts.get(p.name) ?? 0) + 1);
-        return maskReplacement(p.name);
-      });
+    let out = '';
+    let rest = text;
+    for (;;) {
+      if (this.#block !== undefined) {
+        const after = this.#consumeBlock(rest);
+        if (after === undefined) return out;
+        rest = after;
+      }
+      const open = this.#findOpen(rest);
+      if (open === undefined) return out + this.#maskTokens(rest);
+      this.counts.set(open.pattern.name, (this.counts.get(open.pattern.name) ?? 0) + 1);
+      out += this.#maskTokens(rest.slice(0, open.start)) + maskReplacement(open.pattern.name);
+      this.#block = open.pattern;
+      this.#blockTail = '';
+      rest = rest.slice(open.end);
     }
-    return out;
+  }
+
+  /** Replaces every match, found in the raw bytes or in the visible text, by its pattern's replacement. */
+  #maskTokens(text: string): string {
+    const hasEsc = text.includes('\x1b');
+    const v = hasEsc ? visibleText(text) : undefined;
+    const ranges: [number, number, string][] = [];
+    for (const p of this.#patterns) {
+      if (p.starts.length > 0 && !p.starts.some((st) => text.includes(st) || (v !== undefined && v.text.includes(st)))) continue;
+      for (const m of text.matchAll(p.regex)) ranges.push([m.index, m.index + m[0].length, p.name]);
+      if (v === undefined) continue;
+      for (const m of v.text.matchAll(p.regex)) ranges.push([v.map[m.index] as number, (v.map[m.index + m[0].length - 1] as number) + 1, p.name]);
+    }
+    if (ranges.length === 0) return text;
+    ranges.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
+    let out = '';
+    let pos = 0;
+    let i = 0;
+    while (i < ranges.length) {
+      const [start, , name] = ranges[i] as [number, number, string];
+      let end = (ranges[i] as [number, number, string])[1];
+      // Overlapping matches (raw and visible, or two patterns) are one secret.
+      while (++i < ranges.length && (ranges[i] as [number, number, string])[0] < end) end = Math.max(end, (ranges[i] as [number, number, string])[1]);
+      out += text.slice(pos, start) + maskReplacement(name);
+      this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+      pos = end;
+    }
+    return out + text.slice(pos);
   }
 
   /**
