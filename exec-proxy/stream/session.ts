@@ -120,7 +120,7 @@ export class ExecSession {
     this.#proto = proto;
     this.#opts = execOptions(ctx.target.query);
     const limits = ctx.limits;
-    this.#fromClient = new ChannelParser(proto, { maxFrameBytes: limits.maxFrameBytes });
+    this.#fromClient = new ChannelParser(proto, { maxFrameBytes: limits.maxFrameBytes, acceptText: true });
     this.#fromUpstream = new ChannelParser(proto, { maxFrameBytes: limits.maxFrameBytes });
     this.#recorder = new SessionRecorder(
       ctx.sink,
@@ -307,12 +307,14 @@ export class ExecSession {
     void this.#recorder.drained().then(() => this.#resume(side, 'recording'));
   }
 
-  #onClientMessage(raw: RawData, isBinary: boolean): void {
+  #onClientMessage(raw: RawData, wireBinary: boolean): void {
     if (this.#ended) return;
     const data = toBuffer(raw);
+    // A text message on a binary protocol carries the same bytes; it goes upstream as binary.
+    const isBinary = wireBinary || this.#proto.encoding === 'binary';
     let frame;
     try {
-      frame = this.#fromClient.parse(data, isBinary);
+      frame = this.#fromClient.parse(data, wireBinary);
     } catch (err) {
       this.#fail(err, 'error');
       return;
