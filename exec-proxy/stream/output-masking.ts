@@ -79,6 +79,18 @@ export class OutputMasking {
 
   /** Masks, records and sends output; `fromUpstream` false for kubetrail's own messages. */
   deliver(ch: number, payload: Buffer, fromUpstream: boolean, raw?: Buffer, rawBinary = true): void {
+    if (fromUpstream && !this.#opts.tty) {
+      // Without a tty, stdout and stderr are separate streams a terminal shows together:
+      // a secret started on one and finished on the other is masked in the first.
+      const other = this.#maskers.get(ch === CHANNEL.STDOUT ? CHANNEL.STDERR : CHANNEL.STDOUT);
+      const covered = other?.spliceInto(payload) ?? 0;
+      if (covered > 0) {
+        this.#flushOne(ch === CHANNEL.STDOUT ? CHANNEL.STDERR : CHANNEL.STDOUT);
+        payload = payload.subarray(covered);
+        raw = undefined;
+        if (payload.length === 0) return;
+      }
+    }
     const masker = this.#maskerFor(ch);
     if (!masker) {
       this.#recordOut(ch, payload);
@@ -109,14 +121,18 @@ export class OutputMasking {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    for (const [ch, m] of this.#maskers) {
-      const rest = m.flush();
-      const rec = this.#recMaskers.get(ch);
-      if (rec) this.#recordOut(ch, rec.flush());
-      else this.#recordOut(ch, rest);
-      if (rest.length > 0) this.#sinks.send(ch, rest);
-    }
+    for (const ch of this.#maskers.keys()) this.#flushOne(ch);
     if (this.#stdinMasker) this.#sinks.record('stdin', this.#stdinMasker.flush());
+  }
+
+  #flushOne(ch: number): void {
+    const m = this.#maskers.get(ch);
+    if (m === undefined) return;
+    const rest = m.flush();
+    const rec = this.#recMaskers.get(ch);
+    if (rec) this.#recordOut(ch, rec.flush());
+    else this.#recordOut(ch, rest);
+    if (rest.length > 0) this.#sinks.send(ch, rest);
   }
 
   /** Stops the hold-back timer (the session is over). */

@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { kubectl } from '../support/env.ts';
 import { compileMaskingPolicy, maskReplacement, patternsFor, StreamMasker } from '../../core/masking/stream.ts';
 import { recorded, sessionEnd, startRig } from '../exec/helpers.ts';
+import { OutputMasking } from '../../exec-proxy/stream/output-masking.ts';
 
 // Built at run time so no secret-looking literal sits in the repository.
 const AWS = 'AKIA' + 'Q'.repeat(4) + '3'.repeat(12);
@@ -66,6 +67,29 @@ test('terminal escape sequences inside a secret do not defeat the match, whereve
       assert.ok(!visible.includes('QQQQ') && !visible.includes(PEM_BODY.slice(0, 20)), `${c.name}: ${JSON.stringify(got)}`);
       assert.ok(got.includes('[masked:'), `${c.name}: nothing masked in ${JSON.stringify(got)}`);
     }
+  }
+});
+
+test('a secret started on stdout and finished on stderr is masked in both, for the client and the recording', () => {
+  for (const [first, second] of [[1, 2], [2, 1]] as const) {
+    const sent: [number, string][] = [];
+    const rec: [string, string][] = [];
+    const m = new OutputMasking(
+      { patterns: new Map([[1, pats], [2, pats]]), stdin: undefined, tty: false, holdMs: 60_000 },
+      { record: (s, b) => rec.push([s, b.toString('latin1')]), send: (ch, b) => sent.push([ch, b.toString('latin1')]), forward: (raw) => sent.push([raw[0] as number, raw.subarray(1).toString('latin1')]) },
+    );
+    m.deliver(first, Buffer.from(`key=${AWS.slice(0, 9)}`), true);
+    m.deliver(second, Buffer.from(`${AWS.slice(9)} tail\n`), true);
+    m.flush();
+    m.stop();
+    const shown = sent.map(([, t]) => t).join('');
+    const kept = rec.map(([, t]) => t).join('');
+    for (const [what, text] of [['client', shown], ['recording', kept]] as const) {
+      assert.ok(!text.includes(AWS.slice(4, 9)) && !text.includes(AWS.slice(9)), `${what} (${first}->${second}): ${JSON.stringify(text)}`);
+      assert.match(text, /\[masked:aws-access-key\]/, what);
+      assert.match(text, / tail\n/, what);
+    }
+    assert.equal(m.counts()['aws-access-key'], 1);
   }
 });
 
