@@ -13,7 +13,7 @@
  * their opening line until their closing line or the stream's end.
  */
 import type { MaskPattern } from './patterns.ts';
-import { visibleText } from './terminal-text.ts';
+import { stripEscapes, visibleText } from './terminal-text.ts';
 
 /** How common a character is in terminal output (lower is rarer); a rough static ranking. */
 function commonness(c: string): number {
@@ -30,6 +30,9 @@ function prefilterNeedle(literal: string): string {
   }
   return literal.slice(best);
 }
+
+/** Tail of a frame with escapes looked at for a held start: 64 bytes of text plus one escape sequence (terminal-text.ts bounds them at 256). */
+const ESC_TAIL = 64 + 256;
 
 /** Longest start literal the built-ins use ("aws_secret_access_key"); custom ones are capped to it for the boundary check. */
 const MAX_START_LITERAL = 32;
@@ -98,8 +101,10 @@ export class StreamMasker {
       this.#pending = '';
       return rest === undefined ? Buffer.alloc(0) : this.#slowPushText(rest);
     }
-    // An escape sequence can split a start literal ("AK\e[1mIA"): such frames take the slow path.
-    if (!this.#alwaysScan && !this.#mayContainStart(chunk) && chunk.indexOf(0x1b) === -1 && !this.#pending.includes('\x1b')) {
+    // An escape sequence can split a start literal ("AK\e[1mIA"): a frame with escapes is
+    // prefiltered on its visible text too.
+    const esc = chunk.indexOf(0x1b) !== -1;
+    if (!this.#alwaysScan && !this.#mayContainStart(chunk) && !this.#pending.includes('\x1b') && (!esc || !this.#mayContainStart(Buffer.from(stripEscapes(chunk.toString('latin1')), 'latin1')))) {
       // Fast path (the common case): no start literal anywhere in the frame.
       // What is pending (a held partial literal) can only complete across the
       // boundary, so look at the boundary alone; if nothing starts there either,
@@ -107,15 +112,15 @@ export class StreamMasker {
       let prefix = '';
       if (this.#pending.length > 0) {
         // A short frame may extend a partial literal without completing it: work on it whole.
-        if (chunk.length < 64) return this.#slowPush(chunk);
+        if (chunk.length < 64 || (esc && chunk.subarray(0, ESC_TAIL).indexOf(0x1b) !== -1)) return this.#slowPush(chunk);
         const boundary = this.#pending + chunk.subarray(0, MAX_START_LITERAL).toString('latin1');
         if (this.#startsIn(boundary)) return this.#slowPush(chunk);
         prefix = this.#pending;
         this.#pending = '';
       }
-      const tail = chunk.subarray(Math.max(0, chunk.length - 64)).toString('latin1');
+      const tail = chunk.subarray(Math.max(0, chunk.length - (esc ? ESC_TAIL : 64))).toString('latin1');
       // No start literal in the frame: no match can be growing, only (a) applies.
-      const h = this.#holdIndex(tail, false);
+      const h = esc ? this.#holdAt(tail, false) : this.#holdIndex(tail, false);
       const cut = chunk.length - (tail.length - h);
       this.#pending = tail.slice(h);
       const body = h === tail.length ? chunk : chunk.subarray(0, cut);
@@ -140,10 +145,10 @@ export class StreamMasker {
   }
 
   /** {@link #holdIndex} on the visible text, mapped back; an unfinished escape at the end is held too. */
-  #holdAt(text: string): number {
-    if (!text.includes('\x1b')) return this.#holdIndex(text);
+  #holdAt(text: string, growing = true): number {
+    if (!text.includes('\x1b')) return this.#holdIndex(text, growing);
     const v = visibleText(text);
-    const h = this.#holdIndex(v.text);
+    const h = this.#holdIndex(v.text, growing);
     let hold = h >= v.text.length ? text.length : (v.map[h] as number);
     if (v.incomplete !== -1 && v.incomplete < hold) hold = v.incomplete;
     return hold;

@@ -81,3 +81,16 @@ function sequenceEnd(raw: string, i: number): number {
   }
   return limit === raw.length ? -1 : -2;
 }
+
+/** ECMA-48 escape sequences, for the quick {@link stripEscapes}. */
+const ESCAPES = /\x1b(?:\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]|[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)|[\x20-\x2f]*[\x30-\x7e])/g;
+
+/**
+ * The visible text without the index map: a quick check of whether a frame
+ * holds a secret's start at all (the masker's prefilter). It may strip a
+ * little more than {@link visibleText} (no length bound), never less of what
+ * that keeps as text outside escape strings.
+ */
+export function stripEscapes(raw: string): string {
+  return raw.replace(ESCAPES, '');
+}
