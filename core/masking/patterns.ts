@@ -17,6 +17,12 @@ export interface MaskPattern {
   readonly chars: RegExp;
   /** The longest match; bounds the hold-back. */
   readonly maxLength: number;
+  /**
+   * A secret that is a region, not a token: from a match of `open` everything
+   * is masked until a match of `close` or the end of the stream (a key shown
+   * by `head key.pem` has no END line).
+   */
+  readonly block?: { readonly open: RegExp; readonly close: RegExp };
 }
 
 /** Built-in patterns, by the name a MaskingPolicy uses to enable them. */
@@ -62,6 +68,7 @@ export const BUILTIN_PATTERNS: Readonly<Record<string, MaskPattern>> = Object.fr
     starts: ['-----BEGIN'],
     chars: /[\sA-Za-z0-9+/=:,.\-]/,
     maxLength: 16 * 1024,
+    block: { open: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/, close: /-----END [A-Z0-9 ]*PRIVATE KEY-----/ },
   },
 });
 

@@ -1,12 +1,7 @@
 /**
- * Inline masking of session streams: MaskingPolicy documents and the
- * {@link StreamMasker}, a pure transform that replaces secrets in bytes as they
- * flow. A secret split across two frames is still masked because the masker
- * holds back only the tail of a frame that could be the start of a secret
- * (a proper prefix of a pattern's start literal, or a started match still
- * growing); the caller releases that tail with `flush()` when the bounded
- * hold time (config.proxy.exec.maskHoldMs) passes without more data. No I/O,
- * no clock: the caller owns the timer.
+ * Inline masking of session streams: MaskingPolicy documents (validation and
+ * selection). The masker itself is core/masking/stream-masker.ts, re-exported
+ * here for the callers that take both.
  */
 import { z } from 'zod';
 import { PolicyError } from '../policy/errors.ts';
@@ -14,6 +9,8 @@ import { parseEnvelope, parseSpec, type PolicyDocument } from '../policy/documen
 import type { PolicyCompiler } from '../policy/store.ts';
 import type { Actor } from '../events/model.ts';
 import { BUILTIN_PATTERNS, BUILTIN_PATTERN_NAMES, type MaskPattern } from './patterns.ts';
+
+export { StreamMasker, maskReplacement } from './stream-masker.ts';
 
 /** The streams a MaskingPolicy can apply to. */
 export type MaskedStream = 'stdout' | 'stderr' | 'stdin';
@@ -127,189 +124,4 @@ export function patternsFor(policies: readonly CompiledMaskingPolicy[], who: { n
     for (const pat of p.patterns) if (!out.has(pat.name)) out.set(pat.name, pat);
   }
   return [...out.values()];
-}
-
-/** How common a character is in terminal output (lower is rarer); a rough static ranking. */
-function commonness(c: string): number {
-  if (/[JKQVWXYB]/.test(c)) return 1;
-  if (/[A-Z_]/.test(c)) return 2;
-  return 3;
-}
-
-/** The tail of a start literal beginning at its rarest character (the earliest, on ties). */
-export function prefilterNeedle(literal: string): string {
-  let best = 0;
-  for (let i = 1; i < literal.length; i++) {
-    if (commonness(literal[i] as string) < commonness(literal[best] as string)) best = i;
-  }
-  return literal.slice(best);
-}
-
-/** Longest start literal the built-ins use ("aws_secret_access_key"); custom ones are capped to it for the boundary check. */
-const MAX_START_LITERAL = 32;
-
-/** What a masked secret is replaced with. */
-export function maskReplacement(name: string): string {
-  return `[masked:${name}]`;
-}
-
-/**
- * Masks one stream. `push` returns the bytes that are safe to release now and
- * keeps back at most the longest pattern's `maxLength` bytes that could be the
- * start of a secret; `flush` releases them (masking any complete match). Call
- * `flush` when the hold time passes and at end of stream.
- */
-export class StreamMasker {
-  readonly #patterns: readonly MaskPattern[];
-  /**
-   * Prefilter needles grouped by first byte: for each start literal, the tail
-   * of it that begins at its rarest character (a literal present implies its
-   * tail present, so this never misses). `Buffer.indexOf` runs memchr on the
-   * first byte, so a rare first byte ('J' of "eyJ", 'X' of "ZXlK", 'B' of
-   * "-----BEGIN") makes the scan of ordinary text fast; a group whose first
-   * byte is absent is ruled out with one scan.
-   */
-  readonly #startGroups: { first: number; needles: Buffer[] }[];
-  readonly #alwaysScan: boolean;
-  readonly #sticky = new Map<MaskPattern, RegExp>();
-  #pending = '';
-  /** Secrets replaced so far, by pattern name. */
-  readonly counts = new Map<string, number>();
-
-  constructor(patterns: readonly MaskPattern[]) {
-    this.#patterns = patterns;
-    const groups = new Map<number, Buffer[]>();
-    for (const p of patterns) {
-      for (const st of p.starts) {
-        const b = Buffer.from(prefilterNeedle(st), 'latin1');
-        const g = groups.get(b[0] as number) ?? [];
-        if (!g.some((x) => x.equals(b))) g.push(b);
-        groups.set(b[0] as number, g);
-      }
-    }
-    this.#startGroups = [...groups.entries()].map(([first, needles]) => ({ first, needles }));
-    // A pattern without start literals cannot be pre-filtered: scan every frame.
-    this.#alwaysScan = patterns.some((p) => p.starts.length === 0);
-    for (const p of patterns) this.#sticky.set(p, new RegExp(p.regex.source, 'y'));
-  }
-
-  /** Bytes currently held back. */
-  get pendingBytes(): number {
-    return this.#pending.length;
-  }
-
-  /** Feeds a frame; returns what can be released now (possibly empty). */
-  push(chunk: Buffer): Buffer {
-    if (this.#patterns.length === 0) return chunk;
-    if (!this.#alwaysScan && !this.#mayContainStart(chunk)) {
-      // Fast path (the common case): no start literal anywhere in the frame.
-      // What is pending (a held partial literal) can only complete across the
-      // boundary, so look at the boundary alone; if nothing starts there either,
-      // release it and treat the frame like any other.
-      let prefix = '';
-      if (this.#pending.length > 0) {
-        // A short frame may extend a partial literal without completing it: work on it whole.
-        if (chunk.length < 64) return this.#slowPush(chunk);
-        const boundary = this.#pending + chunk.subarray(0, MAX_START_LITERAL).toString('latin1');
-        if (this.#startsIn(boundary)) return this.#slowPush(chunk);
-        prefix = this.#pending;
-        this.#pending = '';
-      }
-      const tail = chunk.subarray(Math.max(0, chunk.length - 64)).toString('latin1');
-      // No start literal in the frame: no match can be growing, only (a) applies.
-      const h = this.#holdIndex(tail, false);
-      const cut = chunk.length - (tail.length - h);
-      this.#pending = tail.slice(h);
-      const body = h === tail.length ? chunk : chunk.subarray(0, cut);
-      return prefix ? Buffer.concat([Buffer.from(this.#mask(prefix), 'latin1'), body]) : body;
-    }
-    return this.#slowPush(chunk);
-  }
-
-  #startsIn(text: string): boolean {
-    for (const p of this.#patterns) for (const s of p.starts) if (text.includes(s)) return true;
-    return false;
-  }
-
-  #slowPush(chunk: Buffer): Buffer {
-    const text = this.#pending + chunk.toString('latin1');
-    const h = this.#holdIndex(text);
-    this.#pending = text.slice(h);
-    return Buffer.from(this.#mask(text.slice(0, h)), 'latin1');
-  }
-
-  /** Releases everything held back, masked. */
-  flush(): Buffer {
-    if (this.#pending.length === 0) return Buffer.alloc(0);
-    const text = this.#pending;
-    this.#pending = '';
-    return Buffer.from(this.#mask(text), 'latin1');
-  }
-
-  #mayContainStart(chunk: Buffer): boolean {
-    for (const g of this.#startGroups) {
-      if (g.needles.length > 2 && chunk.indexOf(g.first) === -1) continue;
-      for (const n of g.needles) if (chunk.indexOf(n) !== -1) return true;
-    }
-    return false;
-  }
-
-  #mask(text: string): string {
-    let out = text;
-    for (const p of this.#patterns) {
-      if (p.starts.length > 0 && !p.starts.some((s) => out.includes(s))) continue;
-      p.regex.lastIndex = 0;
-      out = out.replace(p.regex, () => {
-        this.counts.set(p.name, (this.counts.get(p.name) ?? 0) + 1);
-        return maskReplacement(p.name);
-      });
-    }
-    return out;
-  }
-
-  /**
-   * Index from which `text` must be held back (text.length: nothing).
-   * `growing` false skips (b), for text known to hold no start literal.
-   */
-  #holdIndex(text: string, growing = true): number {
-    const n = text.length;
-    let hold = n;
-    for (const p of this.#patterns) {
-      if (p.starts.length === 0) continue;
-      // (a) the text ends with a proper prefix of a start literal
-      for (const s of p.starts) {
-        for (let k = Math.min(s.length - 1, n); k >= 1; k--) {
-          if (n - k < hold && text.endsWith(s.slice(0, k))) {
-            hold = n - k;
-            break;
-          }
-        }
-      }
-      if (!growing) continue;
-      // (b) a start literal inside the trailing run of match characters: the match may still grow
-      const floor = Math.max(0, n - p.maxLength);
-      let r = n;
-      while (r > floor && p.chars.test(text[r - 1] as string)) r--;
-      let pos = r;
-      while (pos < n && pos < hold) {
-        let best = -1;
-        for (const s of p.starts) {
-          const i = text.indexOf(s, pos);
-          if (i !== -1 && (best === -1 || i < best)) best = i;
-        }
-        if (best === -1) break;
-        // A match already complete and followed by more text cannot grow: skip past it.
-        const sticky = this.#sticky.get(p) as RegExp;
-        sticky.lastIndex = best;
-        const m = sticky.exec(text);
-        if (m !== null && best + m[0].length < n) {
-          pos = best + m[0].length;
-          continue;
-        }
-        if (best < hold) hold = best;
-        break;
-      }
-    }
-    return hold;
-  }
 }

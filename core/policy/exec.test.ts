@@ -107,3 +107,14 @@ test('ExecPolicy and MaskingPolicy documents load from a policy directory throug
   assert.equal(store.current().of('ExecPolicy').length, 1, 'the previous set stays active');
   await store.close();
 });
+
+test('a typed line the gateway could not follow is denied even when it looks empty, and allow still applies the rules', async () => {
+  const { judgeTypedLine } = await import('./exec.ts');
+  // History recall and yank fill the remote line without one typed character.
+  assert.equal(judgeTypedLine([policy], input({ line: '' }), true).decision.allowed, false);
+  assert.equal(judgeTypedLine([policy], input({ line: '' }), true).decision.rule, 'opaqueLines');
+  const lenient = compileExecPolicy(doc({ opaqueLines: 'allow', rules: [{ name: 'no-rm', on: 'line', expression: 'line.matches("^\\\\s*rm\\\\b")' }] }), 't');
+  assert.equal(judgeTypedLine([lenient], input({ line: 'rm -rf /' }), true).decision.allowed, false);
+  assert.equal(judgeTypedLine([lenient], input({ line: 'ls' }), true).decision.allowed, true);
+  assert.equal(judgeTypedLine([lenient], input({ line: 'ls' }), false).decision.allowed, true);
+});

@@ -269,9 +269,26 @@ export function opaqueLineDecision(policies: readonly CompiledExecPolicy[], inpu
         action: 'deny',
         policy: p.name,
         rule: 'opaqueLines',
-        message: 'this line was edited with keys kubetrail cannot follow (history, completion, search); retype it in full',
+        message: 'this line was edited with keys kubetrail cannot follow (history, completion, search, undo, yank, quoted, meta or non-ASCII keys); retype it in full',
       };
     }
   }
   return { allowed: true, action: 'allow' };
+}
+
+/**
+ * Decides one typed line: what a session's line guard asks before it
+ * forwards the line's Enter. An `opaque` line (edited with keys the gateway
+ * cannot follow) is denied when a matching policy says `opaqueLines: deny`;
+ * with `allow` it is still judged by the rules on the text the gateway could
+ * rebuild, so a line that visibly matches a deny rule never runs.
+ */
+export function judgeTypedLine(policies: readonly CompiledExecPolicy[], input: ExecInput, opaque: boolean): ExecEvaluation {
+  // An opaque line is denied even when it looks empty: history recall or yank
+  // fill the remote line without a single typed character.
+  if (opaque) {
+    const decision = opaqueLineDecision(policies, input);
+    if (!decision.allowed) return { decision, fired: [{ policy: decision.policy ?? '', rule: decision.rule ?? '', action: 'deny', message: decision.message ?? '' }] };
+  }
+  return evaluateExec(policies, input, 'line');
 }

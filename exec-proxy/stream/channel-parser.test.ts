@@ -59,3 +59,8 @@ test('bad limits are refused at construction', () => {
   assert.throws(() => new ChannelParser(V5, { maxFrameBytes: 0 }), TypeError);
   assert.throws(() => new ChannelParser(V5, { maxChannel: 255 }), TypeError);
 });
+
+test('with acceptText, a text message on a binary protocol is the same channel data (as the API server reads it)', () => {
+  const f = new ChannelParser(V4, { acceptText: true }).parse(Buffer.from('\x00hi'), false);
+  assert.deepEqual(f.type === 'data' ? [f.channel, f.payload.toString()] : [], [0, 'hi']);
+});

@@ -25,6 +25,15 @@ export interface ChannelParserOptions {
   closeSignals: boolean;
   /** Whether an empty message (channel byte only) is allowed (the server's first frame). */
   allowEmpty: boolean;
+  /**
+   * Whether a text message on a binary protocol is channel data like a binary
+   * one. The API server reads client messages with x/net/websocket's
+   * Message.Receive into []byte, which takes either opcode
+   * (apimachinery/pkg/util/httpstream/wsstream/conn.go, Conn.handle), and the
+   * Python client sends `write_stdin("...")` as text; client-go rejects text
+   * from the server, so the upstream direction keeps this off.
+   */
+  acceptText: boolean;
 }
 
 /** Defaults, in one place. */
@@ -33,6 +42,7 @@ export const PARSER_DEFAULTS: Readonly<ChannelParserOptions> = Object.freeze({
   maxChannel: CHANNEL.RESIZE,
   closeSignals: true,
   allowEmpty: true,
+  acceptText: false,
 });
 
 type ParserState = 'INITIAL' | 'OPEN' | 'FAILED';
@@ -81,8 +91,8 @@ export class ChannelParser {
     let channel: number;
     let payload: Buffer;
     if (this.#proto.encoding === 'binary') {
-      // kubectl rejects text messages on binary protocols; so do we.
-      if (!isBinary) throw new StreamError('STREAM_ERR_TEXT_FRAME', 'text message on a binary stream protocol');
+      // kubectl rejects text messages on binary protocols from the server; so do we, unless acceptText.
+      if (!isBinary && !this.#opts.acceptText) throw new StreamError('STREAM_ERR_TEXT_FRAME', 'text message on a binary stream protocol');
       if (data.length === 0) throw new StreamError('STREAM_ERR_EMPTY_FRAME', 'message without a channel byte');
       channel = data[0] as number;
       payload = data.subarray(1);

@@ -17,7 +17,8 @@ import { CLOSE, StreamError } from './errors.ts';
 import { SpdyParser } from './spdy-parser.ts';
 import { failureStatus, isNonTokenProtocol, type StreamProtocol } from './protocol.ts';
 import { SessionRecorder } from './recorder.ts';
-import { relayableCloseCode, toBuffer, upstreamTls, upstreamUrl, wireLimit } from './session.ts';
+import { upstreamTls } from './upstream-tls.ts';
+import { relayableCloseCode, toBuffer, upstreamUrl, wireLimit } from './wire.ts';
 import type { StreamContext } from './context.ts';
 
 const HIGH_WATER = 1024 * 1024;

@@ -1,72 +1,34 @@
 /**
  * One exec/attach session: the client's WebSocket (already accepted), the
  * upstream WebSocket to the API server (opened here, as the impersonated
- * caller), and everything between them — parsing, guardrails, masking,
- * recording, backpressure, close handling.
+ * caller), and the orchestration between them — parsing, guardrails and
+ * close handling here; output masking (output-masking.ts), backpressure
+ * (backpressure.ts), recording (recorder.ts) and the upstream TLS cache
+ * (upstream-tls.ts) in their own modules. It stays a little over 400 lines
+ * because it is the one state machine of a session's life (open, relay,
+ * close, end record); splitting it further would scatter its transitions.
  */
 import { WebSocket, type RawData } from 'ws';
 import type { IncomingMessage } from 'node:http';
-import { createSecureContext, type ConnectionOptions } from 'node:tls';
 import type { SessionBody } from '../../core/events/model.ts';
-import { evaluateExec, hasLineRules, opaqueLineDecision, type ExecInput } from '../../core/policy/exec.ts';
-import { patternsFor, StreamMasker } from '../../core/masking/stream.ts';
+import type { MaskPattern } from '../../core/masking/patterns.ts';
+import { evaluateExec, hasLineRules, judgeTypedLine, type ExecInput } from '../../core/policy/exec.ts';
+import { patternsFor } from '../../core/masking/stream.ts';
+import { Backpressure, type Side } from './backpressure.ts';
 import { ChannelParser } from './channel-parser.ts';
 import { CLOSE, StreamError } from './errors.ts';
-import { LineEditor } from './line-editor.ts';
-import { CHANNEL, encodeFrame, exitCodeFromStatus, failureStatus, type StreamProtocol } from './protocol.ts';
+import { OutputMasking } from './output-masking.ts';
+import { CHANNEL, encodeFrame, exitCodeFromStatus, type StreamProtocol } from './protocol.ts';
 import { SessionRecorder } from './recorder.ts';
+import { TypedLineGuard, type LineJudgement } from './typed-line-guard.ts';
+import { upstreamTls } from './upstream-tls.ts';
+import { flattenHeaders, relayableCloseCode, sendFailureAndClose, toBuffer, upstreamUrl, wireLimit } from './wire.ts';
 import type { StreamContext } from './context.ts';
+import { execOptions, type ExecOptions } from './exec-options.ts';
 
-/** Client/upstream send buffer bounds (bytes) for backpressure. */
-const HIGH_WATER = 1024 * 1024;
-const LOW_WATER = 256 * 1024;
 const MAX_STATUS_BYTES = 64 * 1024;
 
-/** Parsed exec/attach options from the request query (PodExecOptions / PodAttachOptions). */
-export interface ExecOptions {
-  command: string[];
-  container: string;
-  stdin: boolean;
-  stdout: boolean;
-  stderr: boolean;
-  tty: boolean;
-}
-
-/** Booleans as the API server converts them: absent, "0" or "false" are false (apimachinery conversion.go). */
-function qbool(q: URLSearchParams, name: string): boolean {
-  const v = q.get(name);
-  return v !== null && v !== '0' && v !== 'false';
-}
-
-/** Reads PodExecOptions / PodAttachOptions from a query. */
-export function execOptions(q: URLSearchParams): ExecOptions {
-  return { command: q.getAll('command'), container: q.get('container') ?? '', stdin: qbool(q, 'stdin'), stdout: qbool(q, 'stdout'), stderr: qbool(q, 'stderr'), tty: qbool(q, 'tty') };
-}
-
-/** Builds the upstream URL for the subresource. */
-export function upstreamUrl(ctx: StreamContext): URL {
-  const t = ctx.target;
-  const base = new URL(ctx.upstream.url);
-  base.protocol = base.protocol === 'http:' ? 'ws:' : 'wss:';
-  const prefix = base.pathname.replace(/\/$/, '');
-  base.pathname = `${prefix}/api/v1/namespaces/${encodeURIComponent(t.namespace)}/pods/${encodeURIComponent(t.pod)}/${t.subresource}`;
-  base.search = t.query.toString();
-  return base;
-}
-
-type MaskPattern = ReturnType<typeof patternsFor>[number];
-
 type Outcome = 'completed' | 'denied' | 'client-closed' | 'upstream-closed' | 'error';
-
-/** Sends a Failure to the client the way kubectl reads it, then closes normally. */
-export function sendFailureAndClose(ws: WebSocket, proto: StreamProtocol, message: string, reason = 'Forbidden', code = 403): void {
-  // v4/v5 carry a metav1.Status on channel 3; v1 protocols carry plain text there.
-  const payload = proto.version >= 4 ? Buffer.from(JSON.stringify(failureStatus(message, reason, code))) : Buffer.from(message);
-  const f = encodeFrame(proto, CHANNEL.STATUS, payload);
-  // A paused socket could not read the client's answer to our close frame.
-  ws.resume();
-  ws.send(f.data, { binary: f.binary }, () => ws.close(CLOSE.NORMAL));
-}
 
 /** Runs one exec/attach session to its end; resolves when session.end is recorded. */
 export class ExecSession {
@@ -79,28 +41,8 @@ export class ExecSession {
   #upstream: WebSocket | undefined;
   #fromClient: ChannelParser;
   #fromUpstream: ChannelParser;
-  /**
-   * Masking patterns by output channel. Maskers are built on a channel's
-   * first output (an idle session never pays for their prefilter tables).
-   */
-  #maskPatterns = new Map<number, readonly MaskPattern[]>();
-  #stdinPatterns: readonly MaskPattern[] | undefined;
-  /** Whether typed bytes are tracked to tell their echo apart (tty with output masking). */
-  #trackEcho = false;
-  /** Maskers of what the client receives, by channel. */
-  #maskers = new Map<number, StreamMasker>();
-  /**
-   * tty sessions only: maskers of what is recorded. The echo of a keystroke
-   * goes to the client without hold-back (it is the user's own input, and a
-   * held 'e' — a possible start of "eyJ" — would delay typing by maskHoldMs),
-   * but the recording still masks it, so it needs its own masker state.
-   */
-  #recMaskers = new Map<number, StreamMasker>();
-  /** Typed bytes not yet seen echoed (tty), bounded. */
-  #typed = Buffer.alloc(0);
-  #stdinMasker: StreamMasker | undefined;
-  #maskTimer: NodeJS.Timeout | undefined;
-  #editor: LineEditor | undefined;
+  #masking: OutputMasking | undefined;
+  #guard: TypedLineGuard | undefined;
   #bytesIn = 0;
   #bytesOut = 0;
   #status = '';
@@ -112,7 +54,7 @@ export class ExecSession {
   #ended = false;
   #done: Promise<void>;
   #resolveDone!: () => void;
-  #paused = { client: new Set<string>(), upstream: new Set<string>() };
+  readonly #flow: Backpressure;
 
   constructor(ctx: StreamContext, client: WebSocket, proto: StreamProtocol) {
     this.#ctx = ctx;
@@ -120,7 +62,7 @@ export class ExecSession {
     this.#proto = proto;
     this.#opts = execOptions(ctx.target.query);
     const limits = ctx.limits;
-    this.#fromClient = new ChannelParser(proto, { maxFrameBytes: limits.maxFrameBytes });
+    this.#fromClient = new ChannelParser(proto, { maxFrameBytes: limits.maxFrameBytes, acceptText: true });
     this.#fromUpstream = new ChannelParser(proto, { maxFrameBytes: limits.maxFrameBytes });
     this.#recorder = new SessionRecorder(
       ctx.sink,
@@ -141,6 +83,7 @@ export class ExecSession {
       tty: this.#opts.tty,
       user: ctx.identity,
     };
+    this.#flow = new Backpressure(client);
     this.#done = new Promise((r) => (this.#resolveDone = r));
   }
 
@@ -167,7 +110,7 @@ export class ExecSession {
   /** Starts the session: guardrails, session.start, upstream, relay. */
   async run(): Promise<void> {
     // Hold client frames until the upstream is open; ws buffers nothing while paused.
-    this.#pause('client', 'upstream-not-open');
+    this.#flow.pause('client', 'upstream-not-open');
     this.#client.on('error', (err: Error & { code?: string }) => {
       // ws enforces maxPayload itself (closing with 1009); say so in the record.
       if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
@@ -200,15 +143,22 @@ export class ExecSession {
     }
     const who = { namespace: this.#ctx.target.namespace, user: this.#ctx.identity };
     const masking = this.#ctx.masking();
+    const patterns = new Map<number, readonly MaskPattern[]>();
     for (const [ch, name] of [[CHANNEL.STDOUT, 'stdout'], [CHANNEL.STDERR, 'stderr']] as const) {
       const pats = patternsFor(masking, who, name);
-      if (pats.length > 0) this.#maskPatterns.set(ch, pats);
+      if (pats.length > 0) patterns.set(ch, pats);
     }
-    this.#trackEcho = this.#opts.tty && this.#maskPatterns.size > 0;
     const stdinPats = patternsFor(masking, who, 'stdin');
-    if (stdinPats.length > 0) this.#stdinPatterns = stdinPats;
+    this.#masking = new OutputMasking(
+      { patterns, stdin: stdinPats.length > 0 ? stdinPats : undefined, tty: this.#opts.tty, holdMs: this.#ctx.limits.maskHoldMs },
+      {
+        record: (stream, bytes) => this.#recorder.data(stream, bytes),
+        send: (ch, payload) => this.#sendChannel(this.#client, 'upstream', ch, payload),
+        forward: (raw, binary) => this.#forwardRaw(this.#client, 'upstream', raw, binary),
+      },
+    );
     if (this.#opts.tty && this.#opts.stdin && hasLineRules(this.#ctx.execPolicies(), this.#input)) {
-      this.#editor = new LineEditor({ maxLineBytes: this.#ctx.limits.maxLineBytes });
+      this.#guard = new TypedLineGuard((line, opaque) => judgeTypedLine(this.#ctx.execPolicies(), { ...this.#input, line }, opaque).decision, { maxLineBytes: this.#ctx.limits.maxLineBytes });
     }
     this.#client.on('message', (data, isBinary) => this.#onClientMessage(data, isBinary));
     this.#openUpstream();
@@ -224,6 +174,7 @@ export class ExecSession {
       handshakeTimeout: this.#ctx.limits.upstreamTimeoutMs,
     });
     this.#upstream = up;
+    this.#flow.upstream = up;
     up.on('unexpected-response', (_req, res) => this.#onUpstreamRefused(res));
     up.on('error', (err) => {
       if (this.#outcome === undefined) {
@@ -245,7 +196,7 @@ export class ExecSession {
         up.close(CLOSE.NORMAL);
         return;
       }
-      this.#resume('client', 'upstream-not-open');
+      this.#flow.resume('client', 'upstream-not-open');
     });
     up.on('message', (data, isBinary) => this.#onUpstreamMessage(data, isBinary));
     up.on('close', (code) => this.#onUpstreamClose(code));
@@ -277,42 +228,14 @@ export class ExecSession {
     res.on('error', () => void this.#finish());
   }
 
-  #pause(side: 'client' | 'upstream', reason: string): void {
-    const set = this.#paused[side];
-    const ws = side === 'client' ? this.#client : this.#upstream;
-    if (set.size === 0) ws?.pause();
-    set.add(reason);
-  }
-
-  #resume(side: 'client' | 'upstream', reason: string): void {
-    const set = this.#paused[side];
-    if (!set.delete(reason)) return;
-    const ws = side === 'client' ? this.#client : this.#upstream;
-    if (set.size === 0) ws?.resume();
-  }
-
-  /** Sends to `dst`, pausing `src` while `dst` is backed up. */
-  #send(dst: WebSocket, srcSide: 'client' | 'upstream', data: Buffer | string, binary: boolean): void {
-    if (dst.readyState !== WebSocket.OPEN) return;
-    const reason = `backpressure`;
-    dst.send(data, { binary }, () => {
-      if (dst.bufferedAmount <= LOW_WATER) this.#resume(srcSide, reason);
-    });
-    if (dst.bufferedAmount > HIGH_WATER) this.#pause(srcSide, reason);
-  }
-
-  #checkRecorder(side: 'client' | 'upstream'): void {
-    if (!this.#recorder.congested) return;
-    this.#pause(side, 'recording');
-    void this.#recorder.drained().then(() => this.#resume(side, 'recording'));
-  }
-
-  #onClientMessage(raw: RawData, isBinary: boolean): void {
+  #onClientMessage(raw: RawData, wireBinary: boolean): void {
     if (this.#ended) return;
     const data = toBuffer(raw);
+    // A text message on a binary protocol carries the same bytes; it goes upstream as binary.
+    const isBinary = wireBinary || this.#proto.encoding === 'binary';
     let frame;
     try {
-      frame = this.#fromClient.parse(data, isBinary);
+      frame = this.#fromClient.parse(data, wireBinary);
     } catch (err) {
       this.#fail(err, 'error');
       return;
@@ -325,13 +248,15 @@ export class ExecSession {
     }
     if (frame.channel === CHANNEL.STDIN) {
       this.#bytesIn += frame.payload.length;
-      this.#record('stdin', frame.payload);
-      if (this.#trackEcho) this.#noteTyped(frame.payload);
-      if (this.#editor) {
-        for (const ev of this.#editor.feed(frame.payload)) {
-          if (ev.type === 'bytes') this.#sendChannel(up, 'client', CHANNEL.STDIN, ev.data);
-          else this.#onEnter(up, ev.line, ev.opaque, ev.data);
-        }
+      // Set in run() before this handler is attached.
+      const masking = this.#masking as OutputMasking;
+      masking.recordStdin(frame.payload);
+      masking.noteTyped(frame.payload);
+      if (this.#guard) {
+        const { chunks, judged } = this.#guard.feed(frame.payload);
+        const forward = chunks.length === 1 ? (chunks[0] as { data: Buffer }).data : Buffer.concat(chunks.map((c) => c.data));
+        if (forward.length > 0) this.#sendChannel(up, 'client', CHANNEL.STDIN, forward);
+        for (const j of judged) this.#onLineJudged(j);
       } else {
         this.#forwardRaw(up, 'client', data, isBinary);
       }
@@ -342,44 +267,35 @@ export class ExecSession {
       // stdout/stderr/status from a client have no meaning; the API server ignores them, so do we.
       this.#ctx.log.debug({ channel: frame.channel }, 'client frame on a server channel dropped');
     }
-    this.#checkRecorder('client');
+    this.#flow.checkRecorder('client', this.#recorder);
   }
 
-  #onEnter(up: WebSocket, line: string, opaque: boolean, enter: Buffer): void {
+  #onLineJudged({ line, opaque, decision }: LineJudgement): void {
     this.#linesChecked++;
-    const input = { ...this.#input, line };
-    const decision = opaque && line.trim() !== '' ? opaqueLineDecision(this.#ctx.execPolicies(), input) : evaluateExec(this.#ctx.execPolicies(), input, 'line').decision;
     if (decision.allowed) {
       if (decision.action === 'audit') void this.#recorder.decision(decision, { line });
-      this.#sendChannel(up, 'client', CHANNEL.STDIN, enter);
       return;
     }
     this.#linesBlocked++;
     void this.#recorder.decision(decision, { line, opaque });
-    // Not executed: clear the line in the remote shell, and tell the user why on their terminal.
-    this.#sendChannel(up, 'client', CHANNEL.STDIN, Buffer.from([0x15]));
+    // Not executed (the guard withheld its Enter and cleared the remote line): tell the user why on their terminal.
     const msg = Buffer.from(`\r\nkubetrail: line blocked: ${decision.message ?? 'denied by policy'} (ExecPolicy ${decision.policy}/${decision.rule})\r\n`);
     this.#deliverOutput(CHANNEL.STDOUT, msg, false);
   }
 
-  #sendChannel(dst: WebSocket, srcSide: 'client' | 'upstream', channel: number, payload: Buffer): void {
+  #deliverOutput(ch: number, payload: Buffer, fromUpstream: boolean, raw?: Buffer, rawBinary = true): void {
+    if (this.#masking) this.#masking.deliver(ch, payload, fromUpstream, raw, rawBinary);
+    else if (raw) this.#forwardRaw(this.#client, 'upstream', raw, rawBinary);
+    else this.#sendChannel(this.#client, 'upstream', ch, payload);
+  }
+
+  #sendChannel(dst: WebSocket, srcSide: Side, channel: number, payload: Buffer): void {
     const f = encodeFrame(this.#proto, channel, payload);
-    this.#send(dst, srcSide, f.data, f.binary);
+    this.#flow.send(dst, srcSide, f.data, f.binary);
   }
 
-  #forwardRaw(dst: WebSocket, srcSide: 'client' | 'upstream', data: Buffer, isBinary: boolean): void {
-    this.#send(dst, srcSide, isBinary ? data : data.toString('latin1'), isBinary);
-  }
-
-  #record(stream: 'stdin' | 'stdout' | 'stderr', bytes: Buffer): void {
-    if (stream === 'stdin' && this.#stdinPatterns !== undefined) {
-      this.#stdinMasker ??= new StreamMasker(this.#stdinPatterns);
-      // stdin is masked in the recording only: the container must receive what was typed.
-      this.#recorder.data('stdin', this.#stdinMasker.push(bytes));
-      this.#armMaskTimer();
-      return;
-    }
-    this.#recorder.data(stream, bytes);
+  #forwardRaw(dst: WebSocket, srcSide: Side, data: Buffer, isBinary: boolean): void {
+    this.#flow.send(dst, srcSide, isBinary ? data : data.toString('latin1'), isBinary);
   }
 
   #recordResize(payload: Buffer): void {
@@ -407,7 +323,7 @@ export class ExecSession {
       return;
     }
     if (frame.type === 'close') {
-      this.#flushMaskers();
+      this.#masking?.flush();
       this.#forwardRaw(this.#client, 'upstream', data, isBinary);
       return;
     }
@@ -421,98 +337,18 @@ export class ExecSession {
       }
       this.#deliverOutput(ch, frame.payload, true, data, isBinary);
     } else if (ch === CHANNEL.STATUS) {
-      this.#flushMaskers();
+      this.#masking?.flush();
       if (this.#status.length < MAX_STATUS_BYTES) this.#status += frame.payload.toString('utf8');
       this.#forwardRaw(this.#client, 'upstream', data, isBinary);
     } else {
       this.#forwardRaw(this.#client, 'upstream', data, isBinary);
     }
-    this.#checkRecorder('upstream');
-  }
-
-  #noteTyped(bytes: Buffer): void {
-    const all = Buffer.concat([this.#typed, bytes]);
-    this.#typed = all.length > 4096 ? all.subarray(all.length - 4096) : all;
-  }
-
-  /** Whether `payload` is the echo of typed bytes; consumes them if so. */
-  #takeEcho(payload: Buffer): boolean {
-    if (payload.length === 0 || payload.length > 64) return false;
-    const i = this.#typed.indexOf(payload);
-    if (i === -1) return false;
-    this.#typed = this.#typed.subarray(i + payload.length);
-    return true;
-  }
-
-  #recordOut(ch: number, bytes: Buffer): void {
-    if (bytes.length > 0) this.#record(ch === CHANNEL.STDOUT ? 'stdout' : 'stderr', bytes);
-  }
-
-  /** Masks, records and sends output; `fromUpstream` false for kubetrail's own messages. */
-  #deliverOutput(ch: number, payload: Buffer, fromUpstream: boolean, raw?: Buffer, rawBinary = true): void {
-    const masker = this.#maskerFor(ch);
-    if (!masker) {
-      this.#recordOut(ch, payload);
-      // Unchanged bytes: forward the upstream message itself rather than re-framing a copy.
-      if (raw) this.#forwardRaw(this.#client, 'upstream', raw, rawBinary);
-      else this.#sendChannel(this.#client, 'upstream', ch, payload);
-      return;
-    }
-    const rec = this.#recMaskers.get(ch);
-    if (rec && fromUpstream && masker.pendingBytes === 0 && this.#takeEcho(payload)) {
-      this.#sendChannel(this.#client, 'upstream', ch, payload);
-      this.#recordOut(ch, rec.push(payload));
-      this.#armMaskTimer();
-      return;
-    }
-    // Our own message goes after whatever is held back, in order.
-    const out = fromUpstream ? masker.push(payload) : Buffer.concat([masker.flush(), payload]);
-    if (rec) this.#recordOut(ch, fromUpstream ? rec.push(payload) : Buffer.concat([rec.flush(), payload]));
-    else this.#recordOut(ch, out);
-    if (out === payload && raw) this.#forwardRaw(this.#client, 'upstream', raw, rawBinary);
-    else if (out.length > 0) this.#sendChannel(this.#client, 'upstream', ch, out);
-    this.#armMaskTimer();
-  }
-
-  /** The channel's masker (and, for tty, its recording twin), built on first use; undefined when nothing is masked there. */
-  #maskerFor(ch: number): StreamMasker | undefined {
-    const m = this.#maskers.get(ch);
-    if (m !== undefined) return m;
-    const pats = this.#maskPatterns.get(ch);
-    if (pats === undefined) return undefined;
-    const created = new StreamMasker(pats);
-    this.#maskers.set(ch, created);
-    if (this.#opts.tty) this.#recMaskers.set(ch, new StreamMasker(pats));
-    return created;
-  }
-
-  #armMaskTimer(): void {
-    const held = [...this.#maskers.values(), ...this.#recMaskers.values()].some((m) => m.pendingBytes > 0) || (this.#stdinMasker?.pendingBytes ?? 0) > 0;
-    if (!held || this.#maskTimer !== undefined) return;
-    this.#maskTimer = setTimeout(() => {
-      this.#maskTimer = undefined;
-      this.#flushMaskers();
-    }, this.#ctx.limits.maskHoldMs);
-  }
-
-  #flushMaskers(): void {
-    if (this.#maskTimer !== undefined) {
-      clearTimeout(this.#maskTimer);
-      this.#maskTimer = undefined;
-    }
-    for (const [ch, m] of this.#maskers) {
-      const rest = m.flush();
-      const rec = this.#recMaskers.get(ch);
-      if (rec) this.#recordOut(ch, rec.flush());
-      else this.#recordOut(ch, rest);
-      if (rest.length > 0) this.#sendChannel(this.#client, 'upstream', ch, rest);
-    }
-    if (this.#stdinMasker) this.#recorder.data('stdin', this.#stdinMasker.flush());
+    this.#flow.checkRecorder('upstream', this.#recorder);
   }
 
   #onUpstreamClose(code: number): void {
     if (this.#ended) return;
-    this.#flushMaskers();
+    this.#masking?.flush();
     // 1000 after the status is a completed command; anything else is an upstream drop.
     this.#outcome ??= code === CLOSE.NORMAL ? 'completed' : 'upstream-closed';
     this.#client.resume();
@@ -547,7 +383,7 @@ export class ExecSession {
   async #finish(): Promise<void> {
     if (this.#ended) return this.#done;
     this.#ended = true;
-    if (this.#maskTimer !== undefined) clearTimeout(this.#maskTimer);
+    this.#masking?.stop();
     // Give sockets a bounded time to close on their own, then cut them.
     const cut = setTimeout(() => {
       if (this.#client.readyState !== WebSocket.CLOSED) this.#client.terminate();
@@ -555,10 +391,7 @@ export class ExecSession {
     }, 5000);
     cut.unref();
     const st = exitCodeFromStatus(this.#status);
-    const masked: Record<string, number> = {};
-    // Recording maskers see everything a tty session printed (echo included), so they count for it.
-    const counted = [...this.#maskers.entries()].map(([ch, m]) => this.#recMaskers.get(ch) ?? m);
-    for (const m of [...counted, ...(this.#stdinMasker ? [this.#stdinMasker] : [])]) for (const [k, v] of m.counts) masked[k] = (masked[k] ?? 0) + v;
+    const masked = this.#masking?.counts() ?? {};
     const body: SessionBody = {
       ...this.#body(),
       outcome: this.#outcome ?? 'error',
@@ -568,7 +401,7 @@ export class ExecSession {
       ...(st.exitCode !== undefined ? { exitCode: st.exitCode } : {}),
       ...(this.#error !== undefined ? { error: this.#error } : st.failure !== undefined ? { error: st.failure } : {}),
       ...(Object.keys(masked).length > 0 ? { masked } : {}),
-      ...(this.#editor ? { linesChecked: this.#linesChecked, linesBlocked: this.#linesBlocked } : {}),
+      ...(this.#guard ? { linesChecked: this.#linesChecked, linesBlocked: this.#linesBlocked } : {}),
       ...(this.#size ? { width: this.#size.width, height: this.#size.height } : {}),
     };
     try {
@@ -579,71 +412,4 @@ export class ExecSession {
       this.#resolveDone();
     }
   }
-}
-
-/** Upstream TLS options by the identity of their ca/cert/key values; a few at most (credential rotation adds one). */
-const secureContexts = new Map<string, ConnectionOptions>();
-const MAX_SECURE_CONTEXTS = 8;
-const materialIds = new WeakMap<object, number>();
-let nextMaterialId = 0;
-
-/** A key for a ca/cert/key value: strings by content, Buffers and arrays by identity. */
-function materialKey(v: unknown): string {
-  if (v === undefined) return '-';
-  if (typeof v === 'string') return `s${v.length}:${v}`;
-  if (typeof v === 'object' && v !== null) {
-    let id = materialIds.get(v);
-    if (id === undefined) {
-      id = nextMaterialId++;
-      materialIds.set(v, id);
-    }
-    return `o${id}`;
-  }
-  return `?${String(v)}`;
-}
-
-/**
- * Upstream TLS options with one SecureContext per upstream configuration:
- * passing `ca`/`cert`/`key` to every connection would parse them and build a
- * new OpenSSL context per session. The gateway hands every session a fresh
- * copy of its TLS options, so the cache is keyed by the material they carry
- * (the same strings or Buffers each time), not by the options object.
- */
-export function upstreamTls(tls: ConnectionOptions): ConnectionOptions {
-  if (tls.secureContext !== undefined || (tls.ca === undefined && tls.cert === undefined && tls.key === undefined)) return tls;
-  const { ca, cert, key, ...rest } = tls;
-  const id = `${materialKey(ca)}|${materialKey(cert)}|${materialKey(key)}`;
-  let base = secureContexts.get(id);
-  if (base === undefined) {
-    base = { secureContext: createSecureContext({ ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined ? { cert } : {}), ...(key !== undefined ? { key } : {}) }) };
-    if (secureContexts.size >= MAX_SECURE_CONTEXTS) secureContexts.delete(secureContexts.keys().next().value as string);
-    secureContexts.set(id, base);
-  }
-  return { ...rest, secureContext: base.secureContext };
-}
-
-/** ws `maxPayload` for a decoded limit: channel byte, and base64 growth for text protocols. */
-export function wireLimit(maxFrameBytes: number, proto: Pick<StreamProtocol, 'encoding'>): number {
-  return proto.encoding === 'base64' ? Math.ceil(maxFrameBytes / 3) * 4 + 1 : maxFrameBytes + 1;
-}
-
-/** A close code that may be sent on the wire (1005/1006/1015 are reserved for local use). */
-export function relayableCloseCode(code: number, fallback: number): number {
-  if (code === 1005 || code === 1006 || code === 1015) return fallback;
-  if ((code >= 1000 && code <= 1014) || (code >= 3000 && code <= 4999)) return code;
-  return fallback;
-}
-
-/** ws delivers Buffer, ArrayBuffer or Buffer[] depending on binaryType. */
-export function toBuffer(raw: RawData): Buffer {
-  if (Buffer.isBuffer(raw)) return raw;
-  if (Array.isArray(raw)) return Buffer.concat(raw);
-  return Buffer.from(raw);
-}
-
-/** Header values as ws/http accept them. */
-export function flattenHeaders(h: Record<string, string | string[]>): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(h)) out[k] = v;
-  return out;
 }

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { WebSocket } from 'ws';
 import { SinkError } from '../../core/sinks/errors.ts';
-import { sessionEnd, startRig, type Rig } from './helpers.ts';
+import { recorded, sessionEnd, startRig, type Rig } from './helpers.ts';
 
 function open(rig: Rig, pathAndQuery: string, protocols: string[]): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
@@ -109,7 +109,6 @@ test('bad client input closes the session with a stable code, records it, and th
   const q = '/api/v1/namespaces/agents/pods/web-1/exec?command=cat&stdin=true&stdout=true';
   const cases = [
     { name: 'unknown channel id', send: (ws: WebSocket) => ws.send(Buffer.from([9, 1, 2])), close: 1002, error: 'STREAM_ERR_UNKNOWN_CHANNEL' },
-    { name: 'text frame on a binary protocol', send: (ws: WebSocket) => ws.send('0hello'), close: 1003, error: 'STREAM_ERR_TEXT_FRAME' },
     { name: 'oversized frame', send: (ws: WebSocket) => ws.send(Buffer.alloc(4096, 0)), close: 1009, error: 'STREAM_ERR_FRAME_TOO_LARGE' },
     { name: 'malformed close signal', send: (ws: WebSocket) => ws.send(Buffer.from([255, 0, 0])), close: 1002, error: 'STREAM_ERR_BAD_CLOSE_SIGNAL' },
   ];
@@ -128,6 +127,24 @@ test('bad client input closes the session with a stable code, records it, and th
   // still serving
   const ws = await open(rig, '/api/v1/namespaces/agents/pods/web-1/exec?command=echo&command=ok&stdout=true', ['v5.channel.k8s.io']);
   assert.equal(text(await collect(ws, false), 1), 'ok\n');
+});
+
+test('a text message on a binary protocol is stdin like a binary one, and is recorded (the Python client sends write_stdin as text)', async (t) => {
+  const rig = await startRig();
+  t.after(() => rig.close());
+  const q = '/api/v1/namespaces/agents/pods/web-1/exec?command=sh&command=-c&command=read%20x%3B%20echo%20got-%24x&stdin=true&stdout=true';
+  for (const proto of ['v4.channel.k8s.io', 'v5.channel.k8s.io']) {
+    const ws = await open(rig, q, [proto]);
+    const got = collect(ws, false);
+    await new Promise((r) => ws.once('message', r));
+    ws.send('\x00hello\n');
+    const c = await got;
+    assert.equal(text(c, 1), 'got-hello\n', proto);
+    const id = rig.gw.sessions.at(-1) as string;
+    const end = await sessionEnd(rig.sink, id);
+    assert.equal(end.outcome, 'completed', proto);
+    assert.equal(recorded(rig.sink, id, 'stdin').toString(), 'hello\n', `${proto}: stdin recorded`);
+  }
 });
 
 test('an abrupt client disconnect ends the upstream command and is recorded as client-closed', async (t) => {
