@@ -99,6 +99,8 @@ export interface RelayArgs {
   upstream: UpstreamTarget;
   req: IncomingMessage;
   res: ServerResponse;
+  /** Path and query to forward: the canonical target the gateway parsed (request-target.ts), never `req.url`. */
+  path: string;
   /** The upstream request headers (built for this request; the relay may add content-length to it). */
   headers: OutgoingHttpHeaders;
   /**
@@ -141,7 +143,7 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
     if (a.body !== undefined && a.bodyComplete) {
       headers['content-length'] = a.body.length;
     }
-    const upReq = https.request(forwardRequestOptions(upstream, req, headers, upstream.agent));
+    const upReq = https.request(forwardRequestOptions(upstream, { method: req.method, url: a.path }, headers, upstream.agent));
     untrack = a.track?.(() => {
       stopping = true;
       // End what the client has cleanly (a complete chunked body), then drop the upstream side.

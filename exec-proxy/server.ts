@@ -28,7 +28,8 @@ import { ApiAuditor, decodeBody } from './audit.ts';
 import { AuthError, ProxyError, sendError, statusResponseBytes, toKubeStatus } from './errors.ts';
 import { buildUpstreamHeaders, hasImpersonationHeaders, readClientImpersonation, type ImpersonationAuthorizer } from './impersonation.ts';
 import { forwardedHeaders, readBodyPrefix, relay } from './relay.ts';
-import { isStreamSubresource, parseRequestInfo, type RequestInfo } from './request-info.ts';
+import { isStreamSubresource, parseRequestInfo, SERVED_METHODS, type RequestInfo } from './request-info.ts';
+import { parseRequestTarget, type RequestTarget } from './request-target.ts';
 import { passThroughUpgrade } from './upgrade.ts';
 import type { UpstreamTarget } from './upstream.ts';
 
@@ -116,6 +117,8 @@ export interface AuthenticatedRequest {
 /** Per-upgrade arguments handed to the upgrade dispatcher. */
 export interface UpgradeCall {
   req: IncomingMessage;
+  /** The target as parsed (never `req.url`): what is forwarded and what the stream relay reads its options from. */
+  target: RequestTarget;
   socket: Duplex;
   head: Buffer;
   auth: AuthenticatedRequest;
@@ -128,6 +131,32 @@ function sourceIp(req: IncomingMessage): string | undefined {
 function splitUrl(url: string): { path: string; query: string | undefined } {
   const i = url.indexOf('?');
   return i === -1 ? { path: url, query: undefined } : { path: url.slice(0, i), query: url.slice(i + 1) };
+}
+
+/** The method and target of a request as the API server will read them, or why the gateway refuses them. */
+type ParsedRequest = { target: RequestTarget; info: RequestInfo; error?: undefined } | { target?: undefined; info: RequestInfo; error: unknown };
+
+/**
+ * Reads method and target once, before anything else (issue 13 item 2). A
+ * refusal is not answered here: the caller authenticates first, so the
+ * recorded refusal names who sent the request.
+ */
+function parseRequest(req: IncomingMessage): ParsedRequest {
+  const method = req.method ?? 'GET';
+  try {
+    if (!SERVED_METHODS.has(method)) {
+      throw new ProxyError('PROXY_ERR_BAD_REQUEST', 'method not served', { clientMessage: `the kubetrail gateway does not serve the method ${method}` });
+    }
+    const target = parseRequestTarget(req.url ?? '/');
+    return { target, info: parseRequestInfo(method, target) };
+  } catch (err) {
+    return { info: { verb: method.toLowerCase(), isResourceRequest: false, target: {}, isDiscovery: false, isLongRunning: false, isWrite: true }, error: err };
+  }
+}
+
+/** Path and query of a request as recorded: the canonical spelling that was forwarded, or the raw target of a refused one. */
+function recordedUrl(req: IncomingMessage, target: RequestTarget | undefined): { path: string; query: string | undefined } {
+  return splitUrl(target?.forward ?? req.url ?? '/');
 }
 
 /**
@@ -248,7 +277,7 @@ const SHUTTING_DOWN = new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shuttin
  * SubjectAccessReview): the event names the caller, and the user they asked
  * to act as under the extra key `kubetrail.io/requested-as`.
  */
-function refuseAtShutdown(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, startedAt: number): void {
+function refuseAtShutdown(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, startedAt: number, target: RequestTarget | undefined): void {
   let auth: AuthenticatedRequest | undefined;
   try {
     const cred = extractCredential(req);
@@ -263,14 +292,14 @@ function refuseAtShutdown(ctx: GatewayContext, req: IncomingMessage, info: Reque
     // A malformed credential or impersonation set: recorded without an actor, as the 503 it got.
   }
   logRefusal(ctx, req, SHUTTING_DOWN, auth);
-  recordRefusal(ctx, req, info, auth, SHUTTING_DOWN, startedAt);
+  recordRefusal(ctx, req, info, auth, SHUTTING_DOWN, startedAt, target);
   ctx.metrics?.requests.inc({ verb: info.verb, code: '503' });
 }
 
 /** Records a request that never reached the API server (refused by the gateway). */
-function recordRefusal(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, auth: AuthenticatedRequest | undefined, err: unknown, startedAt: number): void {
+function recordRefusal(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, auth: AuthenticatedRequest | undefined, err: unknown, startedAt: number, target?: RequestTarget): void {
   const status = toKubeStatus(err);
-  const { path, query } = splitUrl(req.url ?? '/');
+  const { path, query } = recordedUrl(req, target);
   const decision: Decision = { allowed: false, message: err instanceof AuthError || err instanceof ProxyError ? err.code : 'internal' };
   if (err instanceof ProxyError && err.code === 'PROXY_ERR_GUARDRAIL_DENIED') {
     decision.action = 'deny';
@@ -323,12 +352,13 @@ export function handleRequest(ctx: GatewayContext, req: IncomingMessage, res: Se
 
 async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const startedAt = performance.now();
-  const info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
+  const parsed = parseRequest(req);
+  const info = parsed.info;
   if (ctx.closing) {
     // A request on a keep-alive connection after shutdown began (e.g. kubectl's watch right after its list).
     res.shouldKeepAlive = false;
     if (!req.readableEnded) req.resume();
-    refuseAtShutdown(ctx, req, info, startedAt);
+    refuseAtShutdown(ctx, req, info, startedAt, parsed.target);
     sendError(res, SHUTTING_DOWN);
     return;
   }
@@ -340,6 +370,7 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
     // Cached token, no client impersonation, no guardrails, no body: no await before the upstream request.
     const authenticated = authenticate(ctx, req, info, startedAt);
     auth = authenticated instanceof Promise ? await authenticated : authenticated;
+    if (parsed.error !== undefined) throw parsed.error;
     const mayHaveBody = req.method !== 'DELETE' || req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     if (info.isWrite && mayHaveBody) {
       body = await readBodyPrefix(req, ctx.limits.maxRecordedBodyBytes);
@@ -355,7 +386,7 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
     ({ decision, warnings } = guarded instanceof Promise ? await guarded : guarded);
   } catch (err) {
     logRefusal(ctx, req, err, auth);
-    recordRefusal(ctx, req, info, auth, err, startedAt);
+    recordRefusal(ctx, req, info, auth, err, startedAt, parsed.target);
     ctx.metrics?.requests.inc({ verb: info.verb, code: String(toKubeStatus(err).code) });
     // Drain what the client is still sending so the connection can answer cleanly.
     if (!req.readableEnded) req.resume();
@@ -364,7 +395,9 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
   }
 
   const a = auth;
-  const { path, query } = splitUrl(req.url ?? '/');
+  // Set once authentication passed with no parse error (which was thrown above).
+  const target = parsed.target as RequestTarget;
+  const { path, query } = recordedUrl(req, target);
   const record = (r: { status: number; bytesIn: number; bytesOut: number; auditId: string | undefined }): Promise<unknown> | undefined =>
     ctx.auditor.record({
       identity: a.actor,
@@ -391,6 +424,7 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
     upstream: ctx.upstream,
     req,
     res,
+    path: target.forward,
     headers: forwardedHeaders(req, buildUpstreamHeaders(a.identity, a.sessionId, ctx.upstream)),
     timeoutMs: info.isLongRunning ? undefined : ctx.limits.requestTimeoutMs,
     extraResponseHeaders: warnings.length > 0 ? warningHeaders(warnings) : undefined,
@@ -439,7 +473,6 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
  */
 export function streamContext(ctx: GatewayContext, call: UpgradeCall): StreamContext {
   const t = call.auth.info.target;
-  const q = (call.req.url ?? '').indexOf('?');
   return {
     identity: call.auth.identity,
     sessionId: call.auth.sessionId,
@@ -447,7 +480,7 @@ export function streamContext(ctx: GatewayContext, call: UpgradeCall): StreamCon
       namespace: t.namespace ?? '',
       pod: t.name ?? '',
       subresource: t.subresource as StreamSubresource,
-      query: new URLSearchParams(q === -1 ? '' : (call.req.url ?? '').slice(q + 1)),
+      query: new URLSearchParams(call.target.query),
     },
     upstream: {
       url: ctx.upstream.url,
@@ -482,13 +515,14 @@ async function passThrough(ctx: GatewayContext, call: UpgradeCall): Promise<void
   const result = await passThroughUpgrade({
     upstream: ctx.upstream,
     req,
+    path: call.target.forward,
     socket: call.socket,
     head: call.head,
     identityHeaders: buildUpstreamHeaders(auth.identity, auth.sessionId, ctx.upstream),
     subprotocols: auth.subprotocols,
     track: (stop) => trackActive(ctx, stop),
   });
-  const { path, query } = splitUrl(req.url ?? '/');
+  const { path, query } = recordedUrl(req, call.target);
   ctx.metrics?.requests.inc({ verb: auth.info.verb, code: String(result.status) });
   const p = ctx.auditor.record({
       identity: auth.actor,
@@ -519,24 +553,26 @@ async function passThrough(ctx: GatewayContext, call: UpgradeCall): Promise<void
 /** Handles an upgrade request: the same chain as plain requests, then {@link dispatchUpgrade}. */
 export async function handleUpgrade(ctx: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
   const startedAt = performance.now();
-  const info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
+  const parsed = parseRequest(req);
+  const info = parsed.info;
   socket.on('error', () => socket.destroy());
   if (ctx.closing) {
-    refuseAtShutdown(ctx, req, info, startedAt);
+    refuseAtShutdown(ctx, req, info, startedAt, parsed.target);
     socket.end(statusResponseBytes(SHUTTING_DOWN));
     return;
   }
   let auth: AuthenticatedRequest | undefined;
   try {
     auth = await authenticate(ctx, req, info, startedAt);
+    if (parsed.error !== undefined) throw parsed.error;
     await applyGuardrails(ctx, auth, null);
   } catch (err) {
     logRefusal(ctx, req, err, auth);
-    recordRefusal(ctx, req, info, auth, err, startedAt);
+    recordRefusal(ctx, req, info, auth, err, startedAt, parsed.target);
     socket.end(statusResponseBytes(err));
     return;
   }
-  dispatchUpgrade(ctx, { req, socket, head, auth });
+  dispatchUpgrade(ctx, { req, target: parsed.target as RequestTarget, socket, head, auth });
 }
 
 /** TLS material of the listener. */
