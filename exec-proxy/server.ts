@@ -31,6 +31,7 @@ import { forwardedHeaders, readBodyPrefix, relay } from './relay.ts';
 import { isStreamSubresource, parseRequestInfo, SERVED_METHODS, type RequestInfo } from './request-info.ts';
 import { parseRequestTarget, type RequestTarget } from './request-target.ts';
 import { passThroughUpgrade } from './upgrade.ts';
+import { applyConnectionLimits, createConnectionMetrics, timeoutServerOptions, type ConnectionLimits, type ConnectionMetrics } from './connection-limits.ts';
 import type { UpstreamTarget } from './upstream.ts';
 
 /** The extra key under which an event records who used `kubectl --as` (never forwarded upstream). */
@@ -53,6 +54,8 @@ export interface GatewayContext {
     maxRecordedBodyBytes: number;
     /** Idle timeout of non-long-running requests towards the API server (ms). */
     requestTimeoutMs: number;
+    /** Header timeout and connection caps of the listener. */
+    connections: ConnectionLimits;
   };
   metrics: GatewayMetrics | undefined;
   /** What the exec/attach/port-forward stream relay needs besides the request (see {@link streamContext}). */
@@ -89,6 +92,7 @@ export interface GatewayMetrics {
   requests: Counter<'verb' | 'code'>;
   latency: Histogram<'verb'>;
   auditFailures: Counter;
+  connections: ConnectionMetrics;
 }
 
 /** Registers the gateway metrics in `registry` (idempotent per registry). */
@@ -98,6 +102,7 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
     requests: get('kubetrail_gateway_requests_total', () => new Counter({ name: 'kubetrail_gateway_requests_total', help: 'API requests through the gateway by verb and status code.', labelNames: ['verb', 'code'] as const, registers: [registry] })),
     latency: get('kubetrail_gateway_request_duration_seconds', () => new Histogram({ name: 'kubetrail_gateway_request_duration_seconds', help: 'Gateway request latency (to response end) by verb.', labelNames: ['verb'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] })),
     auditFailures: get('kubetrail_gateway_audit_failures_total', () => new Counter({ name: 'kubetrail_gateway_audit_failures_total', help: 'api.request events that could not be made durable.', registers: [registry] })),
+    connections: createConnectionMetrics(registry),
   };
 }
 
@@ -594,11 +599,12 @@ export function createGatewayServer(ctx: GatewayContext, tls: ListenerTls): http
     key: tls.key,
     // HTTP/1.1 only: upgrades (exec, attach, port-forward) need it, and kubectl speaks it.
     ALPNProtocols: ['http/1.1'],
-    // Watches and follows last long; the API server ends them itself.
-    requestTimeout: 0,
+    // No request timeout (watches and follows last long), but a header and handshake timeout.
+    ...timeoutServerOptions(ctx.limits.connections),
     keepAliveTimeout: 65_000,
     noDelay: true,
   });
+  applyConnectionLimits(server, ctx.limits.connections, ctx.metrics?.connections);
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     handleRequest(ctx, req, res).catch((err: unknown) => {
       ctx.log.error({ err }, 'unhandled gateway error');
@@ -611,8 +617,16 @@ export function createGatewayServer(ctx: GatewayContext, tls: ListenerTls): http
       socket.destroy();
     });
   });
-  server.on('clientError', (_err, socket: Duplex) => {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      // The headers did not arrive within proxy.connections.headersTimeoutMs.
+      ctx.metrics?.connections.timeouts.inc({ phase: 'headers' });
+      if (socket.writable) socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\r\n');
+      else socket.destroy();
+      return;
+    }
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else socket.destroy();
   });
   return server;
 }
