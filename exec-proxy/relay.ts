@@ -34,7 +34,7 @@ export const FORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'if-none-match',
   'if-modified-since',
   'if-unmodified-since',
-  'audit-id',
+  // Not 'audit-id': the API server takes a client's Audit-ID as the request's audit ID, so a caller would pick it.
   'x-request-id',
   'traceparent',
   'tracestate',
@@ -53,15 +53,18 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 
 /**
  * Copies the allow-listed request headers (each repeated line kept apart),
- * then adds `identityHeaders`. Reads `rawHeaders` directly: one pass, no
- * intermediate header objects on the hot path.
+ * except those the client names in `Connection` (hop-by-hop, RFC 9110
+ * §7.6.1), then adds `identityHeaders`. Reads `rawHeaders` directly: one
+ * pass, no intermediate header objects on the hot path.
  */
 export function forwardedHeaders(req: IncomingMessage, identityHeaders: OutgoingHttpHeaders): OutgoingHttpHeaders {
   const out: Record<string, string | string[]> = {};
   const raw = req.rawHeaders;
+  const connection = req.headers.connection;
+  const hopByHop = connection === undefined ? undefined : new Set(connection.split(',').map((t) => t.trim().toLowerCase()));
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
-    if (!FORWARDED_REQUEST_HEADERS.has(name)) continue;
+    if (!FORWARDED_REQUEST_HEADERS.has(name) || hopByHop?.has(name)) continue;
     const value = raw[i + 1] as string;
     const prev = out[name];
     if (prev === undefined) out[name] = value;

@@ -371,6 +371,7 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
   let body: { body: Buffer; complete: boolean } | undefined;
   let decision: Decision | undefined;
   let warnings: readonly string[] = [];
+  let identityHeaders: ReturnType<typeof buildUpstreamHeaders> | undefined;
   try {
     // Cached token, no client impersonation, no guardrails, no body: no await before the upstream request.
     const authenticated = authenticate(ctx, req, info, startedAt);
@@ -389,6 +390,8 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
     }
     const guarded = applyGuardrails(ctx, auth, object, objectUnreadable);
     ({ decision, warnings } = guarded instanceof Promise ? await guarded : guarded);
+    // Inside the try: an identity that cannot be sent as header values is refused with a Status, not a 500.
+    identityHeaders = buildUpstreamHeaders(auth.identity, auth.sessionId, ctx.upstream);
   } catch (err) {
     logRefusal(ctx, req, err, auth);
     recordRefusal(ctx, req, info, auth, err, startedAt, parsed.target);
@@ -430,7 +433,7 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
     req,
     res,
     path: target.forward,
-    headers: forwardedHeaders(req, buildUpstreamHeaders(a.identity, a.sessionId, ctx.upstream)),
+    headers: forwardedHeaders(req, identityHeaders as ReturnType<typeof buildUpstreamHeaders>),
     timeoutMs: info.isLongRunning ? undefined : ctx.limits.requestTimeoutMs,
     extraResponseHeaders: warnings.length > 0 ? warningHeaders(warnings) : undefined,
   };
@@ -571,6 +574,8 @@ export async function handleUpgrade(ctx: GatewayContext, req: IncomingMessage, s
     auth = await authenticate(ctx, req, info, startedAt);
     if (parsed.error !== undefined) throw parsed.error;
     await applyGuardrails(ctx, auth, null);
+    // Checks that the identity can be sent as header values (built once per identity, reused by the dispatch).
+    buildUpstreamHeaders(auth.identity, auth.sessionId);
   } catch (err) {
     logRefusal(ctx, req, err, auth);
     recordRefusal(ctx, req, info, auth, err, startedAt, parsed.target);
