@@ -8,7 +8,8 @@ test('a token-file kubeconfig embeds the gateway CA and points at the token file
   assert.equal(kc['current-context'], 'kubetrail');
   assert.equal(kc.clusters[0].cluster.server, 'https://gw:9443');
   assert.equal(Buffer.from(kc.clusters[0].cluster['certificate-authority-data'], 'base64').toString(), 'PEM');
-  assert.deepEqual(kc.users[0].user, { tokenFile: '/var/run/t' });
+  // tokenFile for kubectl/client-go and the Python client, token-file for @kubernetes/client-node.
+  assert.deepEqual(kc.users[0].user, { tokenFile: '/var/run/t', 'token-file': '/var/run/t' });
   assert.equal(kc.contexts[0].context.namespace, 'agents');
 });
 
