@@ -265,9 +265,25 @@ async function applyGuardrailsAsync(ctx: GatewayContext, auth: AuthenticatedRequ
   return { decision, warnings: outcome.warnings };
 }
 
-/** `Warning` header lines as the API server writes them (RFC 7234 299 with the text quoted), flat [name, value, ...]. */
-function warningHeaders(warnings: readonly string[]): string[] {
-  return warnings.flatMap((w) => ['Warning', `299 - "${w.replace(/["\\]/g, (c) => `\\${c}`).replace(/[\r\n]/g, ' ')}"`]);
+/** Longest warning text sent, in UTF-16 code units (the API server also truncates long warnings). */
+const MAX_WARNING_CHARS = 2048;
+
+/**
+ * `Warning` header lines as the API server writes them (RFC 7234 299 with the
+ * text quoted), flat [name, value, ...]. A warning may quote the object (a
+ * messageExpression), so its text is the caller's: control characters become
+ * spaces, and the text goes on the wire as UTF-8 bytes (Node writes header
+ * strings as latin1 and throws on anything else, which inside the relay's
+ * response handler was an uncaught exception).
+ */
+export function warningHeaders(warnings: readonly string[]): string[] {
+  return warnings.flatMap((w) => {
+    let text = w.toWellFormed();
+    if (text.length > MAX_WARNING_CHARS) text = `${text.slice(0, MAX_WARNING_CHARS).toWellFormed()}...`;
+    // eslint-disable-next-line no-control-regex
+    text = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').replace(/["\\]/g, (c) => `\\${c}`);
+    return ['Warning', Buffer.from(`299 - "${text}"`, 'utf8').toString('latin1')];
+  });
 }
 
 const SHUTTING_DOWN = new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shutting down');
