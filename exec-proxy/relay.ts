@@ -263,18 +263,32 @@ export function hasBody(req: IncomingMessage): boolean {
 /**
  * Reads a write body up to `limit` bytes. Returns the bytes and whether that
  * is the whole body; when it is not, the request is paused with the rest
- * unread (the relay streams it on).
+ * unread (the relay streams it on). With `idleTimeoutMs`, a body that stalls
+ * that long between bytes is refused (PROXY_ERR_CLIENT_ABORTED): the
+ * listener has no request timeout, and a client must not hold a connection
+ * by trickling a body the gateway buffers before forwarding.
  */
-export function readBodyPrefix(req: IncomingMessage, limit: number): Promise<{ body: Buffer; complete: boolean }> {
+export function readBodyPrefix(req: IncomingMessage, limit: number, idleTimeoutMs?: number): Promise<{ body: Buffer; complete: boolean }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      if (idleTimeoutMs === undefined) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        cleanup();
+        reject(new ProxyError('PROXY_ERR_CLIENT_ABORTED', 'request body stalled', { clientMessage: 'the request body stalled for longer than the gateway idle timeout' }));
+      }, idleTimeoutMs);
+    };
     const cleanup = (): void => {
+      clearTimeout(timer);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
     };
     const onData = (c: Buffer): void => {
+      arm();
       chunks.push(c);
       size += c.length;
       if (size > limit) {
@@ -294,5 +308,6 @@ export function readBodyPrefix(req: IncomingMessage, limit: number): Promise<{ b
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
+    arm();
   });
 }

@@ -395,7 +395,7 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
     if (parsed.error !== undefined) throw parsed.error;
     const mayHaveBody = req.method !== 'DELETE' || req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     if (info.isWrite && mayHaveBody) {
-      body = await readBodyPrefix(req, ctx.limits.maxRecordedBodyBytes);
+      body = await readBodyPrefix(req, ctx.limits.maxRecordedBodyBytes, ctx.limits.requestTimeoutMs);
     }
     let object: unknown = null;
     let objectUnreadable = false;
@@ -412,8 +412,14 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
     logRefusal(ctx, req, err, auth);
     recordRefusal(ctx, req, info, auth, err, startedAt, parsed.target);
     ctx.metrics?.requests.inc({ verb: info.verb, code: String(toKubeStatus(err).code) });
-    // Drain what the client is still sending so the connection can answer cleanly.
-    if (!req.readableEnded) req.resume();
+    if (err instanceof ProxyError && err.code === 'PROXY_ERR_CLIENT_ABORTED') {
+      // A stalled or broken body: answer, then close, rather than wait for the rest.
+      res.shouldKeepAlive = false;
+      res.once('finish', () => req.socket.destroy());
+    } else if (!req.readableEnded) {
+      // Drain what the client is still sending so the connection can answer cleanly.
+      req.resume();
+    }
     sendError(res, err);
     return;
   }

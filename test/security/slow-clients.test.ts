@@ -204,3 +204,27 @@ test('a watch and an exec session that outlive the header timeout are not cut', 
   assert.equal(done.status, 0, done.stderr);
   assert.equal(done.stdout, 'done\n');
 });
+
+test('a write whose body stalls is answered 400 and closed after the request idle timeout, and never forwarded', async () => {
+  const g = await startTestGateway({ proxy: { requestTimeoutMs: 400, connections: { headersTimeoutMs: 120_000 } } });
+  const probes: Probe[] = [];
+  try {
+    const name = `stalled-${uniq()}`;
+    const body = JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name } });
+    // Headers and half the body, then nothing.
+    const p = tlsProbe(g, {
+      onSecure: (s) =>
+        s.write(
+          `POST /api/v1/namespaces/${ns}/configmaps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
+        ),
+    });
+    probes.push(p);
+    await waitFor(() => p.closed, 'the stalled write closed');
+    assert.match(p.received, /^HTTP\/1\.1 400 /);
+    const r = await kubectl(harness().ADMIN_KUBECONFIG, ['-n', ns, 'get', 'configmap', name, '--ignore-not-found', '-o', 'name']);
+    assert.equal(r.stdout.trim(), '', 'not created');
+  } finally {
+    for (const p of probes) p.socket.destroy();
+    await g.close();
+  }
+});
