@@ -25,6 +25,11 @@ test('an exec-plugin kubeconfig uses client.authentication.k8s.io/v1 with the gi
   });
 });
 
+test('the server URL is written without a trailing slash, so no client sends //api', () => {
+  const kc = parse(buildKubeconfig({ server: 'https://gw:9443/', tokenFile: '/t' })) as Record<string, any>;
+  assert.equal(kc.clusters[0].cluster.server, 'https://gw:9443');
+});
+
 const usageErrors: [string, KubeconfigSpec][] = [
   ['neither credential', { server: 'https://gw:1' }],
   ['both credentials', { server: 'https://gw:1', tokenFile: 't', exec: { command: 'x', args: [] } }],

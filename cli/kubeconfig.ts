@@ -53,7 +53,8 @@ export function buildKubeconfig(spec: KubeconfigSpec): string {
   }
   if (url.protocol !== 'https:') throw new KubeconfigError('--server must be an https:// URL (the gateway only speaks TLS)');
   const name = spec.name ?? 'kubetrail';
-  const cluster: Record<string, unknown> = { server: spec.server };
+  // Without a trailing slash: client-node appends paths as they are, and "https://gw/" + "/api" is "//api", which the gateway refuses.
+  const cluster: Record<string, unknown> = { server: spec.server.replace(/\/+$/, '') };
   if (spec.caPem !== undefined) cluster['certificate-authority-data'] = Buffer.from(spec.caPem).toString('base64');
   const user: Record<string, unknown> = {};
   if (spec.tokenFile !== undefined) {
