@@ -47,6 +47,7 @@ const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:/;
 const HEX = /^[0-9A-Fa-f]{2}$/;
 // RFC 3986 pchar minus ';' (refused) — what Go's PathEscape leaves alone, so the API server decodes our spelling to the same bytes.
 const PATH_SAFE = /[A-Za-z0-9\-._~!$&'()*+,=:@/]/;
+const ALL_PATH_SAFE = /^[A-Za-z0-9\-._~!$&'()*+,=:@/]*$/;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
@@ -81,6 +82,8 @@ function unescape(s: string, plusIsSpace: boolean, what: string): string {
 
 /** The canonical spelling of a decoded path: every byte outside {@link PATH_SAFE} as %XX (upper-case). */
 export function encodePath(path: string): string {
+  // The common case (every path kubectl sends): nothing to escape.
+  if (ALL_PATH_SAFE.test(path)) return path;
   let out = '';
   for (const ch of path) {
     if (PATH_SAFE.test(ch)) out += ch;
