@@ -8,7 +8,8 @@ test('a token-file kubeconfig embeds the gateway CA and points at the token file
   assert.equal(kc['current-context'], 'kubetrail');
   assert.equal(kc.clusters[0].cluster.server, 'https://gw:9443');
   assert.equal(Buffer.from(kc.clusters[0].cluster['certificate-authority-data'], 'base64').toString(), 'PEM');
-  assert.deepEqual(kc.users[0].user, { tokenFile: '/var/run/t' });
+  // tokenFile for kubectl/client-go and the Python client, token-file for @kubernetes/client-node.
+  assert.deepEqual(kc.users[0].user, { tokenFile: '/var/run/t', 'token-file': '/var/run/t' });
   assert.equal(kc.contexts[0].context.namespace, 'agents');
 });
 
@@ -22,6 +23,11 @@ test('an exec-plugin kubeconfig uses client.authentication.k8s.io/v1 with the gi
     interactiveMode: 'IfAvailable',
     provideClusterInfo: false,
   });
+});
+
+test('the server URL is written without a trailing slash, so no client sends //api', () => {
+  const kc = parse(buildKubeconfig({ server: 'https://gw:9443/', tokenFile: '/t' })) as Record<string, any>;
+  assert.equal(kc.clusters[0].cluster.server, 'https://gw:9443');
 });
 
 const usageErrors: [string, KubeconfigSpec][] = [

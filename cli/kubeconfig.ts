@@ -1,9 +1,15 @@
 /**
  * `kubetrail kubeconfig`: writes a kubeconfig that routes a caller through the
- * gateway. The caller's credential is a token file (`tokenFile`, re-read by
- * kubectl on every request, so rotated ServiceAccount tokens keep working) or
- * an exec credential plugin (an OIDC helper such as kubelogin). The gateway's
- * CA is embedded so the file is self-contained.
+ * gateway. The caller's credential is a token file or an exec credential
+ * plugin (an OIDC helper such as kubelogin). The gateway's CA is embedded so
+ * the file is self-contained.
+ *
+ * A token file is named under two keys, because the clients disagree on its
+ * name: `tokenFile` (the kubeconfig schema: kubectl and client-go re-read it
+ * periodically, so rotated ServiceAccount tokens keep working; the Python
+ * client reads it at load) and `token-file` (the only key
+ * @kubernetes/client-node 2.x reads, once, at load: issue 13 item 11). Each
+ * client ignores the key it does not know.
  *
  *   kubetrail kubeconfig --server https://127.0.0.1:9443 --ca-file ca.crt --token-file /var/run/token [--out FILE]
  *   kubetrail kubeconfig --server URL --ca-file ca.crt --exec-plugin kubectl-oidc_login --exec-arg get-token --exec-arg --oidc-issuer-url=...
@@ -47,10 +53,14 @@ export function buildKubeconfig(spec: KubeconfigSpec): string {
   }
   if (url.protocol !== 'https:') throw new KubeconfigError('--server must be an https:// URL (the gateway only speaks TLS)');
   const name = spec.name ?? 'kubetrail';
-  const cluster: Record<string, unknown> = { server: spec.server };
+  // Without a trailing slash: client-node appends paths as they are, and "https://gw/" + "/api" is "//api", which the gateway refuses.
+  const cluster: Record<string, unknown> = { server: spec.server.replace(/\/+$/, '') };
   if (spec.caPem !== undefined) cluster['certificate-authority-data'] = Buffer.from(spec.caPem).toString('base64');
   const user: Record<string, unknown> = {};
-  if (spec.tokenFile !== undefined) user['tokenFile'] = path.resolve(spec.tokenFile);
+  if (spec.tokenFile !== undefined) {
+    user['tokenFile'] = path.resolve(spec.tokenFile);
+    user['token-file'] = path.resolve(spec.tokenFile);
+  }
   if (spec.exec !== undefined) {
     user['exec'] = {
       apiVersion: spec.exec.apiVersion ?? 'client.authentication.k8s.io/v1',

@@ -211,6 +211,9 @@ const EXEC_DEFAULTS = {
   recordCompression: 'deflate-raw' as 'deflate-raw' | 'none',
 };
 
+/** Defaults of `proxy.connections`: slow and greedy clients (each open TLS connection costs the gateway about 120 KiB). */
+const PROXY_CONNECTION_DEFAULTS = { headersTimeoutMs: 15000, maxConnections: 2048, maxConnectionsPerSource: 256 };
+
 const proxy = z
   .strictObject({
     listen: hostPort.default('0.0.0.0:9443'),
@@ -237,6 +240,16 @@ const proxy = z
     /** Discovery calls (/api, /apis, /openapi, /version): record each, or one in N. */
     discoverySampleRate: z.number().int().positive().default(1),
     requestTimeoutMs: z.number().int().positive().default(60000),
+    connections: z
+      .strictObject({
+        /** The TLS handshake, and then each request's headers, must arrive within this (ms); long-running requests are not cut once their headers are in. */
+        headersTimeoutMs: z.number().int().positive().default(PROXY_CONNECTION_DEFAULTS.headersTimeoutMs),
+        /** Open client connections on the listener; more are dropped at accept. */
+        maxConnections: z.number().int().positive().default(PROXY_CONNECTION_DEFAULTS.maxConnections),
+        /** Open client connections from one source address; more are closed at accept. */
+        maxConnectionsPerSource: z.number().int().positive().default(PROXY_CONNECTION_DEFAULTS.maxConnectionsPerSource),
+      })
+      .default(PROXY_CONNECTION_DEFAULTS),
     exec: z
       .strictObject({
         maxFrameBytes: z.number().int().positive().default(16 * 1024 * 1024),
@@ -270,6 +283,7 @@ const proxy = z
     maxRecordedBodyBytes: 1024 * 1024,
     discoverySampleRate: 1,
     requestTimeoutMs: 60000,
+    connections: PROXY_CONNECTION_DEFAULTS,
     exec: EXEC_DEFAULTS,
   });
 

@@ -125,7 +125,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       sink: opts.sink,
       log,
       guardrails,
-      limits: { maxRecordedBodyBytes: cfg.maxRecordedBodyBytes, requestTimeoutMs: cfg.requestTimeoutMs },
+      limits: { maxRecordedBodyBytes: cfg.maxRecordedBodyBytes, requestTimeoutMs: cfg.requestTimeoutMs, connections: cfg.connections },
       metrics: opts.registry ? createGatewayMetrics(opts.registry) : undefined,
       stream: { execPolicies, masking, limits: cfg.exec },
       active: new Set(),

@@ -34,7 +34,7 @@ export const FORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'if-none-match',
   'if-modified-since',
   'if-unmodified-since',
-  'audit-id',
+  // Not 'audit-id': the API server takes a client's Audit-ID as the request's audit ID, so a caller would pick it.
   'x-request-id',
   'traceparent',
   'tracestate',
@@ -53,15 +53,18 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 
 /**
  * Copies the allow-listed request headers (each repeated line kept apart),
- * then adds `identityHeaders`. Reads `rawHeaders` directly: one pass, no
- * intermediate header objects on the hot path.
+ * except those the client names in `Connection` (hop-by-hop, RFC 9110
+ * §7.6.1), then adds `identityHeaders`. Reads `rawHeaders` directly: one
+ * pass, no intermediate header objects on the hot path.
  */
 export function forwardedHeaders(req: IncomingMessage, identityHeaders: OutgoingHttpHeaders): OutgoingHttpHeaders {
   const out: Record<string, string | string[]> = {};
   const raw = req.rawHeaders;
+  const connection = req.headers.connection;
+  const hopByHop = connection === undefined ? undefined : new Set(connection.split(',').map((t) => t.trim().toLowerCase()));
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
-    if (!FORWARDED_REQUEST_HEADERS.has(name)) continue;
+    if (!FORWARDED_REQUEST_HEADERS.has(name) || hopByHop?.has(name)) continue;
     const value = raw[i + 1] as string;
     const prev = out[name];
     if (prev === undefined) out[name] = value;
@@ -99,6 +102,8 @@ export interface RelayArgs {
   upstream: UpstreamTarget;
   req: IncomingMessage;
   res: ServerResponse;
+  /** Path and query to forward: the canonical target the gateway parsed (request-target.ts), never `req.url`. */
+  path: string;
   /** The upstream request headers (built for this request; the relay may add content-length to it). */
   headers: OutgoingHttpHeaders;
   /**
@@ -141,7 +146,7 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
     if (a.body !== undefined && a.bodyComplete) {
       headers['content-length'] = a.body.length;
     }
-    const upReq = https.request(forwardRequestOptions(upstream, req, headers, upstream.agent));
+    const upReq = https.request(forwardRequestOptions(upstream, { method: req.method, url: a.path }, headers, upstream.agent));
     untrack = a.track?.(() => {
       stopping = true;
       // End what the client has cleanly (a complete chunked body), then drop the upstream side.
@@ -258,18 +263,32 @@ export function hasBody(req: IncomingMessage): boolean {
 /**
  * Reads a write body up to `limit` bytes. Returns the bytes and whether that
  * is the whole body; when it is not, the request is paused with the rest
- * unread (the relay streams it on).
+ * unread (the relay streams it on). With `idleTimeoutMs`, a body that stalls
+ * that long between bytes is refused (PROXY_ERR_CLIENT_ABORTED): the
+ * listener has no request timeout, and a client must not hold a connection
+ * by trickling a body the gateway buffers before forwarding.
  */
-export function readBodyPrefix(req: IncomingMessage, limit: number): Promise<{ body: Buffer; complete: boolean }> {
+export function readBodyPrefix(req: IncomingMessage, limit: number, idleTimeoutMs?: number): Promise<{ body: Buffer; complete: boolean }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      if (idleTimeoutMs === undefined) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        cleanup();
+        reject(new ProxyError('PROXY_ERR_CLIENT_ABORTED', 'request body stalled', { clientMessage: 'the request body stalled for longer than the gateway idle timeout' }));
+      }, idleTimeoutMs);
+    };
     const cleanup = (): void => {
+      clearTimeout(timer);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
     };
     const onData = (c: Buffer): void => {
+      arm();
       chunks.push(c);
       size += c.length;
       if (size > limit) {
@@ -289,5 +308,6 @@ export function readBodyPrefix(req: IncomingMessage, limit: number): Promise<{ b
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
+    arm();
   });
 }

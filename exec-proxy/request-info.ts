@@ -6,6 +6,7 @@
  * Pure: no I/O, no framework types.
  */
 import type { Target } from '../core/events/model.ts';
+import { badTarget, parseRequestTarget, type RequestTarget } from './request-target.ts';
 
 /** The parsed request. */
 export interface RequestInfo {
@@ -23,134 +24,165 @@ export interface RequestInfo {
 
 const NAMESPACE_SUBRESOURCES_THAT_ARE_NOT_RESOURCES = new Set(['status', 'finalize']);
 const STREAM_SUBRESOURCES = new Set(['exec', 'attach', 'portforward', 'proxy']);
+// requestinfo.go specialVerbs: a path prefix that is the verb; `proxy` takes no subresource.
+const SPECIAL_VERBS = new Set(['watch', 'proxy']);
+/** The methods the API server serves; anything else is refused before it is forwarded. */
+export const SERVED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
-function queryFlag(query: URLSearchParams | undefined, name: string): boolean {
-  if (query === undefined) return false;
+/**
+ * A boolean query parameter as the API server converts it
+ * (apimachinery runtime/conversion.go Convert_Slice_string_To_bool): the
+ * first value; absent, "0" or "false" in any case is false, anything else
+ * (also "yes" or the empty string) is true.
+ */
+export function queryBool(query: URLSearchParams, name: string): boolean {
   const v = query.get(name);
-  return v === 'true' || v === '1';
+  return v !== null && v !== '0' && v.toLowerCase() !== 'false';
 }
 
-/** Non-empty path segments, percent-decoded (a segment that does not decode is kept as is). */
-function pathSegments(pathname: string): string[] {
-  const parts: string[] = [];
-  for (const p of pathname.split('/')) {
-    if (p === '') continue;
-    if (!p.includes('%')) {
-      parts.push(p);
-      continue;
-    }
-    try {
-      parts.push(decodeURIComponent(p));
-    } catch {
-      parts.push(p);
-    }
+/** Segments as requestinfo.go splitPath makes them: slashes trimmed at both ends, then split. */
+function splitPath(path: string): string[] {
+  const trimmed = path.replace(/^\/+|\/+$/g, '');
+  return trimmed === '' ? [] : trimmed.split('/');
+}
+
+/**
+ * The object name a list or watch is narrowed to by `fieldSelector`, as the
+ * API server takes it into RequestInfo.Name (fields.ParseSelector +
+ * RequiresExactMatch("metadata.name"), kept only when it is a valid path
+ * segment name): the first `metadata.name=` or `==` term.
+ */
+function fieldSelectorName(selector: string | null): string | undefined {
+  if (selector === null) return undefined;
+  // Terms are split on unescaped ','; values unescape \\, \, and \=.
+  const terms: string[] = [];
+  let cur = '';
+  for (let i = 0; i < selector.length; i++) {
+    const c = selector[i] as string;
+    if (c === '\\' && i + 1 < selector.length) {
+      cur += c + (selector[i + 1] as string);
+      i++;
+    } else if (c === ',') {
+      terms.push(cur);
+      cur = '';
+    } else cur += c;
   }
-  return parts;
+  terms.push(cur);
+  for (const term of terms) {
+    // fields.splitTerm: the first operator wins, tried as "!=", "==", "=" at each position.
+    const at = term.search(/!=|==|=/);
+    if (at === -1 || term.slice(0, at) !== 'metadata.name' || term.startsWith('!=', at)) continue;
+    const raw = term.slice(at + (term.startsWith('==', at) ? 2 : 1));
+    // fields.UnescapeValue: only \\, \, and \= are escapes; any other makes the selector (and the name) invalid.
+    let name = '';
+    for (let i = 0; i < raw.length; i++) {
+      const c = raw[i] as string;
+      if (c !== '\\') name += c;
+      else if (i + 1 < raw.length && '\\,='.includes(raw[i + 1] as string)) name += raw[++i] as string;
+      else return undefined;
+    }
+    // apimachinery path.IsValidPathSegmentName.
+    if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('%')) return undefined;
+    return name;
+  }
+  return undefined;
 }
 
-/** Parses `method` + `rawUrl` (path and query, as in `req.url`). */
-export function parseRequestInfo(method: string, rawUrl: string): RequestInfo {
-  const q = rawUrl.indexOf('?');
-  const pathname = q === -1 ? rawUrl : rawUrl.slice(0, q);
-  const query = q === -1 ? undefined : new URLSearchParams(rawUrl.slice(q + 1));
+/**
+ * Reads a request: `method` and the target (a {@link RequestTarget} from
+ * parseRequestTarget, or a raw `req.url`, which is parsed and may throw a
+ * 400 ProxyError), as requestinfo.go NewRequestInfo does.
+ */
+export function parseRequestInfo(method: string, requestTarget: string | RequestTarget): RequestInfo {
+  const t = typeof requestTarget === 'string' ? parseRequestTarget(requestTarget) : requestTarget;
+  const { path, query } = t;
   const m = method.toUpperCase();
   const isWriteMethod = m === 'POST' || m === 'PUT' || m === 'PATCH' || m === 'DELETE';
-  const parts = pathSegments(pathname);
+  let parts = splitPath(path);
 
   const nonResource = (): RequestInfo => {
     const first = parts[0];
     const isDiscovery =
-      pathname === '/version' ||
-      pathname === '/version/' ||
+      path === '/version' ||
+      path === '/version/' ||
       first === 'openapi' ||
       (first === 'api' && parts.length <= 2) ||
       (first === 'apis' && parts.length <= 3);
     return { verb: m.toLowerCase(), isResourceRequest: false, target: {}, isDiscovery, isLongRunning: false, isWrite: isWriteMethod };
   };
 
-  let rest: string[];
+  if (parts.length < 3 || (parts[0] !== 'api' && parts[0] !== 'apis')) return nonResource();
   const target: Target = {};
-  if (parts[0] === 'api' && parts.length >= 3) {
+  if (parts[0] === 'api') {
     target.group = '';
-    target.version = parts[1] as string;
-    rest = parts.slice(2);
-  } else if (parts[0] === 'apis' && parts.length >= 4) {
-    target.group = parts[1] as string;
-    target.version = parts[2] as string;
-    rest = parts.slice(3);
+    parts = parts.slice(1);
   } else {
-    return nonResource();
+    if (parts.length < 4) return nonResource();
+    target.group = parts[1] as string;
+    parts = parts.slice(2);
   }
+  target.version = parts[0] as string;
+  parts = parts.slice(1);
 
   let verb: string;
-  switch (m) {
-    case 'POST':
-      verb = 'create';
-      break;
-    case 'GET':
-    case 'HEAD':
-      verb = 'get';
-      break;
-    case 'PUT':
-      verb = 'update';
-      break;
-    case 'PATCH':
-      verb = 'patch';
-      break;
-    case 'DELETE':
-      verb = 'delete';
-      break;
-    default:
-      verb = m.toLowerCase();
-  }
-
-  // The deprecated /watch/ prefix.
-  let watchPrefix = false;
-  if (rest[0] === 'watch') {
-    watchPrefix = true;
-    rest = rest.slice(1);
-    verb = 'watch';
-  }
-
-  if (rest[0] === 'namespaces') {
-    if (rest.length >= 2) {
-      target.namespace = rest[1] as string;
-      // /namespaces/{name}/status and /finalize address the namespace itself.
-      if (rest.length >= 3 && !NAMESPACE_SUBRESOURCES_THAT_ARE_NOT_RESOURCES.has(rest[2] as string)) {
-        rest = rest.slice(2);
-      }
+  if (SPECIAL_VERBS.has(parts[0] as string)) {
+    // The API server fails such a request ("unable to determine kind and namespace"); so does the gateway.
+    if (parts.length < 2) throw badTarget(`nothing after /${parts[0] as string}/`);
+    verb = parts[0] as string;
+    parts = parts.slice(1);
+  } else {
+    switch (m) {
+      case 'POST':
+        verb = 'create';
+        break;
+      case 'GET':
+      case 'HEAD':
+        verb = 'get';
+        break;
+      case 'PUT':
+        verb = 'update';
+        break;
+      case 'PATCH':
+        verb = 'patch';
+        break;
+      case 'DELETE':
+        verb = 'delete';
+        break;
+      default:
+        verb = m.toLowerCase();
     }
   }
-  if (target.namespace !== undefined && rest[0] === 'namespaces') {
-    // The namespace object itself: /api/v1/namespaces/{name}[/status].
-    target.resource = 'namespaces';
-    target.name = target.namespace;
+
+  if (parts[0] === 'namespaces' && parts.length > 1) {
+    target.namespace = parts[1] as string;
+    // /namespaces/{name}/status and /finalize address the namespace itself.
+    if (parts.length > 2 && !NAMESPACE_SUBRESOURCES_THAT_ARE_NOT_RESOURCES.has(parts[2] as string)) parts = parts.slice(2);
+  }
+  if (parts.length >= 3 && verb !== 'proxy') target.subresource = parts[2] as string;
+  if (parts.length >= 2) target.name = parts[1] as string;
+  if (parts.length >= 1) target.resource = parts[0] as string;
+  if (target.namespace !== undefined && parts[0] === 'namespaces') {
+    // The namespace object itself: /api/v1/namespaces/{name}[/status]; recorded as a cluster-scoped target.
     delete target.namespace;
-    if (rest[2] !== undefined) target.subresource = rest[2];
-  } else {
-    if (rest[0] !== undefined) target.resource = rest[0];
-    if (rest[1] !== undefined) target.name = rest[1];
-    if (rest[2] !== undefined) target.subresource = rest[2];
   }
 
-  // Collection verbs, as the API server names them.
-  if (target.name === undefined) {
-    if (verb === 'get') verb = queryFlag(query, 'watch') ? 'watch' : 'list';
-    else if (verb === 'delete') verb = 'deletecollection';
-  } else if (verb === 'get' && queryFlag(query, 'watch')) {
-    verb = 'watch';
+  // Collection verbs, as the API server names them. A named GET stays a get even with ?watch=true (the API server serves the object).
+  if (target.name === undefined && verb === 'get') {
+    verb = queryBool(query, 'watch') ? 'watch' : 'list';
+    const named = fieldSelectorName(query.get('fieldSelector'));
+    if (named !== undefined) target.name = named;
   }
-  if (watchPrefix) verb = 'watch';
+  if (target.name === undefined && verb === 'delete') verb = 'deletecollection';
 
   const sub = target.subresource;
   const isStream = sub !== undefined && STREAM_SUBRESOURCES.has(sub);
-  const isFollow = sub === 'log' && queryFlag(query, 'follow');
+  const isFollow = sub === 'log' && queryBool(query, 'follow');
   return {
     verb,
     isResourceRequest: true,
     target,
     isDiscovery: false,
-    isLongRunning: verb === 'watch' || isStream || isFollow,
+    isLongRunning: verb === 'watch' || verb === 'proxy' || isStream || isFollow,
     isWrite: isWriteMethod || (isStream && m === 'POST'),
   };
 }

@@ -28,8 +28,10 @@ import { ApiAuditor, decodeBody } from './audit.ts';
 import { AuthError, ProxyError, sendError, statusResponseBytes, toKubeStatus } from './errors.ts';
 import { buildUpstreamHeaders, hasImpersonationHeaders, readClientImpersonation, type ImpersonationAuthorizer } from './impersonation.ts';
 import { forwardedHeaders, readBodyPrefix, relay } from './relay.ts';
-import { isStreamSubresource, parseRequestInfo, type RequestInfo } from './request-info.ts';
+import { isStreamSubresource, parseRequestInfo, SERVED_METHODS, type RequestInfo } from './request-info.ts';
+import { parseRequestTarget, type RequestTarget } from './request-target.ts';
 import { passThroughUpgrade } from './upgrade.ts';
+import { applyConnectionLimits, createConnectionMetrics, timeoutServerOptions, type ConnectionLimits, type ConnectionMetrics } from './connection-limits.ts';
 import type { UpstreamTarget } from './upstream.ts';
 
 /** The extra key under which an event records who used `kubectl --as` (never forwarded upstream). */
@@ -52,6 +54,8 @@ export interface GatewayContext {
     maxRecordedBodyBytes: number;
     /** Idle timeout of non-long-running requests towards the API server (ms). */
     requestTimeoutMs: number;
+    /** Header timeout and connection caps of the listener. */
+    connections: ConnectionLimits;
   };
   metrics: GatewayMetrics | undefined;
   /** What the exec/attach/port-forward stream relay needs besides the request (see {@link streamContext}). */
@@ -88,6 +92,7 @@ export interface GatewayMetrics {
   requests: Counter<'verb' | 'code'>;
   latency: Histogram<'verb'>;
   auditFailures: Counter;
+  connections: ConnectionMetrics;
 }
 
 /** Registers the gateway metrics in `registry` (idempotent per registry). */
@@ -97,6 +102,7 @@ export function createGatewayMetrics(registry: Registry): GatewayMetrics {
     requests: get('kubetrail_gateway_requests_total', () => new Counter({ name: 'kubetrail_gateway_requests_total', help: 'API requests through the gateway by verb and status code.', labelNames: ['verb', 'code'] as const, registers: [registry] })),
     latency: get('kubetrail_gateway_request_duration_seconds', () => new Histogram({ name: 'kubetrail_gateway_request_duration_seconds', help: 'Gateway request latency (to response end) by verb.', labelNames: ['verb'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] })),
     auditFailures: get('kubetrail_gateway_audit_failures_total', () => new Counter({ name: 'kubetrail_gateway_audit_failures_total', help: 'api.request events that could not be made durable.', registers: [registry] })),
+    connections: createConnectionMetrics(registry),
   };
 }
 
@@ -116,6 +122,8 @@ export interface AuthenticatedRequest {
 /** Per-upgrade arguments handed to the upgrade dispatcher. */
 export interface UpgradeCall {
   req: IncomingMessage;
+  /** The target as parsed (never `req.url`): what is forwarded and what the stream relay reads its options from. */
+  target: RequestTarget;
   socket: Duplex;
   head: Buffer;
   auth: AuthenticatedRequest;
@@ -128,6 +136,32 @@ function sourceIp(req: IncomingMessage): string | undefined {
 function splitUrl(url: string): { path: string; query: string | undefined } {
   const i = url.indexOf('?');
   return i === -1 ? { path: url, query: undefined } : { path: url.slice(0, i), query: url.slice(i + 1) };
+}
+
+/** The method and target of a request as the API server will read them, or why the gateway refuses them. */
+type ParsedRequest = { target: RequestTarget; info: RequestInfo; error?: undefined } | { target?: undefined; info: RequestInfo; error: unknown };
+
+/**
+ * Reads method and target once, before anything else (issue 13 item 2). A
+ * refusal is not answered here: the caller authenticates first, so the
+ * recorded refusal names who sent the request.
+ */
+function parseRequest(req: IncomingMessage): ParsedRequest {
+  const method = req.method ?? 'GET';
+  try {
+    if (!SERVED_METHODS.has(method)) {
+      throw new ProxyError('PROXY_ERR_BAD_REQUEST', 'method not served', { clientMessage: `the kubetrail gateway does not serve the method ${method}` });
+    }
+    const target = parseRequestTarget(req.url ?? '/');
+    return { target, info: parseRequestInfo(method, target) };
+  } catch (err) {
+    return { info: { verb: method.toLowerCase(), isResourceRequest: false, target: {}, isDiscovery: false, isLongRunning: false, isWrite: true }, error: err };
+  }
+}
+
+/** Path and query of a request as recorded: the canonical spelling that was forwarded, or the raw target of a refused one. */
+function recordedUrl(req: IncomingMessage, target: RequestTarget | undefined): { path: string; query: string | undefined } {
+  return splitUrl(target?.forward ?? req.url ?? '/');
 }
 
 /**
@@ -231,9 +265,25 @@ async function applyGuardrailsAsync(ctx: GatewayContext, auth: AuthenticatedRequ
   return { decision, warnings: outcome.warnings };
 }
 
-/** `Warning` header lines as the API server writes them (RFC 7234 299 with the text quoted), flat [name, value, ...]. */
-function warningHeaders(warnings: readonly string[]): string[] {
-  return warnings.flatMap((w) => ['Warning', `299 - "${w.replace(/["\\]/g, (c) => `\\${c}`).replace(/[\r\n]/g, ' ')}"`]);
+/** Longest warning text sent, in UTF-16 code units (the API server also truncates long warnings). */
+const MAX_WARNING_CHARS = 2048;
+
+/**
+ * `Warning` header lines as the API server writes them (RFC 7234 299 with the
+ * text quoted), flat [name, value, ...]. A warning may quote the object (a
+ * messageExpression), so its text is the caller's: control characters become
+ * spaces, and the text goes on the wire as UTF-8 bytes (Node writes header
+ * strings as latin1 and throws on anything else, which inside the relay's
+ * response handler was an uncaught exception).
+ */
+export function warningHeaders(warnings: readonly string[]): string[] {
+  return warnings.flatMap((w) => {
+    let text = w.toWellFormed();
+    if (text.length > MAX_WARNING_CHARS) text = `${text.slice(0, MAX_WARNING_CHARS).toWellFormed()}...`;
+    // eslint-disable-next-line no-control-regex
+    text = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').replace(/["\\]/g, (c) => `\\${c}`);
+    return ['Warning', Buffer.from(`299 - "${text}"`, 'utf8').toString('latin1')];
+  });
 }
 
 const SHUTTING_DOWN = new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shutting down');
@@ -248,7 +298,7 @@ const SHUTTING_DOWN = new ProxyError('PROXY_ERR_SHUTTING_DOWN', 'gateway shuttin
  * SubjectAccessReview): the event names the caller, and the user they asked
  * to act as under the extra key `kubetrail.io/requested-as`.
  */
-function refuseAtShutdown(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, startedAt: number): void {
+function refuseAtShutdown(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, startedAt: number, target: RequestTarget | undefined): void {
   let auth: AuthenticatedRequest | undefined;
   try {
     const cred = extractCredential(req);
@@ -263,14 +313,14 @@ function refuseAtShutdown(ctx: GatewayContext, req: IncomingMessage, info: Reque
     // A malformed credential or impersonation set: recorded without an actor, as the 503 it got.
   }
   logRefusal(ctx, req, SHUTTING_DOWN, auth);
-  recordRefusal(ctx, req, info, auth, SHUTTING_DOWN, startedAt);
+  recordRefusal(ctx, req, info, auth, SHUTTING_DOWN, startedAt, target);
   ctx.metrics?.requests.inc({ verb: info.verb, code: '503' });
 }
 
 /** Records a request that never reached the API server (refused by the gateway). */
-function recordRefusal(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, auth: AuthenticatedRequest | undefined, err: unknown, startedAt: number): void {
+function recordRefusal(ctx: GatewayContext, req: IncomingMessage, info: RequestInfo, auth: AuthenticatedRequest | undefined, err: unknown, startedAt: number, target?: RequestTarget): void {
   const status = toKubeStatus(err);
-  const { path, query } = splitUrl(req.url ?? '/');
+  const { path, query } = recordedUrl(req, target);
   const decision: Decision = { allowed: false, message: err instanceof AuthError || err instanceof ProxyError ? err.code : 'internal' };
   if (err instanceof ProxyError && err.code === 'PROXY_ERR_GUARDRAIL_DENIED') {
     decision.action = 'deny';
@@ -323,12 +373,13 @@ export function handleRequest(ctx: GatewayContext, req: IncomingMessage, res: Se
 
 async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const startedAt = performance.now();
-  const info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
+  const parsed = parseRequest(req);
+  const info = parsed.info;
   if (ctx.closing) {
     // A request on a keep-alive connection after shutdown began (e.g. kubectl's watch right after its list).
     res.shouldKeepAlive = false;
     if (!req.readableEnded) req.resume();
-    refuseAtShutdown(ctx, req, info, startedAt);
+    refuseAtShutdown(ctx, req, info, startedAt, parsed.target);
     sendError(res, SHUTTING_DOWN);
     return;
   }
@@ -336,13 +387,15 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
   let body: { body: Buffer; complete: boolean } | undefined;
   let decision: Decision | undefined;
   let warnings: readonly string[] = [];
+  let identityHeaders: ReturnType<typeof buildUpstreamHeaders> | undefined;
   try {
     // Cached token, no client impersonation, no guardrails, no body: no await before the upstream request.
     const authenticated = authenticate(ctx, req, info, startedAt);
     auth = authenticated instanceof Promise ? await authenticated : authenticated;
+    if (parsed.error !== undefined) throw parsed.error;
     const mayHaveBody = req.method !== 'DELETE' || req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     if (info.isWrite && mayHaveBody) {
-      body = await readBodyPrefix(req, ctx.limits.maxRecordedBodyBytes);
+      body = await readBodyPrefix(req, ctx.limits.maxRecordedBodyBytes, ctx.limits.requestTimeoutMs);
     }
     let object: unknown = null;
     let objectUnreadable = false;
@@ -353,18 +406,28 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
     }
     const guarded = applyGuardrails(ctx, auth, object, objectUnreadable);
     ({ decision, warnings } = guarded instanceof Promise ? await guarded : guarded);
+    // Inside the try: an identity that cannot be sent as header values is refused with a Status, not a 500.
+    identityHeaders = buildUpstreamHeaders(auth.identity, auth.sessionId, ctx.upstream);
   } catch (err) {
     logRefusal(ctx, req, err, auth);
-    recordRefusal(ctx, req, info, auth, err, startedAt);
+    recordRefusal(ctx, req, info, auth, err, startedAt, parsed.target);
     ctx.metrics?.requests.inc({ verb: info.verb, code: String(toKubeStatus(err).code) });
-    // Drain what the client is still sending so the connection can answer cleanly.
-    if (!req.readableEnded) req.resume();
+    if (err instanceof ProxyError && err.code === 'PROXY_ERR_CLIENT_ABORTED') {
+      // A stalled or broken body: answer, then close, rather than wait for the rest.
+      res.shouldKeepAlive = false;
+      res.once('finish', () => req.socket.destroy());
+    } else if (!req.readableEnded) {
+      // Drain what the client is still sending so the connection can answer cleanly.
+      req.resume();
+    }
     sendError(res, err);
     return;
   }
 
   const a = auth;
-  const { path, query } = splitUrl(req.url ?? '/');
+  // Set once authentication passed with no parse error (which was thrown above).
+  const target = parsed.target as RequestTarget;
+  const { path, query } = recordedUrl(req, target);
   const record = (r: { status: number; bytesIn: number; bytesOut: number; auditId: string | undefined }): Promise<unknown> | undefined =>
     ctx.auditor.record({
       identity: a.actor,
@@ -391,7 +454,8 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
     upstream: ctx.upstream,
     req,
     res,
-    headers: forwardedHeaders(req, buildUpstreamHeaders(a.identity, a.sessionId, ctx.upstream)),
+    path: target.forward,
+    headers: forwardedHeaders(req, identityHeaders as ReturnType<typeof buildUpstreamHeaders>),
     timeoutMs: info.isLongRunning ? undefined : ctx.limits.requestTimeoutMs,
     extraResponseHeaders: warnings.length > 0 ? warningHeaders(warnings) : undefined,
   };
@@ -439,7 +503,6 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
  */
 export function streamContext(ctx: GatewayContext, call: UpgradeCall): StreamContext {
   const t = call.auth.info.target;
-  const q = (call.req.url ?? '').indexOf('?');
   return {
     identity: call.auth.identity,
     sessionId: call.auth.sessionId,
@@ -447,7 +510,7 @@ export function streamContext(ctx: GatewayContext, call: UpgradeCall): StreamCon
       namespace: t.namespace ?? '',
       pod: t.name ?? '',
       subresource: t.subresource as StreamSubresource,
-      query: new URLSearchParams(q === -1 ? '' : (call.req.url ?? '').slice(q + 1)),
+      query: new URLSearchParams(call.target.query),
     },
     upstream: {
       url: ctx.upstream.url,
@@ -482,13 +545,14 @@ async function passThrough(ctx: GatewayContext, call: UpgradeCall): Promise<void
   const result = await passThroughUpgrade({
     upstream: ctx.upstream,
     req,
+    path: call.target.forward,
     socket: call.socket,
     head: call.head,
     identityHeaders: buildUpstreamHeaders(auth.identity, auth.sessionId, ctx.upstream),
     subprotocols: auth.subprotocols,
     track: (stop) => trackActive(ctx, stop),
   });
-  const { path, query } = splitUrl(req.url ?? '/');
+  const { path, query } = recordedUrl(req, call.target);
   ctx.metrics?.requests.inc({ verb: auth.info.verb, code: String(result.status) });
   const p = ctx.auditor.record({
       identity: auth.actor,
@@ -519,24 +583,28 @@ async function passThrough(ctx: GatewayContext, call: UpgradeCall): Promise<void
 /** Handles an upgrade request: the same chain as plain requests, then {@link dispatchUpgrade}. */
 export async function handleUpgrade(ctx: GatewayContext, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
   const startedAt = performance.now();
-  const info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
+  const parsed = parseRequest(req);
+  const info = parsed.info;
   socket.on('error', () => socket.destroy());
   if (ctx.closing) {
-    refuseAtShutdown(ctx, req, info, startedAt);
+    refuseAtShutdown(ctx, req, info, startedAt, parsed.target);
     socket.end(statusResponseBytes(SHUTTING_DOWN));
     return;
   }
   let auth: AuthenticatedRequest | undefined;
   try {
     auth = await authenticate(ctx, req, info, startedAt);
+    if (parsed.error !== undefined) throw parsed.error;
     await applyGuardrails(ctx, auth, null);
+    // Checks that the identity can be sent as header values (built once per identity, reused by the dispatch).
+    buildUpstreamHeaders(auth.identity, auth.sessionId);
   } catch (err) {
     logRefusal(ctx, req, err, auth);
-    recordRefusal(ctx, req, info, auth, err, startedAt);
+    recordRefusal(ctx, req, info, auth, err, startedAt, parsed.target);
     socket.end(statusResponseBytes(err));
     return;
   }
-  dispatchUpgrade(ctx, { req, socket, head, auth });
+  dispatchUpgrade(ctx, { req, target: parsed.target as RequestTarget, socket, head, auth });
 }
 
 /** TLS material of the listener. */
@@ -558,11 +626,12 @@ export function createGatewayServer(ctx: GatewayContext, tls: ListenerTls): http
     key: tls.key,
     // HTTP/1.1 only: upgrades (exec, attach, port-forward) need it, and kubectl speaks it.
     ALPNProtocols: ['http/1.1'],
-    // Watches and follows last long; the API server ends them itself.
-    requestTimeout: 0,
+    // No request timeout (watches and follows last long), but a header and handshake timeout.
+    ...timeoutServerOptions(ctx.limits.connections),
     keepAliveTimeout: 65_000,
     noDelay: true,
   });
+  applyConnectionLimits(server, ctx.limits.connections, ctx.metrics?.connections);
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     handleRequest(ctx, req, res).catch((err: unknown) => {
       ctx.log.error({ err }, 'unhandled gateway error');
@@ -575,8 +644,16 @@ export function createGatewayServer(ctx: GatewayContext, tls: ListenerTls): http
       socket.destroy();
     });
   });
-  server.on('clientError', (_err, socket: Duplex) => {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      // The headers did not arrive within proxy.connections.headersTimeoutMs.
+      ctx.metrics?.connections.timeouts.inc({ phase: 'headers' });
+      if (socket.writable) socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\n\r\n');
+      else socket.destroy();
+      return;
+    }
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else socket.destroy();
   });
   return server;
 }

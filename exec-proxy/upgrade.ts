@@ -28,6 +28,8 @@ export interface UpgradeResult {
 export interface PassThroughArgs {
   upstream: UpstreamTarget;
   req: IncomingMessage;
+  /** Path and query to forward: the canonical target the gateway parsed, never `req.url`. */
+  path: string;
   socket: Duplex;
   head: Buffer;
   /** Gateway credentials + impersonation (from buildUpstreamHeaders). */
@@ -68,7 +70,7 @@ export function passThroughUpgrade(a: PassThroughArgs): Promise<UpgradeResult> {
     headers['upgrade'] = req.headers.upgrade ?? '';
     if (a.subprotocols !== undefined && a.subprotocols.length > 0) headers['sec-websocket-protocol'] = a.subprotocols.join(', ');
     // An upgraded socket leaves any pool; a dedicated connection keeps the keep-alive agent clean.
-    const upReq = https.request({ ...forwardRequestOptions(upstream, req, headers, false), ...upstream.tls });
+    const upReq = https.request({ ...forwardRequestOptions(upstream, { method: req.method, url: a.path }, headers, false), ...upstream.tls });
     socket.on('error', () => upReq.destroy());
     socket.on('close', () => {
       if (result.status === 0) {

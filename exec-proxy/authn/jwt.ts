@@ -21,6 +21,7 @@ import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JS
 import type { Identity } from '../../core/identity.ts';
 import type { Config } from '../../core/config.ts';
 import { AuthError, type AuthErrorCode } from '../errors.ts';
+import { checkIdentity } from './identity-check.ts';
 import { tokenKey } from './token-review.ts';
 import { celToJs, compileExpression, type CompiledExpression } from './cel-rules.ts';
 
@@ -225,6 +226,8 @@ class Issuer {
     if (typeof claims.sub === 'string') id.subject = claims.sub;
     if (uid !== undefined) id.uid = uid;
     if (Object.keys(extra).length > 0) id.extra = extra;
+    // Before the user rules and before caching: an identity that cannot be forwarded as is must not authenticate.
+    checkIdentity(id);
     if (this.#userRules.length > 0) {
       const user = { username: id.username, uid: id.uid ?? '', groups: id.groups, extra: id.extra ?? {} };
       for (const r of this.#userRules) {

@@ -8,6 +8,7 @@
 import { hash } from 'node:crypto';
 import type { Identity } from '../../core/identity.ts';
 import { AuthError } from '../errors.ts';
+import { checkIdentity } from './identity-check.ts';
 import { upstreamJson, type UpstreamTarget } from '../upstream.ts';
 
 /** Options of {@link TokenReviewAuthenticator}. */
@@ -115,6 +116,12 @@ export class TokenReviewAuthenticator {
       if (Object.keys(extra).length > 0) id.extra = extra;
     }
     if (id.authn === 'serviceaccount') id.subject = username;
+    try {
+      checkIdentity(id);
+    } catch {
+      // Not forwardable as Impersonate-* values: a rejection, cached like one (no re-review per request).
+      return undefined;
+    }
     return id;
   }
 }

@@ -10,6 +10,7 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { Registry } from 'prom-client';
 import { createCA, issueCert } from '../../certs/generate.ts';
 import { loadConfig, type ConfigInput } from '../../core/config.ts';
 import { createLogger } from '../../core/logger.ts';
@@ -46,7 +47,7 @@ export function uniq(): string {
  * server unless `upstreamKubeconfig` names another.
  */
 export async function startTestGateway(
-  opts: { issuers?: OidcIssuer[]; sink?: EventSink; guardrails?: () => readonly GuardrailPolicy[]; proxy?: Record<string, unknown>; upstreamKubeconfig?: string } = {},
+  opts: { issuers?: OidcIssuer[]; sink?: EventSink; guardrails?: () => readonly GuardrailPolicy[]; proxy?: Record<string, unknown>; upstreamKubeconfig?: string; registry?: Registry } = {},
 ): Promise<TestGateway> {
   const env = harness();
   const dir = mkdtempSync(path.join(tmpdir(), 'kubetrail-gw-'));
@@ -72,7 +73,7 @@ export async function startTestGateway(
   const config = loadConfig({ document: doc });
   const sink = (opts.sink as MemorySink | undefined) ?? new MemorySink({ source: { component: 'proxy', instance: 'test', cluster: 'test' } });
   const log = createLogger({ level: (process.env['GATEWAY_TEST_LOG'] as 'info' | undefined) ?? 'silent' });
-  const gw = await startGateway({ config, log, sink, tls: { cert: serving.certPem, key: serving.keyPem }, ...(opts.guardrails ? { guardrails: opts.guardrails } : {}) });
+  const gw = await startGateway({ config, log, sink, tls: { cert: serving.certPem, key: serving.keyPem }, ...(opts.guardrails ? { guardrails: opts.guardrails } : {}), ...(opts.registry ? { registry: opts.registry } : {}) });
   const agent = new https.Agent({ ca: ca.certPem, keepAlive: false });
   return {
     gw,
