@@ -10,6 +10,11 @@
  * Each row is an agent write that must be denied by kubetrail with the rule's
  * message, and its benign twin, which must be admitted. The agent has
  * system:masters so that RBAC is never what stops it.
+ *
+ * Writes the API server never sends to a webhook (webhook configurations and
+ * admission policies) can only be refused by the gateway: those rows go
+ * through a gateway running the same pack, as the harness agent (agent-ci,
+ * group agents), with the real kubectl.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -19,11 +24,14 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { MemorySink } from '../../core/sinks/memory-sink.ts';
+import { compileGuardrail, type GuardrailPolicy } from '../../core/policy/guardrail.ts';
+import { PolicyStore } from '../../core/policy/store.ts';
 import { createNamespaceLookup } from '../../webhook/namespaces.ts';
 import { harness, kubectl } from '../support/env.ts';
 import { REPO } from '../deploy/policies-sync.ts';
 import { deleteNamespace } from '../deploy/support.ts';
-import { startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
+import { STARTER_PACK, startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
+import { startTestGateway, type TestGateway } from '../gateway/support.ts';
 
 const id = uniqueId();
 const ns = `kt-pack-${id}`;
@@ -35,6 +43,8 @@ const csr = `kt-pack-${id}`;
 const configName = `kt-pack-${id}`;
 const sink = new MemorySink();
 let w: TestWebhook;
+let gw: TestGateway;
+let gwKubeconfig: string;
 let createdKubetrailNs = false;
 
 type Obj = Record<string, any>;
@@ -118,6 +128,14 @@ const cases: Case[] = [
   { name: 'capabilities.add SYS_ADMIN', deny: create(pod({}, { securityContext: { capabilities: { add: ['SYS_ADMIN'] } } })), message: /capabilities beyond the Pod Security Standards baseline set \(SYS_ADMIN\)/, allow: create(pod({}, { securityContext: { capabilities: { add: ['CHOWN'] } } })) },
   { name: 'capabilities.add ALL', deny: create(pod({}, { securityContext: { capabilities: { add: ['ALL'] } } })), message: /baseline set \(ALL\)/, allow: create(pod({}, { securityContext: { capabilities: { add: ['NET_BIND_SERVICE'], drop: ['ALL'] } } })) },
   { name: 'capabilities.add NET_ADMIN in an init container', deny: create(pod({ initContainers: [container({ name: 'init', securityContext: { capabilities: { add: ['NET_ADMIN'] } } })] })), message: /baseline set \(NET_ADMIN\)/ },
+  { name: 'capabilities.add in the CAP_ spelling the runtime also accepts', deny: create(pod({}, { securityContext: { capabilities: { add: ['CAP_SYS_ADMIN'] } } })), message: /baseline set \(CAP_SYS_ADMIN\)/ },
+  { name: 'capabilities.add in lower case', deny: create(pod({}, { securityContext: { capabilities: { add: ['sys_admin'] } } })), message: /baseline set \(sys_admin\)/ },
+  {
+    name: 'a benign Deployment patched to privileged (UPDATE)',
+    deny: { args: ['-n', ns, 'patch', 'deployment', `benign-${id}`, '--type=json', '-p', JSON.stringify([{ op: 'add', path: '/spec/template/spec/containers/0/securityContext', value: { privileged: true } }])] },
+    message: /privileged containers are not allowed for agents \(container app\)/,
+    allow: { args: ['-n', ns, 'patch', 'deployment', `benign-${id}`, '--type=json', '-p', JSON.stringify([{ op: 'add', path: '/spec/template/spec/containers/0/securityContext', value: { readOnlyRootFilesystem: true } }])] },
+  },
   { name: 'a hostPath volume', deny: create(pod({ volumes: [{ name: 'v', hostPath: { path: '/' } }] })), message: /hostPath volumes are not allowed/, allow: create(pod({ volumes: [{ name: 'v', emptyDir: {} }] })) },
   { name: 'hostNetwork', deny: create(pod({ hostNetwork: true })), message: /hostNetwork is not allowed/, allow: create(pod({ hostNetwork: false })) },
   { name: 'hostPID', deny: create(pod({ hostPID: true })), message: /hostPID is not allowed/ },
@@ -155,6 +173,7 @@ const cases: Case[] = [
     message: /privileged containers are not allowed for agents \(container dbg1-/,
     allow: { args: ['-n', ns, 'debug', `target-${id}`, '--image=busybox', '--profile=baseline', '-c', `dbg2-${id}`] },
   },
+  { name: 'an ephemeral container with SYS_PTRACE (kubectl debug --profile=general)', deny: { args: ['-n', ns, 'debug', `target-${id}`, '--image=busybox', '--profile=general', '-c', `dbg3-${id}`] }, message: /baseline set \(SYS_PTRACE\)/ },
   {
     name: 'an ephemeral container in kube-system (kubectl debug)',
     deny: { args: ['-n', 'kube-system', 'debug', kubeSystemPod, '--image=busybox', '--profile=baseline', '-c', `dbg-${id}`] },
@@ -179,6 +198,8 @@ const cases: Case[] = [
   { name: 'a ClusterRole that approves CSRs', deny: create(clusterRole([{ apiGroups: ['certificates.k8s.io'], resources: ['certificatesigningrequests/approval'], verbs: ['update'] }])), message: /approve or sign certificate requests/ },
   ...(['cluster-admin', 'admin', 'edit'] as const).map((r): Case => ({ name: `a ClusterRoleBinding to ${r}`, deny: create(clusterBinding(r)), message: new RegExp(`agents may not bind ${r}\\b`), allow: create(clusterBinding('view')) })),
   ...(['admin', 'edit'] as const).map((r): Case => ({ name: `a RoleBinding to ${r}`, deny: create(binding(r)), message: new RegExp(`agents may not bind ${r}\\b`), allow: create(binding('view')) })),
+  { name: 'a RoleBinding to a control-plane ClusterRole', deny: create(binding('system:controller:clusterrole-aggregation-controller')), message: /agents may not bind system:controller:clusterrole-aggregation-controller/ },
+  { name: "a binding to every service account of a namespace", deny: create({ ...binding('view'), subjects: [{ kind: 'Group', name: 'system:serviceaccounts:kube-system', apiGroup: 'rbac.authorization.k8s.io' }] }), message: /every service account/ },
   { name: 'a binding to the system:masters group', deny: create(clusterBinding('view', { kind: 'Group', name: 'system:masters', apiGroup: 'rbac.authorization.k8s.io' })), message: /system:masters/ },
   { name: 'nodes/proxy (kubectl get --raw)', deny: { args: ['get', '--raw', `/api/v1/nodes/${node}/proxy/healthz`] }, message: new RegExp(`agents may not use nodes/proxy \\(node ${node}\\)`), allow: { args: ['get', 'node', node, '-o', 'name'] } },
   { name: 'a service account token (kubectl create token)', deny: { args: ['-n', ns, 'create', 'token', 'kt-sa'] }, message: /agents may not create service account tokens \(serviceaccount kt-sa\)/, allow: create(inNs({ apiVersion: 'v1', kind: 'ServiceAccount' })) },
@@ -233,6 +254,8 @@ before(async () => {
   await mustSucceed(admin(['create', '-f', '-'], inNs({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `target-${id}`, labels: label }, spec: podSpec() })), 'target pod');
   await mustSucceed(admin(['create', '-f', '-'], inNs({ apiVersion: 'v1', kind: 'Pod', metadata: { name: kubeSystemPod, labels: label }, spec: podSpec() }, 'kube-system')), 'kube-system pod');
   await mustSucceed(admin(['create', '-f', '-'], inNs({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'kt-sa' } })), 'service account');
+  const deployment = carriers(podSpec()).find(([kind]) => kind === 'Deployment')?.[1] as Obj;
+  await mustSucceed(admin(['create', '-f', '-'], { ...deployment, metadata: { name: `benign-${id}`, namespace: ns, labels: label } }), 'benign deployment');
   await mustSucceed(admin(['create', '-f', '-'], { apiVersion: 'v1', kind: 'Node', metadata: { name: node, labels: label } }), 'node');
   await mustSucceed(
     admin(['create', '-f', '-'], {
@@ -253,6 +276,24 @@ before(async () => {
     if (!probe()) await new Promise((r) => setTimeout(r, 250));
   }
   assert.ok(probe(), 'the API server never called the registered webhook');
+
+  const store = new PolicyStore({ dir: STARTER_PACK, compilers: { GuardrailPolicy: compileGuardrail } });
+  const pack = (await store.load()).of<GuardrailPolicy>('GuardrailPolicy');
+  await store.close();
+  gw = await startTestGateway({ guardrails: () => pack });
+  gwKubeconfig = gw.kubeconfigFor(env.AGENT_TOKEN);
+  // Lets agent-ci read what the gateway rows try to change, so the benign twins pass RBAC too.
+  await mustSucceed(
+    admin(['apply', '-f', '-'], {
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: `kt-pack-read-${id}`, labels: label }, rules: [{ apiGroups: ['admissionregistration.k8s.io'], resources: ['*'], verbs: ['get', 'list'] }] },
+        { ...clusterBinding(`kt-pack-read-${id}`, { kind: 'User', name: 'agent-ci', apiGroup: 'rbac.authorization.k8s.io' }), metadata: { name: `kt-pack-read-${id}`, labels: label } },
+      ],
+    }),
+    'agent-ci read grant',
+  );
 });
 
 after(async () => {
@@ -263,6 +304,7 @@ after(async () => {
   await deleteNamespace(harness().ADMIN_KUBECONFIG, ns);
   if (createdKubetrailNs) await deleteNamespace(harness().ADMIN_KUBECONFIG, 'kubetrail');
   await w?.close();
+  await gw?.close();
 });
 
 for (const c of cases) {
@@ -278,3 +320,37 @@ for (const c of cases) {
     }
   });
 }
+
+/** Rows through the gateway: requests the API server would never show kubetrail's webhook. */
+const gatewayCases: Case[] = [
+  { name: 'deleting a ValidatingWebhookConfiguration (kubetrail\'s own, here the test\'s)', deny: { args: ['delete', 'validatingwebhookconfiguration', configName] }, message: new RegExp(`agents may not change admission control \\(validatingwebhookconfigurations ${configName}\\)`), allow: { args: ['get', 'validatingwebhookconfiguration', configName, '-o', 'name'] } },
+  { name: 'patching a webhook out of a ValidatingWebhookConfiguration', deny: { args: ['patch', 'validatingwebhookconfiguration', configName, '--type=json', '-p', '[{"op":"remove","path":"/webhooks/0"}]'] }, message: /agents may not change admission control/ },
+  {
+    name: 'creating a MutatingWebhookConfiguration',
+    deny: create({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration', webhooks: [] }),
+    message: /agents may not change admission control \(mutatingwebhookconfigurations/,
+  },
+  { name: 'deleting a ValidatingAdmissionPolicy', deny: { args: ['delete', 'validatingadmissionpolicy', `kt-pack-${id}`] }, message: /agents may not change admission control \(validatingadmissionpolicies/ },
+  { name: 'nodes/proxy GET (kubectl get --raw)', deny: { args: ['get', '--raw', `/api/v1/nodes/${node}/proxy/pods`] }, message: new RegExp(`agents may not use nodes/proxy \\(node ${node}\\)`), allow: { args: ['get', 'node', node, '-o', 'name'] } },
+];
+
+for (const c of gatewayCases) {
+  test(`through the gateway, an agent's request is denied by the starter pack: ${c.name}${c.allow ? ' (and its benign twin is forwarded)' : ''}`, async () => {
+    const viaGateway = (x: Write): ReturnType<typeof kubectl> => kubectl(gwKubeconfig, x.args, x.input === undefined ? undefined : JSON.stringify(x.input), { timeoutMs: 30_000 });
+    const denied = await viaGateway(c.deny);
+    assert.notEqual(denied.status, 0, 'the request was forwarded');
+    assert.match(denied.stderr, /kubetrail guardrail "agents-[a-z-]+" denied the request: /, 'the gateway (not the API server) refused it');
+    assert.match(denied.stderr, c.message);
+    if (c.allow) {
+      const forwarded = await viaGateway(c.allow);
+      assert.equal(forwarded.status, 0, forwarded.stderr);
+    }
+  });
+}
+
+test('the webhook configuration the gateway rows tried to remove is still there, whole', async () => {
+  const got = await admin(['get', 'validatingwebhookconfiguration', configName, '-o', 'json']);
+  assert.equal(got.status, 0, got.stderr);
+  const webhooks = (JSON.parse(got.stdout) as { webhooks: unknown[] }).webhooks;
+  assert.equal(webhooks.length, (shippedValidatingConfiguration('https://x', 'x')['webhooks'] as unknown[]).length);
+});
