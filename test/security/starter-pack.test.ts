@@ -18,7 +18,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -353,4 +353,33 @@ test('the webhook configuration the gateway rows tried to remove is still there,
   assert.equal(got.status, 0, got.stderr);
   const webhooks = (JSON.parse(got.stdout) as { webhooks: unknown[] }).webhooks;
   assert.equal(webhooks.length, (shippedValidatingConfiguration('https://x', 'x')['webhooks'] as unknown[]).length);
+});
+
+test('the opt-in Restricted example warns an agent about a root pod and is silent for a restricted one', async () => {
+  const file = path.join(w.policies, 'agents-pod-security-restricted.yaml');
+  const reloaded = (): Promise<void> =>
+    new Promise((resolve) => {
+      const off = w.webhook.policies.onChange(() => {
+        off();
+        resolve();
+      });
+    });
+  const loaded = reloaded();
+  copyFileSync(path.join(REPO, 'docs', 'examples', 'agents-pod-security-restricted.yaml'), file);
+  await loaded;
+  try {
+    const root = await asAgent(create(pod()));
+    assert.equal(root.status, 0, root.stderr);
+    for (const m of [/runAsNonRoot/, /allowPrivilegeEscalation: false/, /seccompProfile RuntimeDefault or Localhost/, /drop ALL capabilities/]) {
+      assert.match(root.stderr, new RegExp(`Warning: agents-pod-security-restricted: restricted: .*${m.source}`));
+    }
+    const hardened = { runAsNonRoot: true, runAsUser: 1000, allowPrivilegeEscalation: false, seccompProfile: { type: 'RuntimeDefault' }, capabilities: { drop: ['ALL'] } };
+    const ok = await asAgent(create(pod({ volumes: [{ name: 'tmp', emptyDir: {} }] }, { securityContext: hardened })));
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.doesNotMatch(ok.stderr, /agents-pod-security-restricted/);
+  } finally {
+    const removed = reloaded();
+    rmSync(file, { force: true });
+    await removed;
+  }
 });
