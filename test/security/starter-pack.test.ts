@@ -67,7 +67,7 @@ function admin(args: string[], input?: Obj): ReturnType<typeof kubectl> {
 let seq = 0;
 function create(obj: Obj): Write {
   const o = structuredClone(obj);
-  o['metadata'] = { name: `x${++seq}-${id}`, ...o['metadata'], labels: label };
+  o['metadata'] = { name: `x${++seq}-${id}`, ...o['metadata'], labels: { ...o['metadata']?.labels, ...label } };
   return { args: ['create', '-f', '-'], input: o };
 }
 
@@ -182,6 +182,11 @@ const cases: Case[] = [
   { name: 'a hostPath PersistentVolume', deny: create(pv({ hostPath: { path: '/' } })), message: /hostPath PersistentVolumes/, allow: create(pv({ csi: { driver: 'csi.example.com', volumeHandle: `vol-${id}` } })) },
   { name: 'a local PersistentVolume', deny: create(pv({ local: { path: '/var/lib' } }, nodeAffinity)), message: /local PersistentVolumes/ },
   { name: 'a ClusterRole with aggregationRule', deny: create(clusterRole([], { aggregationRule: { clusterRoleSelectors: [{ matchLabels: { [`kt-pack-${id}`]: 'true' } }] } })), message: /aggregated ClusterRoles/, allow: create(clusterRole([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] }])) },
+  {
+    name: 'a ClusterRole that aggregates into edit',
+    deny: create(clusterRole([{ apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }], { metadata: { labels: { 'rbac.authorization.k8s.io/aggregate-to-edit': 'true' } } })),
+    message: /aggregate into other roles/,
+  },
   ...(['escalate', 'bind', 'impersonate'] as const).map((verb): Case => ({ name: `a ClusterRole with the ${verb} verb`, deny: create(clusterRole([{ apiGroups: ['rbac.authorization.k8s.io', ''], resources: ['clusterroles', 'users'], verbs: [verb] }])), message: /escalate, bind or impersonate verbs/ })),
   {
     name: 'a ClusterRole with every verb spelled out',
