@@ -179,6 +179,7 @@ const cases: Case[] = [
     deny: { args: ['-n', 'kube-system', 'debug', kubeSystemPod, '--image=busybox', '--profile=baseline', '-c', `dbg-${id}`] },
     message: /agents may not add ephemeral containers \(kubectl debug\) in kube-system/,
   },
+  { name: 'a node debugging pod (kubectl debug node/...)', deny: { args: ['-n', ns, 'debug', `node/${node}`, '--image=busybox', '--profile=sysadmin'] }, message: /hostPath volumes are not allowed.*hostNetwork is not allowed.*hostPID is not allowed/ },
   { name: 'a hostPath PersistentVolume', deny: create(pv({ hostPath: { path: '/' } })), message: /hostPath PersistentVolumes/, allow: create(pv({ csi: { driver: 'csi.example.com', volumeHandle: `vol-${id}` } })) },
   { name: 'a local PersistentVolume', deny: create(pv({ local: { path: '/var/lib' } }, nodeAffinity)), message: /local PersistentVolumes/ },
   { name: 'a ClusterRole with aggregationRule', deny: create(clusterRole([], { aggregationRule: { clusterRoleSelectors: [{ matchLabels: { [`kt-pack-${id}`]: 'true' } }] } })), message: /aggregated ClusterRoles/, allow: create(clusterRole([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] }])) },
@@ -205,6 +206,7 @@ const cases: Case[] = [
   ...(['admin', 'edit'] as const).map((r): Case => ({ name: `a RoleBinding to ${r}`, deny: create(binding(r)), message: new RegExp(`agents may not bind ${r}\\b`), allow: create(binding('view')) })),
   { name: 'a RoleBinding to a control-plane ClusterRole', deny: create(binding('system:controller:clusterrole-aggregation-controller')), message: /agents may not bind system:controller:clusterrole-aggregation-controller/ },
   { name: "a binding to every service account of a namespace", deny: create({ ...binding('view'), subjects: [{ kind: 'Group', name: 'system:serviceaccounts:kube-system', apiGroup: 'rbac.authorization.k8s.io' }] }), message: /every service account/ },
+  { name: "a ClusterRoleBinding to kubetrail's own impersonating role", deny: create(clusterBinding('kubetrail-proxy')), message: /agents may not bind kubetrail-proxy/ },
   { name: 'a binding to the system:masters group', deny: create(clusterBinding('view', { kind: 'Group', name: 'system:masters', apiGroup: 'rbac.authorization.k8s.io' })), message: /system:masters/ },
   { name: 'nodes/proxy (kubectl get --raw)', deny: { args: ['get', '--raw', `/api/v1/nodes/${node}/proxy/healthz`] }, message: new RegExp(`agents may not use nodes/proxy \\(node ${node}\\)`), allow: { args: ['get', 'node', node, '-o', 'name'] } },
   { name: 'a service account token (kubectl create token)', deny: { args: ['-n', ns, 'create', 'token', 'kt-sa'] }, message: /agents may not create service account tokens \(serviceaccount kt-sa\)/, allow: create(inNs({ apiVersion: 'v1', kind: 'ServiceAccount' })) },
@@ -215,6 +217,17 @@ const cases: Case[] = [
     allow: create(inNs({ apiVersion: 'v1', kind: 'Secret', type: 'Opaque', stringData: { a: 'b' } })),
   },
   { name: 'approving a CSR (kubectl certificate approve)', deny: { args: ['certificate', 'approve', csr] }, message: new RegExp(`agents may not approve certificate signing requests \\(${csr}\\)`), allow: { args: ['certificate', 'deny', csr] } },
+  {
+    name: "relabelling a namespace's Pod Security level",
+    deny: { args: ['label', 'namespace', ns, '--overwrite', 'pod-security.kubernetes.io/enforce=privileged'] },
+    message: new RegExp(`agents may not change the pod-security.kubernetes.io labels of namespace ${ns}`),
+    allow: { args: ['label', 'namespace', ns, '--overwrite', `team=kt-pack`] },
+  },
+  {
+    name: 'a new namespace at the privileged Pod Security level',
+    deny: create({ apiVersion: 'v1', kind: 'Namespace', metadata: { labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } } }),
+    message: /privileged Pod Security level/,
+  },
   { name: 'a ConfigMap in the kubetrail namespace', deny: create(inNs({ apiVersion: 'v1', kind: 'ConfigMap', data: { a: 'b' } }, 'kubetrail')), message: /agents may not change anything in the kubetrail namespace/, allow: create(inNs({ apiVersion: 'v1', kind: 'ConfigMap', data: { a: 'b' } })) },
   { name: "a ClusterRole named like kubetrail's own", deny: create(clusterRole([], { metadata: { name: `kubetrail-${id}` } })), message: /agents may not change kubetrail's own clusterroles/ },
 ];
@@ -307,6 +320,8 @@ after(async () => {
   await admin(['-n', 'kube-system', 'delete', 'pod', kubeSystemPod, '--ignore-not-found', '--grace-period=0', '--force']);
   // The harness runs no namespace controller: deleteNamespace finalizes the namespace itself.
   await deleteNamespace(harness().ADMIN_KUBECONFIG, ns);
+  const leaked = await admin(['get', 'namespaces', '-l', `kubetrail-test=${id}`, '-o', 'name']);
+  for (const n of leaked.stdout.split('\n').filter((l) => l !== '')) await deleteNamespace(harness().ADMIN_KUBECONFIG, n.replace(/^namespace\//, ''));
   if (createdKubetrailNs) await deleteNamespace(harness().ADMIN_KUBECONFIG, 'kubetrail');
   await w?.close();
   await gw?.close();
