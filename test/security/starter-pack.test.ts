@@ -229,6 +229,8 @@ const cases: Case[] = [
     message: /privileged Pod Security level/,
   },
   { name: 'a ConfigMap in the kubetrail namespace', deny: create(inNs({ apiVersion: 'v1', kind: 'ConfigMap', data: { a: 'b' } }, 'kubetrail')), message: /agents may not change anything in the kubetrail namespace/, allow: create(inNs({ apiVersion: 'v1', kind: 'ConfigMap', data: { a: 'b' } })) },
+  // A server-side dry run is reviewed like the real delete, and cannot strand the namespace if it were ever admitted.
+  { name: 'deleting the kubetrail namespace', deny: { args: ['delete', 'namespace', 'kubetrail', '--dry-run=server'] }, message: /agents may not change anything in the kubetrail namespace/ },
   { name: "a ClusterRole named like kubetrail's own", deny: create(clusterRole([], { metadata: { name: `kubetrail-${id}` } })), message: /agents may not change kubetrail's own clusterroles/ },
 ];
 
