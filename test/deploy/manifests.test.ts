@@ -122,7 +122,7 @@ interface Webhook {
   clientConfig: { service: { namespace: string; name: string; path: string } };
 }
 
-test('the webhooks fail closed for guardrails, open for the stamp and for kube-system exec, and never cover kubetrail itself', () => {
+test('the webhooks fail closed for guardrails, open for the stamp, for kube-system exec and debug, and for kubetrail\'s own namespace', () => {
   const objs = rendered.get('overlays/prod') ?? [];
   const validating = find(objs, 'ValidatingWebhookConfiguration', 'kubetrail')['webhooks'] as Webhook[];
   const mutating = find(objs, 'MutatingWebhookConfiguration', 'kubetrail')['webhooks'] as Webhook[];
@@ -130,6 +130,7 @@ test('the webhooks fail closed for guardrails, open for the stamp and for kube-s
   const expected: { name: string; failurePolicy: string; path: string }[] = [
     { name: 'validate.kubetrail.io', failurePolicy: 'Fail', path: '/validate' },
     { name: 'exec-kube-system.kubetrail.io', failurePolicy: 'Ignore', path: '/validate' },
+    { name: 'kubetrail-namespace.kubetrail.io', failurePolicy: 'Ignore', path: '/validate' },
     { name: 'mutate.kubetrail.io', failurePolicy: 'Ignore', path: '/mutate' },
   ];
   assert.deepEqual([...byName.keys()].sort(), expected.map((e) => e.name).sort());
@@ -148,7 +149,11 @@ test('the webhooks fail closed for guardrails, open for the stamp and for kube-s
   const v = byName.get('validate.kubetrail.io') as Webhook;
   assert.ok(v.rules.some((r) => r.operations.includes('DELETE') && r.resources.includes('*/*')));
   assert.ok(v.rules.some((r) => r.operations.includes('CONNECT') && ['pods/exec', 'pods/attach', 'pods/portforward'].every((s) => r.resources.includes(s))));
+  assert.ok(v.rules.some((r) => r.operations.includes('CONNECT') && r.resources.includes('nodes/proxy')), 'nodes/proxy is reviewed');
   assert.deepEqual(byName.get('exec-kube-system.kubetrail.io')?.namespaceSelector.matchLabels, { 'kubernetes.io/metadata.name': 'kube-system' });
+  assert.ok(byName.get('exec-kube-system.kubetrail.io')?.rules.some((r) => r.operations.includes('UPDATE') && r.resources.includes('pods/ephemeralcontainers')), 'kubectl debug in kube-system is reviewed');
+  // kubetrail's own namespace: only the fail-open entry reviews it, so a down kubetrail never blocks its own repair.
+  assert.deepEqual(byName.get('kubetrail-namespace.kubetrail.io')?.namespaceSelector.matchLabels, { 'kubernetes.io/metadata.name': 'kubetrail' });
 });
 
 interface PodSpec {
