@@ -56,21 +56,8 @@ export interface VerifyIssue {
   detail: string;
 }
 
-/** Seqs a valid signed `chain.gap` declares lost: not tampering, but listed. */
-export interface DeclaredGap {
-  fromSeq: number;
-  toSeq: number;
-  /** Lost events the declaration counts. */
-  events: number;
-  /** Events refused (no seq consumed) while the pipeline could not write. */
-  refused: number;
-  reason: string;
-  errno?: string;
-  since: string;
-  until: string;
-  /** Seq of the gap event. */
-  seq: number;
-}
+/** Seqs a valid signed `chain.gap` declares lost: not tampering, but listed. The gap event's body, less its signature, and the gap event's own seq. */
+export type DeclaredGap = Omit<GapBody, 'keyId' | 'signature'> & { seq: number };
 
 /** Summary of one source's chain. */
 export interface SourceReport {
