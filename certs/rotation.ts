@@ -225,7 +225,7 @@ function readIfExists(file: string): string | undefined {
 }
 
 /** Reads what `dir` holds. */
-export function readCertState(dir: string): CertState {
+function readCertState(dir: string): CertState {
   return {
     caBundlePem: readIfExists(path.join(dir, CERT_FILES.caBundle)),
     caKeyPem: readIfExists(path.join(dir, CERT_FILES.caKey)),

@@ -69,7 +69,7 @@ const DAY_MS = 24 * 3600 * 1000;
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 /** Generates a private key of the given type. */
-export function generateKey(type: KeyType): KeyObject {
+function generateKey(type: KeyType): KeyObject {
   return type === 'ecdsa-p256'
     ? generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
     : generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
@@ -268,7 +268,7 @@ export function privateKeyFromPem(keyPem: string): KeyObject {
 }
 
 /** A DNS name as a SAN: labels of letters, digits and hyphens, optionally a leading `*.` wildcard. */
-export function isDnsName(s: string): boolean {
+function isDnsName(s: string): boolean {
   return s.length > 0 && s.length <= 253 && /^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/.test(s);
 }
 

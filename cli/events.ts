@@ -15,6 +15,8 @@ import { readEvents, type EventFilter, type ReadSource } from '../core/events/re
 import { render, type WireFormat } from '../core/events/formats/index.ts';
 import { canonicalJson } from '../core/chain/canonical.ts';
 import type { KubetrailEvent } from '../core/events/model.ts';
+import { verbOf } from '../core/index/fields.ts';
+import { INDEX_FLAGS, indexFor, queryOf } from './index-source.ts';
 
 /** Flags that select where events are read from (shared with `verify`). */
 export const SOURCE_FLAGS = {
@@ -61,15 +63,6 @@ export function parseSince(s: string, now = Date.now()): Date {
   return new Date(t);
 }
 
-function verbOf(e: KubetrailEvent): string {
-  const b = e.body as unknown as Record<string, unknown>;
-  if (typeof b['operation'] === 'string') return b['operation'].toLowerCase();
-  if (typeof b['verb'] === 'string') return b['verb'];
-  if (typeof b['kind'] === 'string') return b['kind'];
-  if (typeof b['action'] === 'string') return b['action'];
-  return '';
-}
-
 function decisionOf(e: KubetrailEvent): string {
   const d = (e.body as unknown as { decision?: { allowed: boolean } }).decision;
   if (d !== undefined) return d.allowed ? 'allow' : 'deny';
@@ -98,12 +91,14 @@ function pad(cells: readonly string[], widths: readonly number[]): string {
 const USAGE = `usage: kubetrail events [--config F] [--log-dir D | --brokers B [--topic T]...]
                         [--user U] [--namespace N] [--type T] [--session S] [--since 1h]
                         [--follow] [--format native|k8s-audit|ocsf] [-o table|json]
+                        [--index FILE | --scan]
 `;
 
 /** Runs `kubetrail events`. */
 export async function run(argv: string[]): Promise<number> {
   const parsed = parseCommandArgs('events', USAGE, argv, {
         ...SOURCE_FLAGS,
+        ...INDEX_FLAGS,
         user: { type: 'string' },
         namespace: { type: 'string', short: 'n' },
         type: { type: 'string' },
@@ -138,7 +133,10 @@ export async function run(argv: string[]): Promise<number> {
     const rows: string[][] = [];
     const widths = COLUMNS.map((c) => c.length);
     if (output === 'table' && values.follow) out.write(pad(COLUMNS, [24, 18, 20, 8, 40, 6, 6]) + '\n');
-    for await (const e of readEvents({ source, filter, follow: values.follow ?? false, signal: ac.signal })) {
+    // --follow tails the trail itself; a listing answers from the index when there is one (same events, same order).
+    const index = values.follow ? undefined : await indexFor(values, source);
+    const events = index !== undefined ? index.all(queryOf(filter)) : readEvents({ source, filter, follow: values.follow ?? false, signal: ac.signal });
+    for await (const e of events) {
       if (output === 'json') {
         const text = format === 'native' ? canonicalJson(e) : render(e, canonicalJson(e), format).value;
         if (!out.write(text + '\n')) await new Promise((r) => out.once('drain', r));
@@ -150,6 +148,7 @@ export async function run(argv: string[]): Promise<number> {
         rows.push(r);
       }
     }
+    index?.close();
     if (output === 'table' && !values.follow) {
       out.write(pad(COLUMNS, widths) + '\n');
       for (const r of rows) out.write(pad(r, widths) + '\n');

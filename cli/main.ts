@@ -3,10 +3,6 @@
  * Only wiring lives here.
  */
 import { KubetrailError } from '../core/errors.ts';
-import { silenceKafkajsTimeoutWarning } from '../core/sinks/kafkajs-warnings.ts';
-
-// kafkajs's harmless TimeoutNegativeWarning is not printed, however the command was started (see the module).
-silenceKafkajsTimeoutWarning();
 
 /** A subcommand: takes its argv (after the subcommand word) and returns an exit code. */
 export type Command = (argv: string[]) => Promise<number>;
@@ -16,6 +12,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   sessions: { summary: 'list recorded exec/attach/port-forward sessions; -o json for NDJSON', load: async () => (await import('./sessions.ts')).run },
   replay: { summary: 'play a recorded session back (--speed N) or export it as asciicast v2 (--export F.cast)', load: async () => (await import('./replay.ts')).run },
   verify: { summary: 'check hash chain, gaps, ordering, replays, a cut tail (--signed-heads) and signatures (several keys); non-zero exit on any break', load: async () => (await import('./verify.ts')).run },
+  approvals: { summary: 'list, show, approve, deny or wait for ApprovalRequests (kubectl credentials)', load: async () => (await import('./approvals.ts')).run },
   start: { summary: 'run the webhook and the gateway locally (dev certificates, local log)', load: async () => (await import('./start.ts')).run },
   webhook: { summary: 'run the admission webhook (/validate, /mutate) with guardrails, mutation stamp and capture', load: async () => (await import('./webhook.ts')).run },
   proxy: { summary: 'run the API gateway: authenticate callers (OIDC, TokenReview), forward with impersonation, record every request', load: async () => (await import('./proxy.ts')).run },

@@ -14,9 +14,11 @@ import { readEvents, type EventFilter } from '../core/events/reader.ts';
 import { canonicalJson } from '../core/chain/canonical.ts';
 import type { KubetrailEvent, SessionBody } from '../core/events/model.ts';
 import { SOURCE_FLAGS, UsageError, parseSince, sourceFromFlags } from './events.ts';
+import { INDEX_FLAGS, indexFor, queryOf } from './index-source.ts';
 
 const USAGE = `usage: kubetrail sessions [--config F] [--log-dir D | --brokers B [--topic T]...]
                           [--user U] [--namespace N] [--pod P] [--since 1h] [-o table|json]
+                          [--index FILE | --scan]
 `;
 
 /** What the listing knows of one session. */
@@ -27,7 +29,7 @@ export interface SessionSummary {
 }
 
 /** Groups session.start/end events by session id, in first-seen order. */
-export function summarize(events: Iterable<KubetrailEvent>): SessionSummary[] {
+function summarize(events: Iterable<KubetrailEvent>): SessionSummary[] {
   const byId = new Map<string, SessionSummary>();
   for (const e of events) {
     if (e.type !== 'session.start' && e.type !== 'session.end') continue;
@@ -65,6 +67,7 @@ function cells(s: SessionSummary): string[] {
 export async function run(argv: string[]): Promise<number> {
   const parsed = parseCommandArgs('sessions', USAGE, argv, {
         ...SOURCE_FLAGS,
+        ...INDEX_FLAGS,
         user: { type: 'string' },
         namespace: { type: 'string', short: 'n' },
         pod: { type: 'string' },
@@ -83,7 +86,11 @@ export async function run(argv: string[]): Promise<number> {
     if (values.since !== undefined) filter.since = parseSince(values.since);
     const source = sourceFromFlags(values);
     const events: KubetrailEvent[] = [];
-    for await (const e of readEvents({ source, filter })) {
+    const index = await indexFor(values, source);
+    // session.start and session.end only: the index need not read the (bulky) session.data lines back.
+    const found = index !== undefined ? [...index.all({ ...queryOf(filter), includeData: false })] : readEvents({ source, filter });
+    index?.close();
+    for await (const e of found) {
       if (e.type === 'session.data') continue; // bulky and not needed for the listing
       if (values.pod !== undefined && (e.body as SessionBody).pod !== values.pod) continue;
       events.push(e);

@@ -32,7 +32,9 @@ import { runCommand } from './process.ts';
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Listen addresses `start` uses unless the config file or env says otherwise: loopback only. */
+// No load balancer routes to a local run: Ctrl-C stops at once (no drain period).
 const LOCAL_DEFAULTS = {
+  shutdownDrainSeconds: 0,
   webhook: { listen: '127.0.0.1:8443', health: '127.0.0.1:8080' },
   proxy: { listen: '127.0.0.1:9443', health: '127.0.0.1:8081' },
 } as const;
@@ -58,7 +60,7 @@ function parseFlags(argv: readonly string[]): StartFlags {
     else if (a === '--kubeconfig') flags.kubeconfig = value();
     else if (a === '--context') flags.context = value();
     else if (a === '--local') flags.local = true;
-    else throw new ConfigError('CFG_ERR_ARGV', [{ path: a, message: 'unknown flag (kubetrail start [--config F] [--kubeconfig F] [--context C] [--local])' }]);
+    else throw new ConfigError('CFG_ERR_ARGV', [{ path: a, message: 'unknown flag (kubetrail start [--config FILE] [--kubeconfig FILE] [--context NAME] [--local]; --help for more)' }]);
   }
   return flags;
 }
@@ -97,8 +99,21 @@ function localWebhookConfigurations(webhookPort: number, caBundle: string): stri
   return docs.map((d) => JSON.stringify(d)).join('\n---\n');
 }
 
+const USAGE = `usage: kubetrail start [--config FILE] [--kubeconfig FILE] [--context NAME] [--local]
+
+Runs the admission webhook and the gateway on loopback with dev certificates and
+the local event log. Upstream is the current kube context when it answers (or
+--kubeconfig/--context); otherwise, or with --local, a local control plane is
+started and the webhooks are registered against it. Prints an agent kubeconfig
+that goes through the gateway. Every setting is also a KUBETRAIL_* variable.
+`;
+
 /** Runs `kubetrail start`. */
 export async function run(argv: string[]): Promise<number> {
+  if (argv.includes('-h') || argv.includes('--help')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   const flags = parseFlags(argv);
   let fileDoc: Record<string, unknown> = {};
   if (flags.configFile !== undefined) {

@@ -15,6 +15,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { parseCommandArgs } from './args.ts';
+import { publicKeysFromCluster } from './cluster-key.ts';
 import { loadPublicKey, loadPublicKeySet } from '../core/chain/signing.ts';
 import { readSignedHeads, type SignedHead } from '../core/chain/signed-head.ts';
 import { ChainVerifier, type VerifyReport } from '../core/chain/verify.ts';
@@ -27,6 +28,8 @@ const USAGE = `usage: kubetrail verify (--public-key F)... [--key-set F|DIR]... 
 
   --public-key F      an Ed25519 public key (PEM); repeat for every signing key (each instance's dev key)
   --key-set F|DIR     a file of PEM blocks, or a directory of *.pem files
+  --public-key-from-cluster NS/NAME  the key kubetrail published in that ConfigMap
+                      (kubetrail/kubetrail-signing-public-key), read with --kubeconfig F [--context C]
   --signed-heads F|DIR  signed heads kept outside the log (signing.headDir): detects a cut-off tail
 `;
 
@@ -59,6 +62,9 @@ export async function run(argv: string[]): Promise<number> {
     ...SOURCE_FLAGS,
     'public-key': { type: 'string', multiple: true },
     'key-set': { type: 'string', multiple: true },
+    'public-key-from-cluster': { type: 'string', multiple: true },
+    kubeconfig: { type: 'string' },
+    context: { type: 'string' },
     'signed-heads': { type: 'string', multiple: true },
     'allow-head-gap': { type: 'boolean' },
     output: { type: 'string', short: 'o' },
@@ -69,7 +75,8 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const keyFiles = values['public-key'] ?? [];
     const keySets = values['key-set'] ?? [];
-    if (keyFiles.length === 0 && keySets.length === 0) throw new UsageError('--public-key or --key-set is required');
+    const clusterKeys = values['public-key-from-cluster'] ?? [];
+    if (keyFiles.length === 0 && keySets.length === 0 && clusterKeys.length === 0) throw new UsageError('--public-key, --key-set or --public-key-from-cluster is required');
     const output = values.output ?? 'text';
     if (output !== 'text' && output !== 'json') throw new UsageError('-o: expected text or json');
     const publicKeys: KeyObject[] = [];
@@ -82,6 +89,11 @@ export async function run(argv: string[]): Promise<number> {
       for (const f of keySets) publicKeys.push(...loadPublicKeySet(f));
     } catch (err) {
       throw new UsageError(`--key-set: ${(err as Error).message}`);
+    }
+    try {
+      publicKeys.push(...(await publicKeysFromCluster(clusterKeys, { ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}), ...(values.context ? { context: values.context } : {}) })));
+    } catch (err) {
+      throw new UsageError(`--public-key-from-cluster: ${(err as Error).message}`);
     }
     const signedHeads: SignedHead[] = [];
     try {

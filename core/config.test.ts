@@ -125,3 +125,11 @@ test('an unreadable or malformed file is a clear error naming the file', () => {
   const list = tmpFile('list.yaml', '- a\n- b\n');
   assert.match(issuesOf(() => loadConfig({ file: list }))[0]?.message ?? '', /must be a mapping/);
 });
+
+test('the config knows no test-side variable: KUBETRAIL_HARNESS_ENV, KUBETRAIL_TEST_* and the like are unknown settings like any other', () => {
+  // The test side keeps its own list and leaves these out of a product process's environment (test/support/env.ts productEnv).
+  const names = ['KUBETRAIL_HARNESS_ENV', 'KUBETRAIL_TEST_FILTER', 'KUBETRAIL_KEEP_HARNESS', 'KUBETRAIL_CACHE'];
+  const issues = issuesOf(() => loadConfig({ env: Object.fromEntries(names.map((n) => [n, 'x'])) }));
+  assert.deepEqual(issues.map((i) => i.path).sort(), [...names].sort());
+  for (const i of issues) assert.equal(i.message, 'unknown setting (no config field has this name)');
+});

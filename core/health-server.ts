@@ -1,10 +1,12 @@
 /**
  * The plain-HTTP health listener every server runs beside its main port:
  * `/healthz` (the process is alive), `/readyz` (every readiness check passes),
- * `/metrics` (Prometheus text from prom-client).
+ * `/metrics` (Prometheus text from prom-client). An express app: GET and
+ * HEAD only (405 otherwise), 404 for any other path.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 
 /** A named readiness check; resolves true when ready. */
@@ -35,43 +37,40 @@ export function splitHostPort(hostPort: string): { host: string; port: number } 
 /** Starts the health listener on `hostPort` (port 0 picks a free one). */
 export async function startHealthServer(hostPort: string, registry: Registry): Promise<HealthServer> {
   const checks = new Map<string, ReadinessCheck>();
-  const server = http.createServer((req, res) => {
-    const url = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      return;
-    }
-    if (url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-      return;
-    }
-    if (url === '/readyz') {
-      void (async () => {
-        const failed: string[] = [];
-        for (const [name, check] of checks) {
-          let ok = false;
-          try {
-            ok = await check();
-          } catch {
-            ok = false;
-          }
-          if (!ok) failed.push(name);
-        }
-        res
-          .writeHead(failed.length === 0 ? 200 : 503, { 'content-type': 'text/plain' })
-          .end(failed.length === 0 ? 'ok\n' : `not ready: ${failed.join(', ')}\n`);
-      })();
-      return;
-    }
-    if (url === '/metrics') {
-      registry.metrics().then(
-        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-        () => res.writeHead(500).end(),
-      );
-      return;
-    }
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+  const app = express();
+  app.set('case sensitive routing', true);
+  app.set('strict routing', true);
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    if (req.method === 'GET' || req.method === 'HEAD') return next();
+    res.status(405).set('allow', 'GET, HEAD').end();
   });
+  app.get('/healthz', (_req, res) => void res.type('text/plain').send('ok\n'));
+  app.get('/readyz', async (_req, res) => {
+    const failed: string[] = [];
+    for (const [name, check] of checks) {
+      let ok = false;
+      try {
+        ok = await check();
+      } catch {
+        ok = false;
+      }
+      if (!ok) failed.push(name);
+    }
+    res
+      .status(failed.length === 0 ? 200 : 503)
+      .type('text/plain')
+      .send(failed.length === 0 ? 'ok\n' : `not ready: ${failed.join(', ')}\n`);
+  });
+  app.get('/metrics', async (_req, res) => {
+    const text = await registry.metrics();
+    res.set('content-type', registry.contentType).send(text);
+  });
+  app.use((_req: Request, res: Response) => void res.status(404).type('text/plain').send('not found\n'));
+  // A failed collection (the only error a route can raise) is a bare 500: metric text is never half-sent and no internals are echoed.
+  app.use((_err: unknown, _req: Request, res: Response, _next: NextFunction) => void res.status(500).end());
+  const server = http.createServer(app);
   const { host, port } = splitHostPort(hostPort);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

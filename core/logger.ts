@@ -9,7 +9,7 @@ import { pino, type Logger, type LevelWithSilent } from 'pino';
 export type { Logger } from 'pino';
 
 /** Paths pino censors wherever they appear in a log record. */
-export const REDACT_PATHS: readonly string[] = [
+const REDACT_PATHS: readonly string[] = [
   'authorization',
   'token',
   'password',

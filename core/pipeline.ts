@@ -16,8 +16,8 @@
  * and, with `signing.headDir`, one `<cluster>_<component>_<instance>.head.json`
  * there: the latest signed head (core/chain/signed-head.ts).
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync, accessSync, constants } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, readlinkSync, unlinkSync, writeFileSync, writeSync, accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 import type { Config } from './config.ts';
@@ -69,7 +69,7 @@ function dataDirError(dir: string, err: unknown): SinkError {
 }
 
 /** The stable instance id of this data dir: config.instance, or generated once and stored. */
-export function instanceId(config: Config): string {
+function instanceId(config: Config): string {
   if (config.instance !== undefined) return config.instance;
   const file = path.join(config.dataDir, 'instance-id');
   try {
@@ -88,36 +88,62 @@ export function instanceId(config: Config): string {
   }
 }
 
-/** Takes the per-component lock; a lock left by a dead process is taken over. Returns the release function. */
+/** This process among others with the same pid: a restarted container's process is pid 1 again. */
+const LOCK_NONCE = randomUUID();
+
+/** The pid namespace of this process ('' where /proc has none): a pid is only meaningful inside it. */
+function pidNamespace(): string {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Whether the holder recorded in a lock file (`pid nonce pidns`, or a bare
+ * pid from older versions) may still be using the dataDir. A holder in
+ * another pid namespace is a previous container on the same volume (the pod
+ * was replaced: its pid, usually 1, means nothing here), and one with our
+ * pid but another nonce is a previous process that had our pid; both are
+ * gone, since a claim is mounted by one pod of a StatefulSet at a time.
+ */
+function lockHeld(content: string): { held: boolean; pid: number } {
+  const [pidText, nonce, ns] = content.trim().split(' ');
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 0) return { held: false, pid };
+  if (ns !== undefined && ns !== pidNamespace()) return { held: false, pid };
+  if (pid === process.pid) return { held: nonce === undefined || nonce === LOCK_NONCE, pid };
+  try {
+    process.kill(pid, 0);
+    return { held: true, pid };
+  } catch (e) {
+    return { held: (e as NodeJS.ErrnoException).code === 'EPERM', pid };
+  }
+}
+
+/** Takes the per-component lock; a lock left by a dead process (or a previous container) is taken over. Returns the release function. */
 function lock(dataDir: string, component: string): () => void {
   const dir = path.join(dataDir, 'locks');
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${component}.lock`);
+  const mine = `${process.pid} ${LOCK_NONCE} ${pidNamespace()}`.trim();
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(file, 'wx');
-      writeSync(fd, `${process.pid}\n`);
+      writeSync(fd, `${mine}\n`);
       closeSync(fd);
       return () => {
         try {
-          if (readFileSync(file, 'utf8').trim() === String(process.pid)) unlinkSync(file);
+          if (readFileSync(file, 'utf8').trim() === mine) unlinkSync(file);
         } catch {
           // already gone
         }
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number(readFileSync(file, 'utf8').trim());
-      let alive = false;
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
-        try {
-          process.kill(pid, 0);
-          alive = true;
-        } catch (e) {
-          alive = (e as NodeJS.ErrnoException).code === 'EPERM';
-        }
-      }
-      if (alive || pid === process.pid) {
+      const { held, pid } = lockHeld(readFileSync(file, 'utf8'));
+      if (held) {
         throw new SinkError('SINK_ERR_LOCKED', `dataDir: ${dataDir} is in use by process ${pid} for component ${component}; give each process its own dataDir`, { setting: 'dataDir' });
       }
       unlinkSync(file);

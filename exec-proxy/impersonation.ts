@@ -18,7 +18,7 @@ import { ProxyError } from './errors.ts';
 import { upstreamJson, type UpstreamTarget } from './upstream.ts';
 
 /** The extra key carrying the gateway session id (decoded form). */
-export const SESSION_EXTRA_KEY = 'kubetrail.io/session';
+const SESSION_EXTRA_KEY = 'kubetrail.io/session';
 /** Extra keys the gateway sets itself and never takes from a caller's identity. */
 const RESERVED_EXTRA_PREFIX = 'kubetrail.io/';
 

@@ -8,7 +8,9 @@ import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Config } from '../core/config.ts';
+import { approvalsFromConfig } from '../core/approvals/from-config.ts';
 import { watchServerCertificate } from '../core/tls-reload.ts';
+import type { Drain } from '../core/drain.ts';
 import type { Logger } from '../core/logger.ts';
 import type { EventSink } from '../core/sinks/sink.ts';
 import { splitHostPort } from '../core/health-server.ts';
@@ -50,6 +52,8 @@ export interface GatewayOptions {
   mask?: BodyMasker;
   /** Test hook: the OIDC verification clock. */
   now?: () => Date;
+  /** The process's drain after SIGTERM (core/drain.ts). */
+  drain?: Drain;
 }
 
 /** A running gateway. */
@@ -130,8 +134,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       stream: { execPolicies, masking, limits: cfg.exec },
       active: new Set(),
       pending: new Set(),
+      ...approvalHoldFromConfig(opts.config, opts.sink, log),
     };
     const server = createGatewayServer(ctx, opts.tls);
+    opts.drain?.attach(server);
     const { certFile, keyFile } = opts.tls;
     const certReload =
       certFile !== undefined && keyFile !== undefined
@@ -176,4 +182,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     upstream.close();
     throw err;
   }
+}
+
+/** `{ approvals }` of the gateway context from config `approvals` (absent: `{}`). */
+function approvalHoldFromConfig(cfg: Config, sink: EventSink, log: Logger): Pick<GatewayContext, 'approvals'> {
+  // The gateway creates ApprovalRequests for its own ExecPolicy rules: its identity must be in approvals.serviceUsers for the webhook to admit them.
+  const built = approvalsFromConfig(cfg, sink, log, []);
+  return built === undefined ? {} : { approvals: built };
 }

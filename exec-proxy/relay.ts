@@ -22,7 +22,7 @@ import { forwardRequestOptions } from './upstream.ts';
  * Impersonate-*, X-Remote-*, cookies, proxy and hop-by-hop headers — is
  * dropped: the upstream request is built from scratch.
  */
-export const FORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
+const FORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'accept',
   'accept-encoding',
   'accept-language',
@@ -75,7 +75,7 @@ export function forwardedHeaders(req: IncomingMessage, identityHeaders: Outgoing
 }
 
 /** Response header lines to send back to the client, as a flat [name, value, ...] list (repeated lines kept). */
-export function responseHeaders(upRes: IncomingMessage): string[] {
+function responseHeaders(upRes: IncomingMessage): string[] {
   const out: string[] = [];
   const raw = upRes.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -95,6 +95,8 @@ export interface RelayResult {
   auditId: string | undefined;
   /** Set when the exchange did not complete (upstream error, timeout, client gone, record not durable). */
   error?: unknown;
+  /** Set when `intercept` took the response: nothing was written to the client. */
+  intercepted?: { status: number; headerLines: string[]; body: Buffer };
 }
 
 /** One relayed exchange. */
@@ -124,7 +126,16 @@ export interface RelayArgs {
    * re-establishes it); returns the function that unregisters it.
    */
   track?: (stop: () => void) => () => void;
+  /**
+   * Called with the upstream status and headers before anything is written to
+   * the client: true keeps the response (up to 64 KiB) in `intercepted`
+   * instead of relaying it (the approval hold reads a webhook's denial).
+   */
+  intercept?: (status: number, headers: IncomingMessage['headers']) => boolean;
 }
+
+/** Largest response body `intercept` keeps (a Status is a few hundred bytes). */
+const MAX_INTERCEPTED_BYTES = 64 * 1024;
 
 /** Relays one request; resolves when the exchange is over (never rejects). */
 export function relay(a: RelayArgs): Promise<RelayResult> {
@@ -189,6 +200,21 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
       // large list) re-arms it, so it only fires when the API server stalls.
       const lines = responseHeaders(upRes);
       if (a.extraResponseHeaders) lines.push(...a.extraResponseHeaders);
+      if (a.intercept?.(result.status, upRes.headers)) {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        upRes.on('data', (c: Buffer) => {
+          result.bytesOut += c.length;
+          size += c.length;
+          if (size <= MAX_INTERCEPTED_BYTES) chunks.push(c);
+        });
+        upRes.on('error', (err) => finish(new ProxyError('PROXY_ERR_UPSTREAM_UNAVAILABLE', 'upstream response failed', { cause: err })));
+        upRes.on('end', () => {
+          result.intercepted = { status: result.status, headerLines: lines, body: Buffer.concat(chunks) };
+          finish();
+        });
+        return;
+      }
       res.writeHead(result.status, lines);
       // Long-running responses (watch, follow) must show their headers at once: kubectl waits for them.
       if (a.timeoutMs === undefined) res.flushHeaders();
@@ -253,7 +279,7 @@ export function relay(a: RelayArgs): Promise<RelayResult> {
 }
 
 /** Whether a request has a body to relay: a Transfer-Encoding, or a Content-Length other than 0. */
-export function hasBody(req: IncomingMessage): boolean {
+function hasBody(req: IncomingMessage): boolean {
   const h = req.headers;
   if (h['transfer-encoding'] !== undefined) return true;
   const cl = h['content-length'];

@@ -35,7 +35,7 @@ export const SERVED_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST
  * first value; absent, "0" or "false" in any case is false, anything else
  * (also "yes" or the empty string) is true.
  */
-export function queryBool(query: URLSearchParams, name: string): boolean {
+function queryBool(query: URLSearchParams, name: string): boolean {
   const v = query.get(name);
   return v !== null && v !== '0' && v.toLowerCase() !== 'false';
 }

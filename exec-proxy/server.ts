@@ -4,6 +4,20 @@
  * (SubjectAccessReview) → gateway guardrails → forward (relay or upgrade)
  * → audit. Every failure goes through `sendError`, the one place that turns
  * errors into Kubernetes `Status` responses.
+ *
+ * Why node:https and not express (the webhook and health listeners use
+ * express): the gateway is a streaming relay. Bodies (watches, `logs -f`,
+ * multi-MiB lists) are piped with backpressure, never buffered, and
+ * exec/attach/port-forward arrive on the server's `upgrade` event as a raw
+ * socket, which express's request pipeline never sees. express would add only
+ * its per-request routing cost on the hot path (+10–45 µs per request measured
+ * on the webhook, docs/benchmarks.md) where the gateway's own budget is
+ * ≈ 100–160 µs.
+ *
+ * Over 400 lines because it is the one handler chain (authenticate →
+ * impersonation → guardrails → forward → audit, and the refusals and
+ * shutdown answers of each step): read top to bottom it shows every place a
+ * request can be refused and recorded.
  */
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -33,11 +47,12 @@ import { parseRequestTarget, type RequestTarget } from './request-target.ts';
 import { passThroughUpgrade } from './upgrade.ts';
 import { applyConnectionLimits, createConnectionMetrics, timeoutServerOptions, type ConnectionLimits, type ConnectionMetrics } from './connection-limits.ts';
 import type { UpstreamTarget } from './upstream.ts';
+import { approvalOfDenial, heldStatusBody, holdForApproval, mayBeApprovalDenial, type ApprovalHold } from './approval-hold.ts';
 
 /** The extra key under which an event records who used `kubectl --as` (never forwarded upstream). */
-export const IMPERSONATOR_EXTRA_KEY = 'kubetrail.io/impersonator';
+const IMPERSONATOR_EXTRA_KEY = 'kubetrail.io/impersonator';
 /** The extra key under which an event refused before impersonation was checked (at shutdown) records whom the caller asked to act as. */
-export const REQUESTED_AS_EXTRA_KEY = 'kubetrail.io/requested-as';
+const REQUESTED_AS_EXTRA_KEY = 'kubetrail.io/requested-as';
 
 /** Everything the handler chain needs; built once by main.ts. */
 export interface GatewayContext {
@@ -47,6 +62,8 @@ export interface GatewayContext {
   auditor: ApiAuditor;
   sink: EventSink;
   log: Logger;
+  /** Holding writes that need approval (config `approvals`); absent: the webhook's denial passes through. */
+  approvals?: ApprovalHold;
   /** The active gateway guardrails (from the PolicyStore); empty when none. */
   guardrails: () => readonly GuardrailPolicy[];
   limits: {
@@ -205,7 +222,7 @@ async function authenticateSlow(
 const OPERATION_BY_VERB: Record<string, string> = { create: 'CREATE', update: 'UPDATE', patch: 'PATCH', delete: 'DELETE', deletecollection: 'DELETE', get: 'GET', list: 'LIST', watch: 'WATCH' };
 
 /** The PolicyInput a gateway guardrail sees: request attributes, and the decoded body of a create/update as `object`. */
-export function gatewayPolicyInput(auth: AuthenticatedRequest, object: unknown): PolicyInput {
+function gatewayPolicyInput(auth: AuthenticatedRequest, object: unknown): PolicyInput {
   const t = auth.info.target;
   const request: PolicyInput['request'] = {
     operation: isStreamSubresource(auth.info) ? 'CONNECT' : (OPERATION_BY_VERB[auth.info.verb] ?? auth.info.verb.toUpperCase()),
@@ -276,7 +293,7 @@ const MAX_WARNING_CHARS = 2048;
  * strings as latin1 and throws on anything else, which inside the relay's
  * response handler was an uncaught exception).
  */
-export function warningHeaders(warnings: readonly string[]): string[] {
+function warningHeaders(warnings: readonly string[]): string[] {
   return warnings.flatMap((w) => {
     let text = w.toWellFormed();
     if (text.length > MAX_WARNING_CHARS) text = `${text.slice(0, MAX_WARNING_CHARS).toWellFormed()}...`;
@@ -365,7 +382,7 @@ function logRefusal(ctx: GatewayContext, req: IncomingMessage, err: unknown, aut
  * request is kept in `ctx.pending` for its whole life, so shutdown also waits
  * for the event a request records just after its connection has closed.
  */
-export function handleRequest(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+function handleRequest(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const p = handleRequestChain(ctx, req, res);
   keepPending(ctx, p);
   return p;
@@ -460,6 +477,8 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
     extraResponseHeaders: warnings.length > 0 ? warningHeaders(warnings) : undefined,
   };
   if (info.isLongRunning) relayArgs.track = (stop) => trackActive(ctx, stop);
+  // A write the gateway can send again (whole body in hand) may be held for approval.
+  if (ctx.approvals && info.isWrite && (body === undefined || body.complete)) relayArgs.intercept = mayBeApprovalDenial;
   if (body !== undefined) {
     relayArgs.body = body.body;
     relayArgs.bodyComplete = body.complete;
@@ -476,7 +495,8 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
       }
     };
   }
-  const result = await relay(relayArgs);
+  let result = await relay(relayArgs);
+  if (result.intercepted !== undefined) result = await relayHeld(ctx, relayArgs, result, a.info.target.namespace);
   if (result.error !== undefined && !res.headersSent) sendError(res, result.error);
   ctx.metrics?.requests.inc({ verb: info.verb, code: String(result.status) });
   ctx.metrics?.latency.observe({ verb: info.verb }, (performance.now() - startedAt) / 1000);
@@ -496,12 +516,56 @@ async function handleRequestChain(ctx: GatewayContext, req: IncomingMessage, res
 }
 
 /**
+ * A write came back as a webhook's approval denial: hold the client until the
+ * ApprovalRequest is decided (approval-hold.ts), then send the same request
+ * again (once approved) or answer with a Status naming the ApprovalRequest.
+ * Any other intercepted 403 is relayed as it came.
+ */
+async function relayHeld(ctx: GatewayContext, args: Parameters<typeof relay>[0], first: Awaited<ReturnType<typeof relay>>, namespace: string | undefined): Promise<Awaited<ReturnType<typeof relay>>> {
+  const { res } = args;
+  const got = first.intercepted as NonNullable<typeof first.intercepted>;
+  const ref = approvalOfDenial(got.body, namespace);
+  const answer = (status: number, lines: string[], body: Buffer): typeof first => {
+    if (!res.headersSent && !res.destroyed) {
+      res.writeHead(status, lines);
+      res.end(body);
+    }
+    return { status, bytesIn: first.bytesIn, bytesOut: body.length, auditId: first.auditId };
+  };
+  if (ref === undefined || ctx.approvals === undefined) return answer(got.status, got.headerLines, got.body);
+  const gone = new AbortController();
+  const onClose = (): void => gone.abort();
+  res.once('close', onClose);
+  const started = performance.now();
+  let phase;
+  try {
+    phase = await holdForApproval(ctx.approvals, ref, gone.signal);
+  } catch (err) {
+    ctx.log.warn({ err, approval: ref.name }, 'could not watch the ApprovalRequest; answering with the denial');
+    phase = 'Pending' as const;
+  } finally {
+    res.off('close', onClose);
+  }
+  if (gone.signal.aborted) return { ...first, error: new ProxyError('PROXY_ERR_CLIENT_ABORTED', 'client closed the connection while held for approval') };
+  ctx.log.info({ approval: ref.name, namespace: ref.namespace, phase, heldMs: Math.round(performance.now() - started) }, 'request held for approval');
+  if (phase !== 'Approved') {
+    const body = heldStatusBody(ref, phase, performance.now() - started);
+    return answer(403, ['content-type', 'application/json', 'content-length', String(body.length), 'cache-control', 'no-cache, private'], body);
+  }
+  // Approved: the same bytes again; the webhook admits them and marks the approval used. Not intercepted a
+  // second time: if someone used the approval meanwhile, the client gets the new denial as it is.
+  const { intercept: _ignored, ...again } = args;
+  void _ignored;
+  return relay({ ...again, headers: { ...args.headers } });
+}
+
+/**
  * The stream relay's context for an authenticated exec/attach/portforward
  * upgrade: the caller (already checked, impersonation resolved), the session
  * id, the pod, and the upstream with the gateway's credentials and
  * impersonation headers built by {@link buildUpstreamHeaders}.
  */
-export function streamContext(ctx: GatewayContext, call: UpgradeCall): StreamContext {
+function streamContext(ctx: GatewayContext, call: UpgradeCall): StreamContext {
   const t = call.auth.info.target;
   return {
     identity: call.auth.identity,
@@ -522,6 +586,7 @@ export function streamContext(ctx: GatewayContext, call: UpgradeCall): StreamCon
     execPolicies: ctx.stream.execPolicies,
     masking: ctx.stream.masking,
     limits: ctx.stream.limits,
+    ...(ctx.approvals ? { approvals: ctx.approvals } : {}),
   };
 }
 
@@ -532,7 +597,7 @@ export function streamContext(ctx: GatewayContext, call: UpgradeCall): StreamCon
  * records the session; every other upgrade (e.g. a WebSocket watch) passes
  * through transparently.
  */
-export function dispatchUpgrade(ctx: GatewayContext, call: UpgradeCall): void {
+function dispatchUpgrade(ctx: GatewayContext, call: UpgradeCall): void {
   if (isStreamSubresource(call.auth.info)) {
     handleStreamUpgrade(streamContext(ctx, call), call.req, call.socket, call.head);
     return;

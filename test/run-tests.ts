@@ -1,6 +1,7 @@
 /**
  * The test command (`npm test`, after the type check): starts the real
- * components once — Kafka and etcd + kube-apiserver — writes their env file,
+ * components once — Kafka, etcd + kube-apiserver, and (unless KUBETRAIL_NODE=0)
+ * kube-controller-manager, kube-scheduler and a node — writes their env file,
  * runs every `*.test.ts` with node:test, and stops the components.
  *
  * `KUBETRAIL_TEST_FILTER=regex` runs only matching test files.
@@ -8,7 +9,9 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { REPO_ROOT, startControlPlane, startKafka, writeEnvFile, harnessEnvOf } from './harness/harness.ts';
+import { REPO_ROOT, writeEnvFile } from './harness/harness.ts';
+import { cleanNode } from './harness/node-cleanup.ts';
+import { startStack } from './harness/stack.ts';
 
 function findTests(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
@@ -35,9 +38,14 @@ const files = ['core', 'webhook', 'exec-proxy', 'cli', 'certs', 'test']
 const runDir = path.join(REPO_ROOT, 'test', '.harness', `test-${process.pid}`);
 const envFile = path.join(runDir, 'env');
 const started = Date.now();
-const kafka = await startKafka({ dir: path.join(runDir, 'kafka') });
-const cp = await startControlPlane({ dir: path.join(runDir, 'control-plane') });
-writeEnvFile(harnessEnvOf(kafka, cp, runDir), envFile);
+const stack = await startStack({ run: runDir, root: path.join(REPO_ROOT, 'test', '.harness'), detached: false, owner: process.pid });
+// However this process ends, the node's containers, mounts and namespaces go with it
+// (cleanNode is synchronous and idempotent); a SIGKILL is cleaned by the next run.
+process.once('exit', () => {
+  if (stack.node) cleanNode(stack.node.state);
+});
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
+writeEnvFile(stack.env, envFile);
 process.stderr.write(`[run-tests] real components up in ${((Date.now() - started) / 1000).toFixed(1)} s; running ${files.length} test files\n`);
 
 let code = 1;
@@ -50,8 +58,7 @@ try {
     child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0)));
   });
 } finally {
-  await kafka.stop();
-  await cp.stop();
+  await stack.stop();
   if (code === 0 && !process.env['KUBETRAIL_KEEP_HARNESS']) rmSync(runDir, { recursive: true, force: true });
 }
 process.exitCode = code;

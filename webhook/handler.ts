@@ -32,6 +32,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { annotationOps, restoreStampOps, withoutStamp } from './stamp.ts';
 import { uuidv7 } from '../core/events/ids.ts';
+import { admissionReview, guardrailDecision } from '../core/events/builders.ts';
 import fastJsonPatch, { type Operation } from 'fast-json-patch';
 
 export { annotationOps, escapePointer, restoreStampOps } from './stamp.ts';
@@ -45,25 +46,26 @@ import { applyMutations, type MutationPolicy } from '../core/policy/mutation.ts'
 import type { PolicyInput } from '../core/policy/match.ts';
 import type { PolicySet } from '../core/policy/store.ts';
 import type { AdmissionRequest, AdmissionResponse } from './review.ts';
+import { applyApprovals, type ApprovalGate } from './approvals.ts';
 
 // fast-json-patch is CommonJS: only its default export is visible to ESM.
 const { compare } = fastJsonPatch;
 
 /** Annotation: who last created or updated the object (the prefix follows config.webhook.name). */
-export const ANN_LAST_MODIFIED_BY = 'kubetrail.io/last-modified-by';
+const ANN_LAST_MODIFIED_BY = 'kubetrail.io/last-modified-by';
 /** Annotation: the gateway session that made the change (when it came through the gateway). */
-export const ANN_SESSION = 'kubetrail.io/session';
+const ANN_SESSION = 'kubetrail.io/session';
 /** Annotation: the admission.review event that recorded the change. */
-export const ANN_EVENT = 'kubetrail.io/event';
+const ANN_EVENT = 'kubetrail.io/event';
 /** The userInfo.extra key the gateway sets (Impersonate-Extra-kubetrail.io%2Fsession). */
-export const EXTRA_SESSION = 'kubetrail.io/session';
+const EXTRA_SESSION = 'kubetrail.io/session';
 /**
  * The userInfo.extra key that carries the API server's audit ID to the webhook, which the API server itself never
  * sends (no `Audit-ID` header on webhook calls; `request.uid` is per call): a gateway that sets `Audit-ID: X` upstream
  * also sets `Impersonate-Extra-kubetrail.io%2Faudit-id: X`. Trusted as the session extra is: only a principal allowed
  * to impersonate that extra can set it.
  */
-export const EXTRA_AUDIT_ID = 'kubetrail.io/audit-id';
+const EXTRA_AUDIT_ID = 'kubetrail.io/audit-id';
 // What an audit ID may look like to be recorded as one (the API server's are UUIDs; callers may choose theirs).
 const AUDIT_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -86,6 +88,8 @@ export interface AdmissionHandlerOptions {
   /** Prefix of the stamp annotations (config.webhook.name, default `kubetrail.io`): `<prefix>/last-modified-by` etc. */
   annotationPrefix?: string;
   namespaceLookup?: NamespaceLookup;
+  /** Human approval (config `approvals`); absent: requireApproval denies and nothing can approve. */
+  approvals?: ApprovalGate;
   metrics?: HandlerMetrics;
   now?: () => number;
 }
@@ -180,7 +184,7 @@ export class AdmissionHandler {
     // The mutate event names itself; the validate event the stamp the mutating webhook gave this write.
     const stamp = id ?? this.#stampOf(req);
     if (stamp !== undefined) correlation.stamp = stamp;
-    return { type: 'admission.review', actor, target, correlation, body, ...(id === undefined ? {} : { id }) };
+    return admissionReview({ actor, target, correlation, id }, body);
   }
 
   /** Secret-shaped substrings to mask in this request's objects: the patterns of every MaskingPolicy that applies (any stream). */
@@ -255,6 +259,10 @@ export class AdmissionHandler {
     const { outcome } = await this.evaluate(req);
     const res: AdmissionResponse = { uid: req.uid, allowed: outcome.allowed };
     if (!outcome.allowed) res.status = { code: 403, reason: 'Forbidden', message: outcome.message ?? 'denied by kubetrail policy' };
+    if (this.#o.approvals) {
+      const masked = (): unknown => (req.object === null ? undefined : maskObject(this.#o.masking, req.object, this.#valuePatterns(req), { kind: { group: req.kind.group, kind: req.kind.kind } }));
+      await applyApprovals(this.#o.approvals, req, outcome, res, masked, this.#draft(req, {} as AdmissionReviewBody).correlation ?? { admissionUid: req.uid }, this.#o.log);
+    }
     const warnings = [...outcome.warnings];
     for (const e of outcome.errors) this.#o.log.warn({ policy: e.policy, rule: e.rule, error: e.message, uid: req.uid }, 'policy evaluation error');
     if (!req.dryRun) {
@@ -264,13 +272,7 @@ export class AdmissionHandler {
         latencyMs: Math.round((this.#now() - started) * 1000) / 1000,
       });
       const draft = this.#draft(req, body);
-      const decisions: EventDraft[] = outcome.decisions.map((d) => ({
-        type: 'guardrail.decision',
-        ...(draft.actor ? { actor: draft.actor } : {}),
-        ...(draft.target ? { target: draft.target } : {}),
-        ...(draft.correlation ? { correlation: draft.correlation } : {}),
-        body: d,
-      }));
+      const decisions: EventDraft[] = outcome.decisions.map((d) => guardrailDecision(draft, d));
       const id = await this.#record('validate', draft, deadline, decisions);
       if (id === undefined) {
         const closed = this.#failClosed(req, outcome.guardrailed, 'validate');

@@ -6,6 +6,7 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Config } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
+import type { Drain } from '../core/drain.ts';
 import type { Logger } from '../core/logger.ts';
 import type { EventSink } from '../core/sinks/sink.ts';
 import { compileObjectMasking } from '../core/masking/object.ts';
@@ -15,6 +16,7 @@ import { compileMutation } from '../core/policy/mutation.ts';
 import { PolicyStore } from '../core/policy/store.ts';
 import { AdmissionHandler, type HandlerMetrics, type NamespaceLookup } from './handler.ts';
 import { startWebhookServer, type WebhookServer } from './server.ts';
+import { approvalGateFromConfig } from './approvals-wiring.ts';
 
 /** What {@link startWebhook} needs beyond the configuration. */
 export interface WebhookOptions {
@@ -30,6 +32,8 @@ export interface WebhookOptions {
   /** Overrides config.policies.dir. */
   policiesDir?: string;
   namespaceLookup?: NamespaceLookup;
+  /** The process's drain after SIGTERM (core/drain.ts). */
+  drain?: Drain;
 }
 
 /** A running webhook. */
@@ -109,6 +113,10 @@ export async function startWebhook(opts: WebhookOptions): Promise<Webhook> {
   });
   await policies.load();
   policies.watch();
+  const gate = approvalGateFromConfig(cfg, opts.sink, log);
+  // Eager expiry (several replicas agree through the conditional status write, core/approvals/gate.ts).
+  const sweepSeconds = cfg.approvals?.expirySweepSeconds ?? 0;
+  const stopSweep = gate.approvals && sweepSeconds > 0 ? gate.approvals.startExpirySweep(sweepSeconds * 1000) : () => undefined;
   const handler = new AdmissionHandler({
     sink: opts.sink,
     policies: () => policies.current(),
@@ -118,6 +126,7 @@ export async function startWebhook(opts: WebhookOptions): Promise<Webhook> {
     annotationPrefix: cfg.webhook.name,
     metrics: handlerMetrics(opts.registry),
     ...(opts.namespaceLookup ? { namespaceLookup: opts.namespaceLookup } : {}),
+    ...gate,
   });
   let server: WebhookServer;
   try {
@@ -128,8 +137,10 @@ export async function startWebhook(opts: WebhookOptions): Promise<Webhook> {
       log,
       maxBodyBytes: cfg.webhook.maxBodyBytes,
       defaultTimeoutMs: cfg.webhook.defaultTimeoutMs,
+      ...(opts.drain ? { drain: opts.drain } : {}),
     });
   } catch (err) {
+    stopSweep();
     await policies.close();
     throw err;
   }
@@ -140,6 +151,7 @@ export async function startWebhook(opts: WebhookOptions): Promise<Webhook> {
     handler,
     ready: () => policies.current().generation > 0 && policies.lastError() === undefined,
     close: async () => {
+      stopSweep();
       await server.close();
       await policies.close();
     },

@@ -15,7 +15,7 @@ export type AdmissionOperation = 'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT';
 const OPERATIONS: ReadonlySet<string> = new Set(['CREATE', 'UPDATE', 'DELETE', 'CONNECT']);
 
 /** Deepest JSON nesting accepted: real objects stay far below; deeper input would only serve to exhaust the stack of recursive walkers. */
-export const MAX_JSON_DEPTH = 200;
+const MAX_JSON_DEPTH = 200;
 
 /** A validated AdmissionRequest. */
 export interface AdmissionRequest {
@@ -45,7 +45,8 @@ export interface AdmissionRequest {
 export interface AdmissionResponse {
   uid: string;
   allowed: boolean;
-  status?: { code: number; reason?: string; message: string };
+  /** `details` names what the denial is about (an ApprovalRequest): the API server passes it on to the caller. */
+  status?: { code: number; reason?: string; message: string; details?: { name: string; group: string; kind: string; causes?: { reason: string; message: string; field?: string }[] } };
   warnings?: string[];
   auditAnnotations?: Record<string, string>;
   /** RFC 6902 operations (encoded to base64 by {@link encodeResponse}). */
@@ -87,7 +88,7 @@ function gvk(v: unknown, where: string, third: 'kind' | 'resource', required: bo
  * this runs over every review (about 3 % of a review's CPU when it pushed a
  * tuple per child onto an explicit stack).
  */
-export function jsonDepth(v: unknown, limit = MAX_JSON_DEPTH): number {
+function jsonDepth(v: unknown, limit = MAX_JSON_DEPTH): number {
   if (v === null || typeof v !== 'object') return 0;
   return depthOf(v, limit + 1);
 }
@@ -169,7 +170,7 @@ function replaceRaw(v: unknown, pointer: string, at: string[], depth: number): u
  * the reviver's source text (ES2025 JSON.parse source text access), only
  * when the text could hold such a number.
  */
-export function parseJsonFaithfully(text: string): { value: unknown; rawNumbers: string[] } {
+function parseJsonFaithfully(text: string): { value: unknown; rawNumbers: string[] } {
   if (!MAYBE_UNFAITHFUL.test(text)) return { value: JSON.parse(text), rawNumbers: [] };
   const value: unknown = JSON.parse(text, rawNumberReviver as (this: unknown, key: string, value: unknown) => unknown);
   const rawNumbers: string[] = [];

@@ -148,19 +148,7 @@ function buildView(v0: unknown, key: string | undefined, hook: ViewHook, depth: 
     const e = o[k];
     if (e === undefined || typeof e === 'function' || typeof e === 'symbol') throw SLOW_PATH;
     const r = typeof e === 'string' || (typeof e === 'object' && e !== null) ? buildView(e, k, hook, depth + 1) : (checkScalar(e), e);
-    if (out !== undefined) {
-      checkCopiedKey(k);
-      out[k] = r;
-    } else if (r !== e) {
-      out = {};
-      for (let j = 0; j < i; j++) {
-        const kj = keys[j] as string;
-        checkCopiedKey(kj);
-        out[kj] = o[kj];
-      }
-      checkCopiedKey(k);
-      out[k] = r;
-    }
+    if (out !== undefined || r !== e) out = copyOnWrite(out, o, keys, i, r);
   }
   return out ?? o;
 }
@@ -194,23 +182,23 @@ export function markCanonicalView(v: object): void {
 }
 
 /** Thrown by the view rule checks below. */
-export const NOT_A_VIEW: symbol = SLOW_PATH;
+const NOT_A_VIEW: symbol = SLOW_PATH;
 
 /** Deepest nesting a producer may build as a view (the event around it adds a few levels below canonicalJson's own limit). */
-export const VIEW_MAX_DEPTH = 200;
+const VIEW_MAX_DEPTH = 200;
 
 /** Throws {@link NOT_A_VIEW} for a scalar a view cannot hold (non-finite number, BigInt). */
-export function viewScalar(v: unknown): void {
+function viewScalar(v: unknown): void {
   checkScalar(v);
 }
 
 /** Throws {@link NOT_A_VIEW} for a key an object the producer creates cannot hold in insertion order (integer-like) or at all (`__proto__`). */
-export function viewCopiedKey(k: string): void {
+function viewCopiedKey(k: string): void {
   checkCopiedKey(k);
 }
 
 /** Throws {@link NOT_A_VIEW} for a member JSON.stringify would not write as a plain member (`toJSON`). */
-export function viewObjectKey(k: string): void {
+function viewObjectKey(k: string): void {
   if (k === 'toJSON') throw SLOW_PATH;
 }
 
@@ -220,7 +208,7 @@ function protoHasToJson(): boolean {
 }
 
 /** True when `keys` are in canonical (code unit) order already; shared by the view and object masking. */
-export function keysSorted(keys: readonly string[]): boolean {
+function keysSorted(keys: readonly string[]): boolean {
   for (let i = 1; i < keys.length; i++) if ((keys[i - 1] as string) > (keys[i] as string)) return false;
   return true;
 }
@@ -235,6 +223,27 @@ function checkCopiedKey(k: string): void {
   const c = k.charCodeAt(0);
   if ((c >= 48 && c <= 57) || k === '__proto__') throw SLOW_PATH;
 }
+
+/**
+ * Member `i` of `o` (its key `keys[i]`) becomes `value` in the copy `out`;
+ * when there is no copy yet (the first changed member) it starts one with the
+ * members before `i`. Every copied key is checked: a copy must not reorder.
+ */
+function copyOnWrite(out: Record<string, unknown> | undefined, o: Record<string, unknown>, keys: readonly string[], i: number, value: unknown): Record<string, unknown> {
+  if (out === undefined) {
+    out = {};
+    for (let j = 0; j < i; j++) {
+      const kj = keys[j] as string;
+      checkCopiedKey(kj);
+      out[kj] = o[kj];
+    }
+  }
+  const k = keys[i] as string;
+  checkCopiedKey(k);
+  out[k] = value;
+  return out;
+}
+
 
 /**
  * `v` itself when JSON.stringify(v) is already canonical, else a copy that
@@ -281,20 +290,7 @@ function canonicalView(v: unknown, depth: number): unknown {
       let c = e;
       if (typeof e !== 'object' || e === null) checkScalar(e);
       else c = canonicalView(e, depth + 1);
-      if (out !== undefined) {
-        checkCopiedKey(k);
-        out[k] = c;
-      }
-      else if (c !== e) {
-        out = {};
-        for (let j = 0; j < i; j++) {
-          const kj = keys[j] as string;
-          checkCopiedKey(kj);
-          out[kj] = o[kj];
-        }
-        checkCopiedKey(k);
-        out[k] = c;
-      }
+      if (out !== undefined || c !== e) out = copyOnWrite(out, o, keys, i, c);
     }
     return out ?? o;
   }

@@ -35,7 +35,7 @@ export interface SignedHead {
 }
 
 /** File name of a source's signed head. */
-export function signedHeadFile(dir: string, s: EventSource): string {
+function signedHeadFile(dir: string, s: EventSource): string {
   const safe = (x: string): string => x.replace(/[^A-Za-z0-9.-]/g, '_');
   return path.join(dir, `${safe(s.cluster)}_${safe(s.component)}_${safe(s.instance)}.head.json`);
 }

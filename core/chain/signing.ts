@@ -39,7 +39,7 @@ function rawPublicKey(publicKey: KeyObject): Buffer {
 }
 
 /** The exact bytes a checkpoint signature covers. */
-export function checkpointMessage(instance: string, seq: number, hash: string): Buffer {
+function checkpointMessage(instance: string, seq: number, hash: string): Buffer {
   return Buffer.from(`${instance}\n${seq}\n${hash}`, 'utf8');
 }
 
@@ -129,7 +129,7 @@ export function loadPublicKey(file: string): KeyObject {
 }
 
 /** Generates a new Ed25519 key pair as PEM (used by tests and the dev key). */
-export function generateSigningKeyPem(): { privatePem: string; publicPem: string } {
+function generateSigningKeyPem(): { privatePem: string; publicPem: string } {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   return {
     privatePem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),

@@ -5,6 +5,7 @@
  */
 import type {
   Actor,
+  ApprovalBody,
   AdmissionReviewBody,
   ApiRequestBody,
   Correlation,
@@ -27,6 +28,10 @@ export const EVENT_TYPES: readonly EventType[] = Object.freeze([
   'guardrail.decision',
   'chain.checkpoint',
   'chain.gap',
+  'approval.requested',
+  'approval.decided',
+  'approval.expired',
+  'approval.used',
 ]);
 
 /** Types that travel on the sessions topic; the rest go to the events topic. */
@@ -39,17 +44,20 @@ export interface EnvelopeParts {
   correlation?: Correlation;
 }
 
-function draft<T extends EventType>(type: T, parts: EnvelopeParts, body: KubetrailEvent<T>['body']): EventDraft<T> {
-  const d = { type, body } as EventDraft<T>;
+// Keys in one order (type, actor, target, correlation, body, id) for every emitter, so drafts print alike.
+function draft<T extends EventType>(type: T, parts: EnvelopeParts, body: KubetrailEvent<T>['body'], id?: string): EventDraft<T> {
+  const d = { type } as EventDraft<T>;
   if (parts.actor !== undefined) d.actor = parts.actor;
   if (parts.target !== undefined) d.target = parts.target;
   if (parts.correlation !== undefined) d.correlation = parts.correlation;
+  d.body = body;
+  if (id !== undefined) d.id = id;
   return d;
 }
 
-/** Draft of an `admission.review` (webhook). */
-export function admissionReview(parts: EnvelopeParts, body: AdmissionReviewBody): EventDraft<'admission.review'> {
-  return draft('admission.review', parts, body);
+/** Draft of an `admission.review` (webhook); `id` when the event must carry an id chosen before it is emitted (the mutating webhook's stamp). */
+export function admissionReview(parts: EnvelopeParts & { id?: string | undefined }, body: AdmissionReviewBody): EventDraft<'admission.review'> {
+  return draft('admission.review', parts, body, parts.id);
 }
 
 /** Draft of an `api.request` (gateway). */
@@ -92,4 +100,9 @@ export function recordKey(event: KubetrailEvent): string {
   const t = event.target;
   if (t !== undefined && (t.name !== undefined || t.namespace !== undefined)) return `${t.namespace ?? ''}/${t.name ?? ''}`;
   return `${event.source.component}/${event.source.instance}`;
+}
+
+/** Draft of an `approval.requested|decided|expired|used` (webhook or gateway). */
+export function approvalEvent<T extends 'approval.requested' | 'approval.decided' | 'approval.expired' | 'approval.used'>(type: T, parts: EnvelopeParts, body: ApprovalBody): EventDraft<T> {
+  return draft(type, parts, body as KubetrailEvent<T>['body']);
 }

@@ -13,11 +13,15 @@ export type EventType =
   | 'session.data'
   | 'guardrail.decision'
   | 'chain.checkpoint'
-  | 'chain.gap';
+  | 'chain.gap'
+  | 'approval.requested'
+  | 'approval.decided'
+  | 'approval.expired'
+  | 'approval.used';
 
 /** Which kubetrail process emitted an event. `instance` scopes the sequence numbers. */
 export interface EventSource {
-  component: 'webhook' | 'proxy' | 'cli';
+  component: 'webhook' | 'proxy' | 'cli' | 'console';
   instance: string;
   cluster: string;
 }
@@ -215,6 +219,30 @@ export interface GapBody {
   signature: string;
 }
 
+/**
+ * Body of the `approval.*` events: which ApprovalRequest, what it binds
+ * (policy, rule, body hash), its phase after the step, and, for
+ * `approval.decided`, the decision (the approver is the event's actor).
+ */
+export interface ApprovalBody {
+  name: string;
+  namespace: string;
+  phase: 'Pending' | 'Approved' | 'Denied' | 'Expired' | 'Used';
+  policy: string;
+  rule: string;
+  verb: string;
+  /** SHA-256 of the canonical raw object the approval is bound to (writes). */
+  requestSha256?: string;
+  reason?: string;
+  expiresAt?: string;
+  approvers?: { users: string[]; groups: string[] };
+  minApprovals?: number;
+  window?: number;
+  decision?: { user: string; groups: string[]; decision: 'approve' | 'deny'; comment?: string; time: string };
+  decisions?: { user: string; decision: 'approve' | 'deny'; time: string }[];
+  usedCount?: number;
+}
+
 /** Bodies by event type. */
 export interface EventBodies {
   'admission.review': AdmissionReviewBody;
@@ -225,6 +253,10 @@ export interface EventBodies {
   'guardrail.decision': GuardrailDecisionBody;
   'chain.checkpoint': CheckpointBody;
   'chain.gap': GapBody;
+  'approval.requested': ApprovalBody;
+  'approval.decided': ApprovalBody;
+  'approval.expired': ApprovalBody;
+  'approval.used': ApprovalBody;
 }
 
 /** A canonical event of type T. */

@@ -100,7 +100,7 @@ export async function* readEvents(opts: ReadOptions): AsyncGenerator<KubetrailEv
 }
 
 /** Finds the segment-log directories under `dir` (a data dir, its log/ dir, or one log dir). */
-export function localLogDirs(dir: string): string[] {
+function localLogDirs(dir: string): string[] {
   if (listSegments(dir).length > 0) return [dir];
   const base = existsSync(path.join(dir, 'log')) && statSync(path.join(dir, 'log')).isDirectory() ? path.join(dir, 'log') : dir;
   let names: string[];

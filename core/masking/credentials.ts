@@ -56,7 +56,7 @@ const KUBECONFIG_USERS = /(?:^|[\s{,"'])users["']?\s*:/;
 const KUBECONFIG_CREDENTIAL = /(?:^|[\s{,"'-])["']?(?:token|tokenFile|token-file|client-key-data|client-key|password|auth-provider|exec|id-token|refresh-token|client-secret|access-token)["']?\s*:/;
 
 /** True when `s` looks like a kubeconfig that carries credentials (YAML or JSON). */
-export function isKubeconfigWithCredentials(s: string): boolean {
+function isKubeconfigWithCredentials(s: string): boolean {
   return s.includes('users') && KUBECONFIG_USERS.test(s) && KUBECONFIG_CREDENTIAL.test(s);
 }
 

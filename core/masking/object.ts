@@ -132,7 +132,7 @@ function maskText(m: ObjectMasking, s: string, patterns: readonly ValuePattern[]
 }
 
 /** Replaces every match of `patterns` in `s` by `[masked:<name>]`. */
-export function maskString(s: string, patterns: readonly ValuePattern[]): string {
+function maskString(s: string, patterns: readonly ValuePattern[]): string {
   let out = s;
   for (const p of patterns) {
     p.regex.lastIndex = 0;

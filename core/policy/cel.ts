@@ -24,7 +24,7 @@ import { PolicyError } from './errors.ts';
 import { registerKubernetesLibraries } from './cel-k8s.ts';
 
 /** The variable names an expression may use. */
-export const CEL_VARIABLES = ['object', 'oldObject', 'request', 'namespaceObject', 'params', 'variables'] as const;
+const CEL_VARIABLES = ['object', 'oldObject', 'request', 'namespaceObject', 'params', 'variables'] as const;
 
 /** Values bound to the variables for one evaluation (already converted by {@link toCelValue}). */
 export type CelActivation = Partial<Record<(typeof CEL_VARIABLES)[number], unknown>>;

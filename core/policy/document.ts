@@ -13,10 +13,10 @@ import { z } from 'zod';
 import { PolicyError } from './errors.ts';
 
 /** The apiVersion of every policy document. */
-export const POLICY_API_VERSION = 'kubetrail.io/v1alpha1';
+const POLICY_API_VERSION = 'kubetrail.io/v1alpha1';
 
 /** The kinds kubetrail knows; others are an error. */
-export const KNOWN_POLICY_KINDS = ['GuardrailPolicy', 'MutationPolicy', 'ExecPolicy', 'MaskingPolicy'] as const;
+const KNOWN_POLICY_KINDS = ['GuardrailPolicy', 'MutationPolicy', 'ExecPolicy', 'MaskingPolicy'] as const;
 
 /** One of {@link KNOWN_POLICY_KINDS}. */
 export type PolicyKind = (typeof KNOWN_POLICY_KINDS)[number];

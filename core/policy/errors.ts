@@ -27,7 +27,7 @@ export interface PolicyIssue {
 }
 
 /** Formats an issue as `file#index: path: message`. */
-export function formatPolicyIssue(i: PolicyIssue): string {
+function formatPolicyIssue(i: PolicyIssue): string {
   const where = i.file === undefined ? '' : `${i.file}${i.index === undefined ? '' : `#${i.index}`}: `;
   return `${where}${i.path || '(document)'}: ${i.message}`;
 }

@@ -21,21 +21,31 @@ import { PolicyError, type PolicyIssue } from './errors.ts';
 import { parseEnvelope, parseSpec, type PolicyDocument } from './document.ts';
 import type { PolicyCompiler } from './store.ts';
 import type { Actor, Decision } from '../events/model.ts';
+import type { ApprovalRequirement } from '../approvals/types.ts';
+import { approvalSettingsFields, approvalSettingsOf, requireApprovalName, type ApprovalSettings } from './approval-settings.ts';
+
+/** What an ExecPolicy rule does when it fires. */
+export type ExecAction = 'deny' | 'audit' | 'requireApproval';
 
 /** The session kinds a policy can match. */
 export type SessionKind = 'exec' | 'attach' | 'portforward';
 
 const ruleSchema = z.strictObject({
   name: z.string().min(1),
-  /** deny stops the session (or the line); audit only records the decision. */
-  action: z.enum(['deny', 'audit']).default('deny'),
+  /**
+   * deny stops the session (or the line); audit only records the decision;
+   * requireApproval holds the session before its upstream opens (or the line
+   * before its Enter) until an ApprovalRequest is approved (docs/approvals.md).
+   */
+  action: z.enum(['deny', 'audit', 'requireApproval']).default('deny'),
   /** When the rule is evaluated. */
   on: z.enum(['session', 'line']).default('session'),
   expression: z.string().min(1),
   message: z.string().optional(),
 });
 
-const specSchema = z.strictObject({
+const specSchema = z
+  .strictObject({
     match: z
       .strictObject({
         kinds: z.array(z.enum(['exec', 'attach', 'portforward'])).optional(),
@@ -53,7 +63,9 @@ const specSchema = z.strictObject({
      */
     opaqueLines: z.enum(['deny', 'allow']).default('deny'),
     rules: z.array(ruleSchema).min(1),
-});
+    ...approvalSettingsFields,
+  })
+  .superRefine((spec, ctx) => requireApprovalName(spec.rules.some((r) => r.action === 'requireApproval'), spec.approval, ctx));
 
 /** What an ExecPolicy evaluates: one session, and for line rules the typed line. */
 export interface ExecInput {
@@ -73,7 +85,7 @@ type CompiledExpr = (ctx: Record<string, unknown>) => unknown;
 /** A rule ready to run. */
 export interface CompiledExecRule {
   readonly name: string;
-  readonly action: 'deny' | 'audit';
+  readonly action: ExecAction;
   readonly on: 'session' | 'line';
   readonly message: string;
   readonly expression: string;
@@ -95,6 +107,9 @@ export interface CompiledExecPolicy {
   };
   readonly opaqueLines: 'deny' | 'allow';
   readonly rules: readonly CompiledExecRule[];
+  /** Who must approve (requireApproval rules; named in the ApprovalRequest and the waiting message). */
+  readonly approval?: string;
+  readonly approvalSettings: ApprovalSettings;
 }
 
 let sharedEnv: Environment | undefined;
@@ -178,7 +193,16 @@ function compile(doc: PolicyDocument, source: string): CompiledExecPolicy {
     ...(m.users ? { users: m.users } : {}),
     ...(m.groups ? { groups: m.groups } : {}),
   };
-  return Object.freeze({ kind: 'ExecPolicy', name: doc.metadata.name, source, match, opaqueLines: spec.opaqueLines, rules: Object.freeze(rules) });
+  return Object.freeze({
+    kind: 'ExecPolicy',
+    name: doc.metadata.name,
+    source,
+    match,
+    opaqueLines: spec.opaqueLines,
+    rules: Object.freeze(rules),
+    ...(spec.approval === undefined ? {} : { approval: spec.approval }),
+    approvalSettings: approvalSettingsOf(spec),
+  });
 }
 
 function firstLine(s: string | undefined): string {
@@ -186,7 +210,7 @@ function firstLine(s: string | undefined): string {
 }
 
 /** True when the policy's `match` selects this session. */
-export function execPolicyMatches(p: CompiledExecPolicy, input: ExecInput): boolean {
+function execPolicyMatches(p: CompiledExecPolicy, input: ExecInput): boolean {
   const m = p.match;
   if (m.kinds && !m.kinds.includes(input.kind)) return false;
   if (m.namespaces && !m.namespaces.includes(input.namespace)) return false;
@@ -201,7 +225,9 @@ export function execPolicyMatches(p: CompiledExecPolicy, input: ExecInput): bool
 export interface ExecEvaluation {
   decision: Decision;
   /** Every rule that fired (deny and audit), in policy order. */
-  fired: { policy: string; rule: string; action: 'deny' | 'audit'; message: string; error?: boolean }[];
+  fired: { policy: string; rule: string; action: ExecAction; message: string; error?: boolean }[];
+  /** With decision.action requireApproval: the first rule that asked for it, with its policy's approval settings. */
+  approval?: ApprovalRequirement;
 }
 
 function context(input: ExecInput): Record<string, unknown> {
@@ -221,12 +247,14 @@ function context(input: ExecInput): Record<string, unknown> {
 /**
  * Evaluates the rules of `phase` ('session' before the upstream opens, 'line'
  * for a typed line) of every matching policy. Pure. The first deny decides;
- * a rule whose expression fails to evaluate counts as a deny (fail closed).
+ * a rule whose expression fails to evaluate counts as a deny (fail closed);
+ * with no deny, a requireApproval rule decides (the caller holds for approval).
  */
 export function evaluateExec(policies: readonly CompiledExecPolicy[], input: ExecInput, phase: 'session' | 'line'): ExecEvaluation {
   const fired: ExecEvaluation['fired'] = [];
   const ctx = context(input);
   let deny: Decision | undefined;
+  let approval: ApprovalRequirement | undefined;
   for (const p of policies) {
     if (!execPolicyMatches(p, input)) continue;
     for (const r of p.rules) {
@@ -244,9 +272,12 @@ export function evaluateExec(policies: readonly CompiledExecPolicy[], input: Exe
       const message = error ? `${r.message} (the rule could not be evaluated; failing closed)` : r.message;
       fired.push({ policy: p.name, rule: r.name, action, message, ...(error ? { error } : {}) });
       if (action === 'deny' && deny === undefined) deny = { allowed: false, action: 'deny', policy: p.name, rule: r.name, message };
+      if (action === 'requireApproval') approval ??= { policy: p.name, rule: r.name, approval: p.approval ?? 'an approver', reason: message, ...p.approvalSettings };
     }
   }
+  // Precedence as in GuardrailPolicy: any deny, then requireApproval, then audit.
   if (deny) return { decision: deny, fired };
+  if (approval) return { decision: { allowed: false, action: 'requireApproval', policy: approval.policy, rule: approval.rule, message: approval.reason }, fired, approval };
   const audits = fired.filter((f) => f.action === 'audit');
   const first = audits[0];
   return {

@@ -14,6 +14,10 @@
  *   stages: [admission]        # where it applies: admission | gateway (default [admission])
  *   action: deny               # default action of the validations: deny | warn | audit | requireApproval
  *   approval: security-team    # requireApproval only: who must approve (named in the denial)
+ *   approvers: {users: [alice], groups: [sre]}   # requireApproval: who may approve (default: whoever RBAC lets `approve`)
+ *   minApprovals: 2            # distinct approvers needed (default 1)
+ *   approvalWindowSeconds: 1800  # an approval admits the same request again for this long (default: once)
+ *   approvalExpirySeconds: 3600  # a request not decided (or an approval not used) by then expires (default 3600)
  *   failurePolicy: Fail        # a CEL runtime error: Fail (default) = counts as a violation; Ignore = reported only
  *   match: {...}               # see core/policy/match.ts: resourceRules, namespaces, subjects, excludeSubjects
  *   matchConditions:           # CEL, all must be true for the policy to apply
@@ -38,6 +42,8 @@ import type { Decision, GuardrailDecisionBody } from '../events/model.ts';
 import { compileCel, toCelValue, type CelActivation, type CelProgram, type CelResult } from './cel.ts';
 import { parseSpec, type PolicyDocument } from './document.ts';
 import { compileMatcher, matchConditionsSchema, matchSchema, requestNamespace, type Matcher, type PolicyInput } from './match.ts';
+import type { ApprovalRequirement } from '../approvals/types.ts';
+import { approvalSettingsFields, approvalSettingsOf, requireApprovalName, type ApprovalSettings } from './approval-settings.ts';
 
 /** Where a guardrail applies. */
 export type GuardrailStage = 'admission' | 'gateway';
@@ -48,12 +54,12 @@ export type GuardrailAction = 'deny' | 'warn' | 'audit' | 'requireApproval';
 const actionSchema = z.enum(['deny', 'warn', 'audit', 'requireApproval']);
 
 /** Zod schema of a GuardrailPolicy's `spec`. */
-export const guardrailSpecSchema = z
+const guardrailSpecSchema = z
   .strictObject({
     description: z.string().optional(),
     stages: z.array(z.enum(['admission', 'gateway'])).min(1).default(['admission']),
     action: actionSchema.default('deny'),
-    approval: z.string().min(1).optional(),
+    ...approvalSettingsFields,
     failurePolicy: z.enum(['Fail', 'Ignore']).default('Fail'),
     match: matchSchema.optional(),
     matchConditions: matchConditionsSchema,
@@ -73,10 +79,7 @@ export const guardrailSpecSchema = z
       .min(1),
   })
   .superRefine((spec, ctx) => {
-    const usesApproval = spec.action === 'requireApproval' || spec.validations.some((v) => v.action === 'requireApproval');
-    if (usesApproval && spec.approval === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['approval'], message: 'required when an action is requireApproval (names who must approve)' });
-    }
+    requireApprovalName(spec.action === 'requireApproval' || spec.validations.some((v) => v.action === 'requireApproval'), spec.approval, ctx);
   });
 
 /** A compiled validation rule. */
@@ -94,6 +97,8 @@ export interface GuardrailPolicy {
   readonly name: string;
   readonly stages: ReadonlySet<GuardrailStage>;
   readonly approval?: string;
+  /** Who may approve and how (requireApproval rules). */
+  readonly approvalSettings: ApprovalSettings;
   readonly failurePolicy: 'Fail' | 'Ignore';
   readonly matcher: Matcher;
   readonly variables: readonly { readonly name: string; readonly expression: CelProgram }[];
@@ -125,6 +130,7 @@ export function compileGuardrail(doc: PolicyDocument): GuardrailPolicy {
     name: doc.metadata.name,
     stages: new Set(spec.stages),
     ...(spec.approval === undefined ? {} : { approval: spec.approval }),
+    approvalSettings: approvalSettingsOf(spec),
     failurePolicy: spec.failurePolicy,
     matcher,
     variables,
@@ -161,6 +167,8 @@ export interface GuardrailOutcome {
   errors: GuardrailEvalError[];
   /** True when some enforcing policy (deny/requireApproval) matched: the resource is guardrailed. */
   guardrailed: boolean;
+  /** With action requireApproval: the first rule that asked for it, with its policy's approval settings. */
+  approval?: ApprovalRequirement;
 }
 
 /** Summary of the input recorded in decisions: enough to find the request, never the object (it may hold secrets). */
@@ -262,7 +270,8 @@ export function evaluateGuardrails(
           break;
         case 'requireApproval':
           approvalNeeded = true;
-          refusals.push(`${message} (requires approval by ${p.approval ?? 'an approver'}; kubetrail has no approval workflow yet, so the request is denied)`);
+          refusals.push(`${message} (requires approval by ${p.approval ?? 'an approver'})`);
+          out.approval ??= { policy: p.name, rule: rule.name, approval: p.approval ?? 'an approver', reason: message, ...p.approvalSettings };
           out.policy ??= p.name;
           out.rule ??= rule.name;
           break;

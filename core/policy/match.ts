@@ -30,7 +30,7 @@ import { z } from 'zod';
 import { compileCel, type CelActivation, type CelProgram } from './cel.ts';
 
 /** Zod schema of one resource rule. */
-export const resourceRuleSchema = z.strictObject({
+const resourceRuleSchema = z.strictObject({
   apiGroups: z.array(z.string()).min(1),
   apiVersions: z.array(z.string().min(1)).default(['*']),
   resources: z.array(z.string().min(1)).min(1),

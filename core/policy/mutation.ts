@@ -28,7 +28,7 @@ import type { CelActivation } from './cel.ts';
 import { guardrailActivation } from './guardrail.ts';
 
 /** Zod schema of a MutationPolicy's `spec`. */
-export const mutationSpecSchema = z
+const mutationSpecSchema = z
   .strictObject({
     description: z.string().optional(),
     match: matchSchema.optional(),
@@ -94,7 +94,7 @@ export interface MutationResult {
 }
 
 /** Sets `metadata[field][key] = value` on a copy-owned object, creating the maps as needed. */
-export function setMetadataEntry(obj: Json, field: 'labels' | 'annotations', key: string, value: string): void {
+function setMetadataEntry(obj: Json, field: 'labels' | 'annotations', key: string, value: string): void {
   if (!isObject(obj['metadata'])) obj['metadata'] = {};
   const md = obj['metadata'] as Json;
   if (!isObject(md[field])) md[field] = {};

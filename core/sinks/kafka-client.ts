@@ -4,8 +4,6 @@
  * the setting at fault. kafkajs logs go to pino at warn and above.
  */
 import { readFileSync } from 'node:fs';
-// Gives kafkajs a native CRC-32C before its first produce request (see the module).
-import './kafkajs-crc32c.ts';
 import { Kafka, logLevel, type KafkaConfig, type SASLOptions, type logCreator } from 'kafkajs';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
@@ -88,7 +86,7 @@ function chain(err: unknown): unknown[] {
 }
 
 /** Maps a kafkajs error to a SinkError naming the setting at fault (matching on error names/codes, never on text). */
-export function classifyKafkaError(err: unknown, k: KafkaSettings): SinkError {
+function classifyKafkaError(err: unknown, k: KafkaSettings): SinkError {
   for (const e of chain(err)) {
     const name = (e as { name?: string }).name ?? '';
     const code = (e as { code?: string }).code ?? '';

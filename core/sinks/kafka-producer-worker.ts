@@ -4,24 +4,19 @@
  * time as the sink asks, and answers each with its outcome.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-// Gives kafkajs a native CRC-32C before its first produce request (see the module).
-import './kafkajs-crc32c.ts';
-import { silenceKafkajsTimeoutWarning } from './kafkajs-warnings.ts';
-// kafkajs's protocol encoder without zero-filled buffers, large parts kept by reference (see the module; it patches
-// kafkajs's Encoder prototype, so it works even though the static kafkajs imports here are linked first).
-import './kafkajs-encoder.ts';
+// The two changes to kafkajs in this thread, each with its figure and its guard (see the modules); reported below.
+import { crc32cBackend } from './kafkajs-crc32c.ts';
+import { encoderBackend } from './kafkajs-encoder.ts';
 import { CompressionTypes, Partitioners } from 'kafkajs';
 import type { Logger } from '../logger.ts';
 import { createKafka, type KafkaSettings } from './kafka-client.ts';
 import { toWire, type ProducerReply, type ProducerRequest } from './kafka-producer.ts';
 import { decodeBatch } from './kafka-record.ts';
 
-// This thread runs only kafkajs and the producer loop: its one harmless warning is not printed, whatever started the process.
-silenceKafkajsTimeoutWarning();
-
 const port = parentPort;
 if (port === null) throw new Error('kafka-producer-worker.ts runs as a worker thread');
 const { settings } = workerData as { settings: KafkaSettings };
+port.postMessage({ backends: { crc32c: crc32cBackend, encoder: encoderBackend } } satisfies ProducerReply);
 
 const post = (m: ProducerReply): void => port.postMessage(m);
 // kafkajs logs go to the sink's logger on the main thread (fields are broker/error, never credentials).

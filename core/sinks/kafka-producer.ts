@@ -21,9 +21,11 @@
  * are forwarded to the sink's logger. If the thread dies, every pending and
  * later request fails, which sends events to the spool.
  */
-import { Worker } from 'node:worker_threads';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 import type { Logger } from '../logger.ts';
 import type { KafkaSettings } from './kafka-client.ts';
+import type { Crc32cBackend } from './kafkajs-crc32c.ts';
+import type { EncoderBackend } from './kafkajs-encoder.ts';
 import { transferables, type WireBatch } from './kafka-record.ts';
 
 /** Options of one produce request. */
@@ -55,12 +57,20 @@ export interface WireError {
 export type ProducerReply =
   | { id: number; ok: true }
   | { id: number; ok: false; error: WireError }
-  | { log: 'error' | 'warn' | 'debug'; fields: Record<string, unknown>; msg: string };
+  | { log: 'error' | 'warn' | 'debug'; fields: Record<string, unknown>; msg: string }
+  /** Sent once, first: which of the changes to kafkajs the thread's kafkajs runs with. */
+  | { backends: KafkajsBackends };
+
+/** What the producer thread's kafkajs runs with: kafkajs-crc32c.ts and kafkajs-encoder.ts, or kafkajs's own and why. */
+export interface KafkajsBackends {
+  crc32c: Crc32cBackend;
+  encoder: EncoderBackend;
+}
 
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
 
 /** Turns a serialized error back into an Error with the same fields and chain. */
-export function fromWire(w: WireError): Error {
+function fromWire(w: WireError): Error {
   const e = new Error(w.message ?? 'kafka producer error') as Error & { type?: string; code?: string; retriable?: boolean; originalError?: Error };
   if (w.name !== undefined) e.name = w.name;
   if (w.type !== undefined) e.type = w.type;
@@ -85,6 +95,29 @@ export function toWire(err: unknown, depth = 0): WireError {
   return w;
 }
 
+/**
+ * The Node flag the producer thread gets beyond its parent's: it drops the
+ * TimeoutNegativeWarning kafkajs 2.2.4 causes on every broker connection
+ * (RequestQueue's `throttledUntil` starts at -1; Node uses 1 ms, as older
+ * Node did silently). Node's own per-thread option: every other warning is
+ * still printed.
+ */
+export const PRODUCER_THREAD_EXEC_ARGV: readonly string[] = ['--disable-warning=TimeoutNegativeWarning'];
+
+/**
+ * Starts the worker with its parent's flags plus {@link PRODUCER_THREAD_EXEC_ARGV}.
+ * A Worker re-validates an explicit execArgv and refuses some flags a parent
+ * may carry (the test runner's, for one); then it gets only ours.
+ */
+function startWorker(url: URL, options: WorkerOptions): Worker {
+  try {
+    return new Worker(url, { ...options, execArgv: [...process.execArgv, ...PRODUCER_THREAD_EXEC_ARGV] });
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw err;
+    return new Worker(url, { ...options, execArgv: [...PRODUCER_THREAD_EXEC_ARGV] });
+  }
+}
+
 /** The sink's handle on the producer thread. */
 export class ProducerThread {
   readonly #worker: Worker;
@@ -93,12 +126,17 @@ export class ProducerThread {
   #nextId = 1;
   #dead: Error | undefined;
 
-  constructor(settings: KafkaSettings, logger: Logger) {
+  /** `onBackends` gets what the thread's kafkajs runs with, once, when the thread has started. */
+  constructor(settings: KafkaSettings, logger: Logger, onBackends?: (b: KafkajsBackends) => void) {
     this.#logger = logger;
-    this.#worker = new Worker(new URL('./kafka-producer-worker.ts', import.meta.url), { workerData: { settings }, stdout: false, stderr: false });
+    this.#worker = startWorker(new URL('./kafka-producer-worker.ts', import.meta.url), { workerData: { settings }, stdout: false, stderr: false });
     this.#worker.on('message', (m: ProducerReply) => {
       if ('log' in m) {
         this.#logger[m.log](m.fields, m.msg);
+        return;
+      }
+      if ('backends' in m) {
+        onBackends?.(m.backends);
         return;
       }
       const p = this.#pending.get(m.id);

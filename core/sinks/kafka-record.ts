@@ -17,19 +17,19 @@ import { recordKey, SESSION_TOPIC_TYPES } from '../events/builders.ts';
 import { render, type Rendered, type WireFormat } from '../events/formats/index.ts';
 
 /** Header names kubetrail adds beyond CloudEvents. */
-export const NATIVE_HEADER = 'kubetrail_native';
+const NATIVE_HEADER = 'kubetrail_native';
 /** Which format the value is in (native | k8s-audit | ocsf). */
-export const FORMAT_HEADER = 'kubetrail_format';
+const FORMAT_HEADER = 'kubetrail_format';
 
 /** CloudEvents `type` of a kubetrail event type. */
-export function ceType(type: string): string {
+function ceType(type: string): string {
   return `io.kubetrail.v1.${type}`;
 }
 
 const sourceCache = new WeakMap<object, string>();
 
 /** CloudEvents `source` of an event (cached per source object: a sink stamps one frozen source on all its events). */
-export function ceSource(e: KubetrailEvent): string {
+function ceSource(e: KubetrailEvent): string {
   let s = sourceCache.get(e.source);
   if (s === undefined) {
     s = `/kubetrail/${encodeURIComponent(e.source.cluster)}/${e.source.component}/${encodeURIComponent(e.source.instance)}`;

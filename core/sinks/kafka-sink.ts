@@ -4,7 +4,9 @@
  * back to the fsync'd spool when Kafka is unreachable or misses
  * `kafka.ackDeadlineMs`.
  *
- * Modes:
+ * Modes (with `kafka.durability: local`, every emit takes the spool path
+ * below and resolves once the spool append is on disk; the drainer ships
+ * the spool whenever it holds events):
  * - direct: emit() seals the event and queues it; one sender takes up to
  *   `kafka.batchMaxEvents` queued events per produce request (group commit:
  *   everything that arrived while the previous request was in flight shares
@@ -29,6 +31,12 @@
  * write are lost: the sink turns unready, refuses new events without sealing
  * them (SINK_ERR_UNAVAILABLE) and, once a write works again, declares the
  * lost seqs in a signed `chain.gap` (write-outage.ts), as the local log does.
+ *
+ * The drain loop is its own unit (spool-drainer.ts). This file stays over
+ * 400 lines because direct mode (queue, group commit, the two-deep send
+ * pipeline and its journal), the switch to the spool and the write-outage
+ * recovery share one state machine whose transitions are easier to check
+ * side by side.
  */
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
@@ -44,10 +52,11 @@ import { SinkError } from './errors.ts';
 import { encodeBatch, type RecordSource, type WireBatch } from './kafka-record.ts';
 import { render } from '../events/formats/index.ts';
 import { recordErrorType, type KafkaSettings } from './kafka-client.ts';
-import { ProducerThread } from './kafka-producer.ts';
+import { ProducerThread, type KafkajsBackends } from './kafka-producer.ts';
 import { ComponentMetrics, type SinkMetrics } from './metrics.ts';
 import type { Spool } from './spool.ts';
 import type { InflightJournal } from './inflight-journal.ts';
+import { RECORD_OVERHEAD_BYTES, SpoolDrainer, systemClock } from './spool-drainer.ts';
 import { DEFAULT_WRITE_RETRY_MS, WriteOutage } from './write-outage.ts';
 
 /** Options of {@link KafkaSink}. */
@@ -85,28 +94,7 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-type Outcome<T> = { ok: true; value: T } | { ok: false; timedOut: boolean; err: unknown; promise: Promise<T> };
-
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<Outcome<T>> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve({ ok: false, timedOut: true, err: undefined, promise: p }), ms);
-    p.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve({ ok: true, value });
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        resolve({ ok: false, timedOut: false, err, promise: p });
-      },
-    );
-  });
-}
-
-/** Estimated bytes of a record beyond its value (key, CloudEvents headers, record framing). */
-const RECORD_OVERHEAD_BYTES = 320;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms).unref());
+const { deadline: withDeadline, sleep } = systemClock;
 
 /** EventSink producing to Kafka with spool fallback. */
 export class KafkaSink implements EventPipeline {
@@ -123,7 +111,6 @@ export class KafkaSink implements EventPipeline {
   #sending = false;
   /** At most two: the batch in flight and, under load, the next (full) one. */
   #inflight: InFlight[] = [];
-  #draining: Promise<void> | undefined;
   #stuck: Promise<unknown> | undefined;
   #spaceWaiters: (() => void)[] = [];
   readonly #outstanding = new Set<Promise<unknown>>();
@@ -132,8 +119,9 @@ export class KafkaSink implements EventPipeline {
   #closing: Promise<void> | undefined;
   readonly #timer: NodeJS.Timeout;
   #droppedUnlogged = 0;
-  /** How many spool lines the drainer sends per request; halved while the broker refuses records. */
-  #drainLimit: number;
+  readonly #drainer: SpoolDrainer;
+  /** kafka.durability = local: every event goes through the spool (answered once it is on disk), the drainer ships it. */
+  readonly #local: boolean;
   /** Set when fail-closed refused an event; cleared once the drainer frees spool space. */
   #refusing = false;
   #dropLogTimer: NodeJS.Timeout | undefined;
@@ -152,14 +140,62 @@ export class KafkaSink implements EventPipeline {
     this.#cm = new ComponentMetrics(o.metrics, this.#component);
     // The idempotent kafkajs producer (acks=all, one request in flight) runs
     // in a worker thread: see kafka-producer.ts.
-    this.#producer = new ProducerThread(o.settings, o.logger);
+    this.#producer = new ProducerThread(o.settings, o.logger, (b) => this.#reportBackends(b));
     this.#mode = o.startSpooling ? 'spool' : 'direct';
-    this.#drainLimit = o.settings.batchMaxEvents;
+    this.#local = o.settings.durability === 'local';
+    // The drainer reads and clears the request still retried after its deadline (see DrainHost.stuck).
+    const sink = this;
+    this.#drainer = new SpoolDrainer({
+      settings: o.settings,
+      spool: o.spool,
+      metrics: o.metrics,
+      logger: o.logger,
+      component: this.#component,
+      // durability local: the spool is the write path, so the drainer runs whenever it holds events.
+      spooling: () => (this.#mode === 'spool' || (this.#local && !o.spool.empty)) && !this.#stopped,
+      connected: () => this.#connected,
+      connect: () => this.#ensureConnected(),
+      get stuck() {
+        return sink.#stuck;
+      },
+      set stuck(p) {
+        sink.#stuck = p;
+      },
+      render: (event, line) => this.#render({ event, line }),
+      send: (records) => this.#send(encodeBatch(records, o.settings.topics)),
+      setAside: (line, errorType) => this.#reject(line, errorType),
+      sent: (acked) => {
+        this.#keepSignedHead(acked);
+        this.#refusing = false;
+      },
+      drained: () => {
+        if (this.#local) {
+          // Emits keep going to the spool; only the outage (if any) is over.
+          if (this.#mode === 'spool') o.logger.info({}, 'spool drained; kafka reachable again (durability local: events still go through the spool)');
+          this.#mode = 'direct';
+          o.metrics.spooling.set({ component: this.#component }, 0);
+          return;
+        }
+        this.#mode = 'direct';
+        o.metrics.spooling.set({ component: this.#component }, 0);
+        o.metrics.spoolBytes.set({ component: this.#component }, o.spool.bytes);
+        o.logger.info({}, 'spool drained; events go to kafka directly again');
+        void this.#pump();
+      },
+    });
     o.metrics.spooling.set({ component: this.#component }, this.#mode === 'spool' ? 1 : 0);
     o.metrics.spoolBytes.set({ component: this.#component }, o.spool.bytes);
     this.#timer = setInterval(() => this.#checkpoint(), o.checkpointIntervalMs);
     this.#timer.unref();
-    if (this.#mode === 'spool') void this.#drain();
+    if (this.#mode === 'spool') void this.#drainer.start();
+  }
+
+  /** Logs and exposes what the producer thread's kafkajs runs with; its own checksum or encoder (a changed kafkajs) is a warning. */
+  #reportBackends(b: KafkajsBackends): void {
+    const fields = { crc32c: b.crc32c, encoder: b.encoder };
+    if (b.crc32c.backend === 'kafkajs' || b.encoder.backend === 'kafkajs') this.#o.logger.warn(fields, 'kafka producer thread: kafkajs runs without the native CRC-32C or the rope encoder; more CPU per event');
+    else this.#o.logger.info(fields, 'kafka producer thread: kafkajs runs with the native CRC-32C and the rope encoder');
+    for (const [part, v] of Object.entries(fields)) this.#o.metrics.kafkajsBackend.set({ component: this.#component, part, backend: v.backend }, 1);
   }
 
   /** Connects the producer (call once after construction when brokers were reachable). */
@@ -214,7 +250,7 @@ export class KafkaSink implements EventPipeline {
     }
     const sealed = prepared.sealed;
     let p: Promise<KubetrailEvent>;
-    if (this.#mode === 'spool') {
+    if (this.#mode === 'spool' || this.#local) {
       const bytes = Buffer.byteLength(sealed.line) + 1;
       if (this.#o.spool.bytes + bytes > this.#o.spoolSettings.maxBytes) return Promise.reject(this.#overflow());
       prepared.commit();
@@ -284,6 +320,8 @@ export class KafkaSink implements EventPipeline {
         for (const e of events) this.#cm.durable('spool', e.event.type);
         this.#cm.latency('spool', (performance.now() - started) / 1000);
         this.#o.metrics.spoolBytes.set({ component: this.#component }, this.#o.spool.bytes);
+        // durability local: the drainer may have found the spool empty while this append was in flight.
+        if (this.#local) void this.#drainer.start();
       },
       (err: unknown) => {
         const se = err instanceof SinkError ? err : new SinkError('SINK_ERR_IO', 'cannot write the spool under dataDir', { setting: 'dataDir', cause: err });
@@ -291,7 +329,7 @@ export class KafkaSink implements EventPipeline {
         throw se;
       },
     );
-    void this.#drain();
+    void this.#drainer.start();
     return p;
   }
 
@@ -474,106 +512,7 @@ export class KafkaSink implements EventPipeline {
         },
       );
     }
-    void this.#drain();
-  }
-
-  #drain(): Promise<void> {
-    this.#draining ??= this.#drainLoop().finally(() => {
-      this.#draining = undefined;
-      // An append may have landed after the loop decided to stop.
-      if (this.#mode === 'spool' && !this.#stopped) void this.#drain();
-    });
-    return this.#draining;
-  }
-
-  async #drainLoop(): Promise<void> {
-    const s = this.#o.settings;
-    let backoff = 100;
-    const wait = async (): Promise<void> => {
-      await sleep(backoff);
-      backoff = Math.min(backoff * 2, 2000);
-    };
-    while (this.#mode === 'spool' && !this.#stopped) {
-      if (this.#stuck !== undefined) {
-        // A request that missed its deadline is still being retried by kafkajs;
-        // sending more before it settles could interleave it with the spool.
-        const r = await withDeadline(this.#stuck, 500);
-        if (!r.ok) continue;
-        this.#stuck = undefined;
-      }
-      if (!this.#connected) {
-        const c = await withDeadline(this.#ensureConnected(), s.connectTimeoutMs);
-        if (!c.ok) {
-          await wait();
-          continue;
-        }
-      }
-      const { lines, next } = this.#o.spool.peek(
-        this.#drainLimit,
-        // Non-native records carry the native line as a header as well as the rendered value.
-        s.format === 'native' ? s.batchMaxBytes : Math.floor(s.batchMaxBytes / 2),
-        RECORD_OVERHEAD_BYTES,
-      );
-      if (lines.length === 0) {
-        if (this.#o.spool.log.busy) {
-          await this.#o.spool.log.flush();
-          continue;
-        }
-        const moved = this.#o.spool.ack(next);
-        if (this.#o.spool.empty) {
-          this.#mode = 'direct';
-          this.#o.metrics.spooling.set({ component: this.#component }, 0);
-          this.#o.metrics.spoolBytes.set({ component: this.#component }, this.#o.spool.bytes);
-          this.#o.logger.info({}, 'spool drained; events go to kafka directly again');
-          void this.#pump();
-          return;
-        }
-        if (!moved) {
-          // Durable bytes the reader cannot split into lines: only a damaged
-          // spool file does this. Say so and retry slowly instead of spinning.
-          this.#o.logger.error({ spoolDir: this.#o.spool.log.dir, setting: 'dataDir' }, 'spool has bytes that are not complete lines; drainer waiting');
-          await sleep(1000);
-        }
-        continue;
-      }
-      const records: RecordSource[] = [];
-      for (const line of lines) {
-        try {
-          const e = JSON.parse(line) as KubetrailEvent;
-          records.push(this.#render({ event: e, line }));
-        } catch (err) {
-          // Only a damaged spool file gets here; the event's absence will show as a gap in verify.
-          this.#o.logger.error({ err, spoolDir: this.#o.spool.log.dir }, 'unreadable line in the spool skipped');
-        }
-      }
-      const r = records.length === 0 ? ({ ok: true, value: undefined } as const) : await withDeadline(this.#send(encodeBatch(records, s.topics)), s.ackDeadlineMs);
-      if (r.ok) {
-        this.#o.spool.ack(next);
-        this.#keepSignedHead(records.map((x) => x.event));
-        this.#refusing = false;
-        this.#o.metrics.drained.inc({ component: this.#component }, records.length);
-        this.#o.metrics.spoolBytes.set({ component: this.#component }, this.#o.spool.bytes);
-        this.#drainLimit = Math.min(s.batchMaxEvents, this.#drainLimit * 2);
-        backoff = 100;
-        continue;
-      }
-      const refused = r.timedOut ? undefined : recordErrorType(r.err);
-      if (refused !== undefined) {
-        // The broker refuses what was sent (e.g. a record over message.max.bytes):
-        // retrying the same request can never succeed. Halve the request until the
-        // culprit is alone, then set it aside so the rest of the spool can flow.
-        if (lines.length > 1) {
-          this.#drainLimit = Math.max(1, Math.floor(lines.length / 2));
-          continue;
-        }
-        this.#reject(lines[0] as string, refused);
-        this.#o.spool.ack(next);
-        this.#drainLimit = s.batchMaxEvents;
-        continue;
-      }
-      if (r.timedOut) this.#stuck = r.promise.catch(() => undefined);
-      await wait();
-    }
+    void this.#drainer.start();
   }
 
   /**
@@ -633,7 +572,7 @@ export class KafkaSink implements EventPipeline {
           }
           p.commit();
           this.#o.head.save(p.sealed.event.chain as { seq: number; hash: string });
-          void this.#drain();
+          void this.#drainer.start();
         } else if (p !== undefined) {
           p.commit();
           this.#track(this.#enqueue(this.#render(p.sealed))).catch((err: unknown) => this.#o.logger.error({ err }, 'gap declaration could not be made durable'));
@@ -655,7 +594,7 @@ export class KafkaSink implements EventPipeline {
     const cp = this.#o.sealer.checkpoint();
     if (cp === undefined) return;
     const p: Promise<unknown> =
-      this.#mode === 'spool'
+      this.#mode === 'spool' || this.#local
         ? this.#toSpool([cp])
         : this.#enqueue(this.#render(cp));
     this.#track(p).catch((err: unknown) => this.#o.logger.error({ err }, 'checkpoint could not be made durable'));
@@ -695,8 +634,15 @@ export class KafkaSink implements EventPipeline {
       this.#checkpoint();
       this.#closed = true;
       await this.flush();
+      if (this.#local) {
+        // Ship what the spool holds before stopping, for at most one ack deadline: whatever is left
+        // stays durable on disk and goes to Kafka at the next start.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([this.#drainer.running ?? Promise.resolve(), new Promise<void>((r) => (timer = setTimeout(r, this.#o.settings.ackDeadlineMs)))]);
+        clearTimeout(timer);
+      }
       this.#stopped = true;
-      await this.#draining;
+      await this.#drainer.running;
       if (this.#dropLogTimer !== undefined) {
         clearTimeout(this.#dropLogTimer);
         if (this.#droppedUnlogged > 0) this.#o.logger.warn({ dropped: this.#droppedUnlogged, setting: 'spool.overflow' }, 'spool full: events dropped (spool.overflow=drop)');

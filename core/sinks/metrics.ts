@@ -23,6 +23,8 @@ export interface SinkMetrics {
   spooling: Gauge<'component'>;
   /** emit() to durable, seconds. */
   latency: Histogram<'component' | 'sink'>;
+  /** 1 for what the producer thread's kafkajs runs with: part crc32c|encoder, backend native|rope or kafkajs (its own). */
+  kafkajsBackend: Gauge<'component' | 'part' | 'backend'>;
 }
 
 function once<T>(registry: Registry, name: string, make: () => T): T {
@@ -40,6 +42,7 @@ export function sinkMetrics(registry: Registry): SinkMetrics {
     drained: once(registry, 'kubetrail_spool_drained_total', () => new Counter({ name: 'kubetrail_spool_drained_total', help: 'Events sent from the spool to Kafka.', labelNames: ['component'] as const, registers })),
     spoolBytes: once(registry, 'kubetrail_spool_bytes', () => new Gauge({ name: 'kubetrail_spool_bytes', help: 'Bytes waiting in the spool.', labelNames: ['component'] as const, registers })),
     spooling: once(registry, 'kubetrail_spool_active', () => new Gauge({ name: 'kubetrail_spool_active', help: '1 while new events go to the spool instead of Kafka.', labelNames: ['component'] as const, registers })),
+    kafkajsBackend: once(registry, 'kubetrail_kafkajs_backend_info', () => new Gauge({ name: 'kubetrail_kafkajs_backend_info', help: "1 for what the Kafka producer thread's kafkajs runs with (part crc32c: native or kafkajs; part encoder: rope or kafkajs).", labelNames: ['component', 'part', 'backend'] as const, registers })),
     latency: once(registry, 'kubetrail_event_durable_seconds', () => new Histogram({ name: 'kubetrail_event_durable_seconds', help: 'Time from emit() to durable.', labelNames: ['component', 'sink'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1, 5], registers })),
   };
 }

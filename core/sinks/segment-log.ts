@@ -7,6 +7,11 @@
  * Format: one native canonical event per line, UTF-8, `\n`-terminated. A line
  * without its `\n` at the end of the last segment is a torn write from a
  * crash; it was never acknowledged, so recovery truncates it.
+ *
+ * Over 400 lines because appending (group commit, segment roll) and recovery
+ * (torn-tail truncation, cursor) must agree on one on-disk format and one set
+ * of invariants; they are kept side by side so a change to one is checked
+ * against the other.
  */
 import { closeSync, constants, fdatasync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, fstatSync, statSync, unlinkSync, write } from 'node:fs';
 import path from 'node:path';

@@ -18,7 +18,7 @@ import type { Identity } from '../../core/identity.ts';
 import { AuthError } from '../errors.ts';
 
 /** Size limits of one identity (one literal, so they are documented in one place). */
-export const IDENTITY_LIMITS = Object.freeze({
+const IDENTITY_LIMITS = Object.freeze({
   /** UTF-8 bytes of the username, uid, one group, one extra key or value. */
   maxValueBytes: 4096,
   /** Groups of one identity. */

@@ -12,7 +12,7 @@ import type { JwtAuthenticator } from './jwt.ts';
 import { tokenKey, type TokenReviewAuthenticator } from './token-review.ts';
 
 /** The subprotocol prefix carrying a bearer token (k8s.io/apiserver/pkg/authentication/request/websocket/protocol.go). */
-export const BEARER_SUBPROTOCOL_PREFIX = 'base64url.bearer.authorization.k8s.io.';
+const BEARER_SUBPROTOCOL_PREFIX = 'base64url.bearer.authorization.k8s.io.';
 
 /** The caller's credential, and the WebSocket subprotocols left once a bearer entry is taken out. */
 export interface ExtractedCredential {
@@ -32,7 +32,7 @@ const isBlank = (c: number): boolean => c === 0x20 || c === 0x09;
  * spaces or tabs around the token, no whitespace inside it), or undefined.
  * Same as /^bearer[ \t]+(\S+)[ \t]*$/i, without backtracking over a long token.
  */
-export function bearerToken(line: string): string | undefined {
+function bearerToken(line: string): string | undefined {
   if (line.length < 8 || line.slice(0, 6).toLowerCase() !== 'bearer' || !isBlank(line.charCodeAt(6))) return undefined;
   let start = 7;
   while (start < line.length && isBlank(line.charCodeAt(start))) start++;

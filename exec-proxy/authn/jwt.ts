@@ -29,7 +29,7 @@ import { celToJs, compileExpression, type CompiledExpression } from './cel-rules
 export type JwtIssuerConfig = Config['proxy']['authn']['jwt'][number];
 
 /** The only algorithms accepted, as the API server allows (oidc.go allowedSigningAlgs). */
-export const ALLOWED_ALGORITHMS: readonly string[] = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512'];
+const ALLOWED_ALGORITHMS: readonly string[] = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512'];
 
 /** Options shared by every issuer. */
 export interface JwtAuthenticatorOptions {

@@ -37,7 +37,7 @@ export interface ChannelParserOptions {
 }
 
 /** Defaults, in one place. */
-export const PARSER_DEFAULTS: Readonly<ChannelParserOptions> = Object.freeze({
+const PARSER_DEFAULTS: Readonly<ChannelParserOptions> = Object.freeze({
   maxFrameBytes: 16 * 1024 * 1024,
   maxChannel: CHANNEL.RESIZE,
   closeSignals: true,

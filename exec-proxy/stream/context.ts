@@ -32,4 +32,6 @@ export interface StreamContext {
   execPolicies: () => readonly CompiledExecPolicy[];
   masking: () => readonly CompiledMaskingPolicy[];
   limits: Config['proxy']['exec'];
+  /** Holding an exec whose CONNECT needs approval (config `approvals`); absent: the denial is shown at once. */
+  approvals?: import('../approval-hold.ts').ApprovalHold;
 }

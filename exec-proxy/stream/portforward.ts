@@ -25,7 +25,7 @@ const HIGH_WATER = 1024 * 1024;
 const LOW_WATER = 256 * 1024;
 
 /** Parses `?ports=8080,9090` (also repeated `ports=`) into port numbers; throws on a bad one. */
-export function parsePorts(q: URLSearchParams): number[] {
+function parsePorts(q: URLSearchParams): number[] {
   const out: number[] = [];
   for (const v of q.getAll('ports')) {
     for (const s of v.split(',')) {

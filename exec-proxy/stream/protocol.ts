@@ -37,7 +37,7 @@ const PORTFORWARD: readonly StreamProtocol[] = [
 ];
 
 /** Every subprotocol name the relay can accept for the subresource. */
-export function supportedProtocols(subresource: 'exec' | 'attach' | 'portforward'): readonly StreamProtocol[] {
+function supportedProtocols(subresource: 'exec' | 'attach' | 'portforward'): readonly StreamProtocol[] {
   return subresource === 'portforward' ? PORTFORWARD : REMOTECOMMAND;
 }
 
@@ -74,18 +74,6 @@ export function encodeFrame(p: Pick<StreamProtocol, 'encoding'>, channel: number
   return { data: out, binary: true };
 }
 
-/** The metav1.Status channel 3 carries for v4/v5 when a command exits. */
-export function exitStatus(code: number): Record<string, unknown> {
-  if (code === 0) return { metadata: {}, status: 'Success' };
-  return {
-    metadata: {},
-    status: 'Failure',
-    message: `command terminated with non-zero exit code: error executing command [...], exit code ${code}`,
-    reason: 'NonZeroExitCode',
-    details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
-  };
-}
-
 /**
  * Reads the exit code out of a channel-3 Status: 0 for Success, the ExitCode
  * cause for NonZeroExitCode (apiserver streamtranslator.go), undefined when
@@ -107,6 +95,19 @@ export function exitCodeFromStatus(text: string): { exitCode?: number; failure?:
     if (Number.isInteger(n)) return { exitCode: n };
   }
   return { failure: typeof st.message === 'string' ? st.message.slice(0, 512) : 'failure' };
+}
+
+/**
+ * The recorded outcome of an exec/attach whose connection ended with
+ * `closed` ('completed' for a normal close). On v4/v5 the channel-3 Status
+ * tells a command that ran (Success, NonZeroExitCode) from one the API server
+ * or kubelet refused after the upgrade (e.g. "unable to upgrade connection:
+ * container not found"): the latter is an error even though the close was
+ * normal. v1 protocols carry plain text for both, so the close decides there.
+ */
+export function sessionOutcome<O extends string>(closed: O, version: StreamProtocol['version'], statusText: string): O | 'error' {
+  if (closed !== 'completed' || version < 4) return closed;
+  return exitCodeFromStatus(statusText).failure !== undefined ? 'error' : closed;
 }
 
 /** A Failure Status the client shows as its error (kubectl prints `message`). */

@@ -11,7 +11,8 @@
  * of the session is durable, so a session.end on record means a complete
  * recording (up to `maxRecordedBytes`, flagged by `recordTruncated`).
  */
-import type { Actor, Decision, EventDraft, SessionBody, SessionDataBody, Target } from '../../core/events/model.ts';
+import type { Actor, Decision, SessionBody, SessionDataBody, Target } from '../../core/events/model.ts';
+import { guardrailDecision, sessionData, sessionEnd, sessionStart } from '../../core/events/builders.ts';
 import type { EventSink } from '../../core/sinks/sink.ts';
 import { sharedChunkEncoder, type ChunkEncoder, type EncodedChunk } from './chunk-encoder.ts';
 import { StreamError } from './errors.ts';
@@ -103,13 +104,14 @@ export class SessionRecorder {
     return new Promise((r) => this.#drainWaiters.push(r));
   }
 
-  #draft<T extends 'session.start' | 'session.end' | 'session.data' | 'guardrail.decision'>(type: T, body: EventDraft<T>['body']): EventDraft<T> {
-    return { type, actor: this.#actor, target: this.#target, correlation: { session: this.#session }, body } as EventDraft<T>;
+  /** Envelope of every event of this session. */
+  get #parts(): { actor: Actor; target: Target; correlation: { session: string } } {
+    return { actor: this.#actor, target: this.#target, correlation: { session: this.#session } };
   }
 
   /** Emits session.start and waits until it is durable (a session is not opened unrecorded). */
   async start(body: SessionBody): Promise<void> {
-    await this.#sink.emit(this.#draft('session.start', body));
+    await this.#sink.emit(sessionStart(this.#parts, body));
   }
 
   /** Emits a guardrail.decision for a rule that fired (deny or audit). */
@@ -117,7 +119,7 @@ export class SessionRecorder {
     if (d.action !== 'deny' && d.action !== 'audit') return;
     await this.#track(
       this.#sink.emit(
-        this.#draft('guardrail.decision', { policy: d.policy ?? '', rule: d.rule ?? '', action: d.action, message: d.message ?? '', input }),
+        guardrailDecision(this.#parts, { policy: d.policy ?? '', rule: d.rule ?? '', action: d.action, message: d.message ?? '', input }),
       ),
       0,
     );
@@ -176,7 +178,7 @@ export class SessionRecorder {
       const stored = enc.data.length;
       this.#inflight += stored - held;
       held = stored;
-      return { emitted: this.#sink.emit(this.#draft('session.data', { ...body, ...enc })) };
+      return { emitted: this.#sink.emit(sessionData(this.#parts, { ...body, ...enc })) };
     });
     this.#order = step.then(
       () => undefined,
@@ -234,7 +236,7 @@ export class SessionRecorder {
     while (this.#pendingEmits.size > 0) await Promise.all([...this.#pendingEmits]);
     const final: SessionBody = { ...body, chunks: this.#chunk, ...(this.#truncated ? { recordTruncated: true } : {}) };
     if (this.#failed !== undefined) final.outcome = 'error';
-    await this.#sink.emit(this.#draft('session.end', final));
+    await this.#sink.emit(sessionEnd(this.#parts, final));
     if (this.#failed !== undefined) throw new StreamError('STREAM_ERR_RECORDING', 'the session could not be recorded', { cause: this.#failed });
   }
 }

@@ -18,13 +18,17 @@ import { Backpressure, type Side } from './backpressure.ts';
 import { ChannelParser } from './channel-parser.ts';
 import { CLOSE, StreamError } from './errors.ts';
 import { OutputMasking } from './output-masking.ts';
-import { CHANNEL, encodeFrame, exitCodeFromStatus, type StreamProtocol } from './protocol.ts';
+import { CHANNEL, encodeFrame, exitCodeFromStatus, sessionOutcome, type StreamProtocol } from './protocol.ts';
 import { SessionRecorder } from './recorder.ts';
 import { TypedLineGuard, type LineJudgement } from './typed-line-guard.ts';
 import { upstreamTls } from './upstream-tls.ts';
 import { flattenHeaders, relayableCloseCode, sendFailureAndClose, toBuffer, upstreamUrl, wireLimit } from './wire.ts';
 import type { StreamContext } from './context.ts';
 import { execOptions, type ExecOptions } from './exec-options.ts';
+import { approvalOfDenial, heldStatusBody, holdForApproval, type ApprovalRef } from '../approval-hold.ts';
+import { approvalBodySha256 } from '../../core/approvals/hash.ts';
+import type { GateAnswer } from '../../core/approvals/gate.ts';
+import type { ApprovalRequirement } from '../../core/approvals/types.ts';
 
 const MAX_STATUS_BYTES = 64 * 1024;
 
@@ -123,7 +127,7 @@ export class ExecSession {
     const ev = evaluateExec(this.#ctx.execPolicies(), this.#input, 'session');
     try {
       await this.#recorder.start({ ...this.#body(), decision: ev.decision });
-      for (const f of ev.fired) await this.#recorder.decision({ allowed: f.action !== 'deny', action: f.action, policy: f.policy, rule: f.rule, message: f.message }, { command: this.#opts.command, container: this.#opts.container });
+      for (const f of ev.fired) await this.#recorder.decision({ allowed: f.action === 'audit', action: f.action, policy: f.policy, rule: f.rule, message: f.message }, { command: this.#opts.command, container: this.#opts.container });
     } catch {
       // Fail closed: a session we cannot record does not open.
       this.#outcome = 'error';
@@ -134,6 +138,10 @@ export class ExecSession {
     }
     // The client may have gone while session.start was being made durable.
     if (this.#ended) return;
+    if (ev.approval !== undefined) {
+      void this.#policyApproval(ev.approval);
+      return;
+    }
     if (!ev.decision.allowed) {
       this.#outcome = 'denied';
       this.#ctx.log.info({ policy: ev.decision.policy, rule: ev.decision.rule }, 'exec session denied by policy');
@@ -141,6 +149,11 @@ export class ExecSession {
       await this.#finish();
       return;
     }
+    this.#startRelay();
+  }
+
+  /** Masking, the typed-line guard and the client relay; then the upstream. */
+  #startRelay(): void {
     const who = { namespace: this.#ctx.target.namespace, user: this.#ctx.identity };
     const masking = this.#ctx.masking();
     const patterns = new Map<number, readonly MaskPattern[]>();
@@ -211,6 +224,12 @@ export class ExecSession {
       len += c.length;
     });
     res.on('end', () => {
+      // The webhook wants approval for this exec: hold the session before the upstream opens (issue 17).
+      const held = this.#ctx.approvals && res.statusCode === 403 ? approvalOfDenial(Buffer.concat(chunks), this.#ctx.target.namespace) : undefined;
+      if (held !== undefined && !this.#ended) {
+        void this.#holdForApproval(held, () => this.#openUpstream());
+        return;
+      }
       let message = `kubetrail: the API server refused the stream (HTTP ${res.statusCode ?? 0})`;
       let reason = 'BadGateway';
       try {
@@ -226,6 +245,105 @@ export class ExecSession {
       void this.#finish();
     });
     res.on('error', () => void this.#finish());
+  }
+
+  /**
+   * An ExecPolicy rule requires approval: the gateway finds or creates the
+   * ApprovalRequest (core/approvals/gate.ts, as the webhook does) and holds
+   * the session before its upstream opens, with the same hold as a CONNECT
+   * the webhook denied for approval. Once approved it asks again, which marks
+   * the approval used, and opens.
+   */
+  async #policyApproval(need: ApprovalRequirement): Promise<void> {
+    const gate = this.#ctx.approvals?.gate;
+    const refuse = (message: string, reason = 'Forbidden', code = 403): void => {
+      this.#outcome = 'denied';
+      if (this.#client.readyState === WebSocket.OPEN) sendFailureAndClose(this.#client, this.#proto, message, reason, code);
+      void this.#finish();
+    };
+    if (gate === undefined) {
+      refuse(`kubetrail: ${need.reason} (ExecPolicy ${need.policy}/${need.rule} requires approval by ${need.approval}; approvals are not configured on this gateway, so nothing can approve it)`);
+      return;
+    }
+    const t = this.#ctx.target;
+    const u = this.#ctx.identity;
+    const o = this.#opts;
+    const query = {
+      requester: { username: u.username, groups: [...u.groups], ...(u.uid ? { uid: u.uid } : {}) },
+      request: {
+        kind: 'exec' as const,
+        verb: 'connect',
+        apiGroup: '',
+        apiVersion: 'v1',
+        resource: 'pods',
+        subresource: t.subresource,
+        namespace: t.namespace,
+        name: t.pod,
+        pod: t.pod,
+        ...(o.container ? { container: o.container } : {}),
+        command: [...o.command],
+        // Bound to what the session would run, as the webhook binds a CONNECT to its PodExecOptions.
+        bodySha256: approvalBodySha256({ container: o.container, command: o.command, stdin: o.stdin, tty: o.tty }, []),
+      },
+      need,
+      correlation: { session: this.#ctx.sessionId },
+      dryRun: false,
+      namespace: t.namespace,
+      authn: u.authn,
+    };
+    const ask = async (): Promise<GateAnswer | undefined> => {
+      try {
+        return await gate.decide(query);
+      } catch (err) {
+        this.#ctx.log.warn({ err, code: (err as { code?: unknown }).code }, 'approvals could not be checked; session refused');
+        refuse('kubetrail could not check approvals (the API server could not be asked); the session is refused', 'ServiceUnavailable', 503);
+        return undefined;
+      }
+    };
+    const first = await ask();
+    if (first === undefined || this.#ended) return;
+    if (first.allowed) return this.#startRelay();
+    if (first.name === undefined || first.namespace === undefined) return refuse(`kubetrail: ${first.message}`);
+    await this.#holdForApproval({ name: first.name, namespace: first.namespace }, async () => {
+      const again = await ask();
+      if (again === undefined || this.#ended) return;
+      if (again.allowed) this.#startRelay();
+      else refuse(`kubetrail: ${again.message}`);
+    });
+  }
+
+  /** Tells the user what they wait for, waits (bounded) for the decision, then goes on (`approved`) or fails with the Status. */
+  async #holdForApproval(ref: ApprovalRef, approved: () => void | Promise<void>): Promise<void> {
+    const hold = this.#ctx.approvals;
+    if (hold === undefined) return;
+    const ch = this.#opts.stderr && !this.#opts.tty ? CHANNEL.STDERR : CHANNEL.STDOUT;
+    const note = `kubetrail: waiting for approval ${ref.name} (an approver runs: kubetrail approvals approve ${ref.name} -n ${ref.namespace})${this.#opts.tty ? '\r\n' : '\n'}`;
+    if (this.#client.readyState === WebSocket.OPEN) this.#sendChannel(this.#client, 'upstream', ch, Buffer.from(note));
+    const gone = new AbortController();
+    const onClose = (): void => gone.abort();
+    this.#client.once('close', onClose);
+    const started = performance.now();
+    let phase: Awaited<ReturnType<typeof holdForApproval>> = 'Pending';
+    try {
+      phase = await holdForApproval(hold, ref, gone.signal);
+    } catch (err) {
+      this.#ctx.log.warn({ err, approval: ref.name }, 'could not watch the ApprovalRequest');
+    } finally {
+      this.#client.off('close', onClose);
+    }
+    if (this.#ended || this.#client.readyState !== WebSocket.OPEN) {
+      void this.#finish();
+      return;
+    }
+    if (phase === 'Approved') {
+      await approved();
+      return;
+    }
+    const st = JSON.parse(heldStatusBody(ref, phase, performance.now() - started).toString('utf8')) as { message: string };
+    this.#outcome = 'error';
+    this.#error = 'upstream HTTP 403';
+    sendFailureAndClose(this.#client, this.#proto, st.message, 'Forbidden', 403);
+    void this.#finish();
   }
 
   #onClientMessage(raw: RawData, wireBinary: boolean): void {
@@ -394,7 +512,7 @@ export class ExecSession {
     const masked = this.#masking?.counts() ?? {};
     const body: SessionBody = {
       ...this.#body(),
-      outcome: this.#outcome ?? 'error',
+      outcome: sessionOutcome(this.#outcome ?? 'error', this.#proto.version, this.#status),
       bytesIn: this.#bytesIn,
       bytesOut: this.#bytesOut,
       durationMs: this.#recorder.elapsed(),

@@ -8,13 +8,18 @@
  * Name/value blocks of one direction form one zlib stream primed with the
  * SPDY dictionary; we re-inflate the accumulated block bytes with a sync
  * flush (bounded by `maxHeaderBytes`, after which ports are no longer learnt).
+ *
+ * Observers (optional) see each SYN_STREAM's headers and each data frame's
+ * payload as the frame completes; legacy SPDY exec (spdy-exec.ts) records
+ * its streams through them. They get `undefined` headers once the bound is
+ * passed, so a caller that must know every stream can fail closed.
  */
 import { inflateSync, constants as zc } from 'node:zlib';
 import { SPDY_DICTIONARY } from './spdy-dictionary.ts';
 import { StreamError } from './errors.ts';
 
 /** SPDY control frame types (spdystream spdy/types.go). */
-export const SPDY_TYPE = Object.freeze({ SYN_STREAM: 1, SYN_REPLY: 2, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, HEADERS: 8, WINDOW_UPDATE: 9 });
+const SPDY_TYPE = Object.freeze({ SYN_STREAM: 1, SYN_REPLY: 2, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, HEADERS: 8, WINDOW_UPDATE: 9 });
 
 /** A frame the parser observed. */
 export type SpdyFrame =
@@ -27,8 +32,16 @@ export interface SpdyParserOptions {
   maxHeaderBytes: number;
 }
 
+/** Called as frames complete; an observer may throw (a StreamError) to fail the stream. */
+export interface SpdyObserver {
+  /** A SYN_STREAM: its id and headers (undefined past `maxHeaderBytes`). */
+  synStream?(streamId: number, headers: Record<string, string> | undefined): void;
+  /** A data frame: its stream, payload (a view of the received bytes) and FLAG_FIN. */
+  data?(streamId: number, payload: Buffer, fin: boolean): void;
+}
+
 /** Defaults, in one place. */
-export const SPDY_DEFAULTS: Readonly<SpdyParserOptions> = Object.freeze({ maxFrameBytes: 16 * 1024 * 1024, maxHeaderBytes: 1024 * 1024 });
+const SPDY_DEFAULTS: Readonly<SpdyParserOptions> = Object.freeze({ maxFrameBytes: 16 * 1024 * 1024, maxHeaderBytes: 1024 * 1024 });
 
 /** Parses a SPDY/3 byte stream passively. */
 export class SpdyParser {
@@ -47,8 +60,11 @@ export class SpdyParser {
   /** Frames observed, for tests and diagnostics (bounded). */
   readonly frames: SpdyFrame[] = [];
 
-  constructor(options: Partial<SpdyParserOptions> = {}) {
+  readonly #observer: SpdyObserver;
+
+  constructor(options: Partial<SpdyParserOptions> = {}, observer: SpdyObserver = {}) {
     this.#opts = { ...SPDY_DEFAULTS, ...options };
+    this.#observer = observer;
   }
 
   /** Feeds bytes; throws StreamError on a malformed stream. */
@@ -96,6 +112,7 @@ export class SpdyParser {
     const flags = h[4] as number;
     if ((first & 0x80000000) === 0) {
       this.#record({ kind: 'data', streamId: first & 0x7fffffff, flags, length: body.length });
+      this.#observer.data?.(first & 0x7fffffff, body, (flags & 0x01) !== 0);
       return;
     }
     const version = (first >>> 16) & 0x7fff;
@@ -110,6 +127,7 @@ export class SpdyParser {
         this.streamsOpened++;
         const port = Number(headers?.['port']);
         if (Number.isInteger(port) && port > 0 && port < 65536) this.ports.add(port);
+        this.#observer.synStream?.(streamId, headers);
       }
       this.#record({ kind: 'control', type, flags, streamId, ...(headers ? { headers } : {}) });
       return;

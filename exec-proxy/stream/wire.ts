@@ -3,6 +3,8 @@
  * port-forward session: the upstream URL, ws payload limits, close codes,
  * message buffers, and the Failure a client is closed with.
  */
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import { CHANNEL, encodeFrame, failureStatus, type StreamProtocol } from './protocol.ts';
 import { CLOSE } from './errors.ts';
@@ -17,6 +19,17 @@ export function upstreamUrl(ctx: StreamContext): URL {
   base.pathname = `${prefix}/api/v1/namespaces/${encodeURIComponent(t.namespace)}/pods/${encodeURIComponent(t.pod)}/${t.subresource}`;
   base.search = t.query.toString();
   return base;
+}
+
+/**
+ * Answers an upgrade request that is not taken with an HTTP status and a
+ * metav1.Status body, which kubectl prints ("Error from server (Reason): message").
+ */
+export function writeHttpStatus(socket: Duplex, status: number, body: Record<string, unknown>): void {
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+  );
 }
 
 /** Sends a Failure to the client the way kubectl reads it, then closes normally. */

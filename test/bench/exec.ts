@@ -10,11 +10,15 @@
  *    line rule) and masking on, vs direct. Target: p99 added < 2 ms.
  * 3. RSS of 1,000 concurrent idle exec sessions in the relay process.
  *    Target < 100 KiB each.
+ * 4. (`real`, when the harness runs its node) 1 and 2 against a real busybox
+ *    container: the real API server → kubelet → containerd, relayed (recording
+ *    + masking; line editor + masking) vs the same exec straight to the API
+ *    server as the harness admin. BENCH_REAL_MIB (default 64), BENCH_REAL_KEYSTROKES (300).
  *
  * The relay runs in its own process (test/tools/stream-gateway-main.ts);
  * this process runs the fake upstream and the clients.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createCA, issueCert } from '../../certs/generate.ts';
 import { tmpdir } from 'node:os';
@@ -22,7 +26,8 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { WebSocket } from 'ws';
 import { startFakeUpstream } from '../tools/fake-exec-upstream.ts';
-import { REPO_ROOT } from '../harness/harness.ts';
+import { REPO_ROOT, readEnvFile } from '../harness/harness.ts';
+import { procCpuMs } from './lib/cpu.ts';
 
 const STREAM_BYTES = Number(process.env["BENCH_STREAM_MIB"] ?? 256) * 1024 * 1024;
 const KEYSTROKES = Number(process.env['BENCH_KEYSTROKES'] ?? 1000);
@@ -32,7 +37,16 @@ const GATEWAY_NODE_ARGS = (process.env['BENCH_GATEWAY_NODE_ARGS'] ?? '').split('
 /** Extra environment of the relay and pass-through processes only, e.g. BENCH_GATEWAY_ENV='GLIBC_TUNABLES=glibc.malloc.mmap_threshold=32768'. */
 const GATEWAY_ENV = Object.fromEntries((process.env['BENCH_GATEWAY_ENV'] ?? '').split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 /** BENCH_ONLY=throughput,keystrokes,idle runs a subset (all by default). */
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? 'throughput,keystrokes,idle').split(','));
+const HARNESS = readEnvFile();
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? `throughput,keystrokes,idle${HARNESS?.NODE_NAME ? ',real' : ''}`).split(','));
+const REAL_BYTES = Number(process.env['BENCH_REAL_MIB'] ?? 64) * 1024 * 1024;
+const REAL_KEYSTROKES = Number(process.env['BENCH_REAL_KEYSTROKES'] ?? 300);
+/**
+ * What every exec of this process targets: the fake upstream's pod by default; the real rows
+ * point it at a pod on the harness node with the admin token (the test gateway does not
+ * authenticate clients, so one token serves both the direct and the relayed leg).
+ */
+const execTarget = { path: '/api/v1/namespaces/bench/pods/p/exec', token: 'upstream-token' };
 
 interface Gateway {
   url: string;
@@ -68,21 +82,10 @@ createInterface({ input: process.stdin }).on('line', (l) => {
 }).on('close', () => process.exit(0));
 `;
 
-/** CPU time (user + system, ms) a process has used so far, from /proc (Linux). */
-function cpuMs(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return (Number(f[11]) + Number(f[12])) * (1000 / 100);
-  } catch {
-    return NaN;
-  }
-}
-
-async function startGateway(upstream: URL, flags: string[]): Promise<Gateway> {
+async function startGateway(upstream: URL, flags: string[], upstreamCaPem = UPSTREAM_CA.certPem): Promise<Gateway> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'kubetrail-bench-exec-'));
   const caFile = path.join(dataDir, 'upstream-ca.pem');
-  writeFileSync(caFile, UPSTREAM_CA.certPem);
+  writeFileSync(caFile, upstreamCaPem);
   let args = ['--expose-gc', ...GATEWAY_NODE_ARGS, path.join(REPO_ROOT, 'test/tools/stream-gateway-main.ts'), '--upstream', upstream.href, '--upstream-ca', caFile, '--data-dir', dataDir, ...flags];
   if (flags[0] === '--tls-passthrough') {
     const certFile = path.join(dataDir, 'cert.pem');
@@ -118,20 +121,21 @@ async function startGateway(upstream: URL, flags: string[]): Promise<Gateway> {
 }
 
 function connect(base: string, query: string): Promise<WebSocket> {
-  const url = `${base.replace(/^http/, 'ws')}/api/v1/namespaces/bench/pods/p/exec?${query}`;
+  const url = `${base.replace(/^http/, 'ws')}${execTarget.path}?${query}`;
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, ['v5.channel.k8s.io'], { rejectUnauthorized: false, perMessageDeflate: false, headers: { authorization: 'Bearer upstream-token' } });
+    const ws = new WebSocket(url, ['v5.channel.k8s.io'], { rejectUnauthorized: false, perMessageDeflate: false, headers: { authorization: `Bearer ${execTarget.token}` } });
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
   });
 }
 
-async function throughput(base: string, relayPid?: number): Promise<{ mibps: number; bytes: number; benchCpuMsPerMiB: number; relayCpuMsPerMiB: number }> {
+async function throughput(base: string, relayPid?: number, total = STREAM_BYTES): Promise<{ mibps: number; bytes: number; benchCpuMsPerMiB: number; relayCpuMsPerMiB: number }> {
+  const STREAM_BYTES = total;
   const line = '2026-11-26T10:00:00.000Z INFO served GET /api/v1/namespaces/default/pods status=200 bytes=1234 user=agent-ci';
   const cmd = `command=sh&command=-c&command=${encodeURIComponent(`yes '${line}' | head -c ${STREAM_BYTES}`)}&stdout=true&stderr=true`;
   const ws = await connect(base, cmd);
   const c0 = process.cpuUsage();
-  const r0 = cpuMs(relayPid);
+  const r0 = procCpuMs(relayPid);
   const t0 = process.hrtime.bigint();
   let bytes = 0;
   // Timed to the last stdout byte, not to the close handshake after it: through the bare TLS pass-through the
@@ -149,7 +153,7 @@ async function throughput(base: string, relayPid?: number): Promise<{ mibps: num
   const mib = bytes / 1048576;
   if (bytes !== STREAM_BYTES) throw new Error(`received ${bytes} bytes, expected ${STREAM_BYTES}`);
   // The bench process runs the fake upstream and the client; the relay is the other process.
-  return { mibps: mib / s, bytes, benchCpuMsPerMiB: (c.user + c.system) / 1000 / mib, relayCpuMsPerMiB: (cpuMs(relayPid) - r0) / mib };
+  return { mibps: mib / s, bytes, benchCpuMsPerMiB: (c.user + c.system) / 1000 / mib, relayCpuMsPerMiB: (procCpuMs(relayPid) - r0) / mib };
 }
 
 function percentile(xs: number[], p: number): number {
@@ -167,7 +171,8 @@ async function typist(base: string): Promise<{ type: (ch: string) => Promise<num
     buf += d.subarray(1).toString('latin1');
     pending?.();
   });
-  while (!/[$#] $/.test(buf)) await new Promise((r) => setTimeout(r, 20));
+  // busybox ash (the real rows) asks for the cursor position after its prompt.
+  while (!/[$#] (\x1b\[6n)?$/.test(buf)) await new Promise((r) => setTimeout(r, 20));
   let typed = 0;
   const close = (): void => {
     ws.send(Buffer.from([0, 0x03]));
@@ -198,7 +203,8 @@ async function typist(base: string): Promise<{ type: (ch: string) => Promise<num
 }
 
 /** Keystroke echo RTTs, direct and through the relay, alternating key by key so both see the same machine load. */
-async function keystrokes(direct: string, relay: string): Promise<{ direct: number[]; relay: number[] }> {
+async function keystrokes(direct: string, relay: string, count = KEYSTROKES): Promise<{ direct: number[]; relay: number[] }> {
+  const KEYSTROKES = count;
   const d = await typist(direct);
   const r = await typist(relay);
   const text = 'kubectl get pods --namespace agents -o wide ';
@@ -294,6 +300,56 @@ try {
         `reference, bare Node TLS pass-through (two TLS legs, nothing else): ${fmt(ref.perSessionKiB)} KiB/connection RSS (${fmt(ref.heapPerSessionKiB)} KiB JS heap)`,
     );
   }
+  if (ONLY.has('real')) await realRows();
 } finally {
   await up.close();
+}
+
+/** Rows 1 and 2 against a real container on the harness node (see the header). */
+async function realRows(): Promise<void> {
+  const env = HARNESS;
+  if (!env?.NODE_NAME || !env.NODE_IMAGE) throw new Error('BENCH_ONLY=real needs `npm run harness -- up` with the node (KUBETRAIL_NODE not 0)');
+  const pod = `kt-bench-${process.pid}`;
+  const kc = (args: string[], input?: string): string => {
+    const r = spawnSync('kubectl', ['--kubeconfig', env.ADMIN_KUBECONFIG, '-n', 'agents', ...args], { encoding: 'utf8', ...(input ? { input } : {}) });
+    if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  kc(['create', '-f', '-'], JSON.stringify({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: pod },
+    spec: { terminationGracePeriodSeconds: 0, automountServiceAccountToken: false, containers: [{ name: 'app', image: env.NODE_IMAGE, imagePullPolicy: 'Never', command: ['sleep', '3600'] }] },
+  }));
+  try {
+    kc(['wait', '--for=condition=Ready', `pod/${pod}`, '--timeout=90s']);
+    Object.assign(execTarget, { path: `/api/v1/namespaces/agents/pods/${pod}/exec`, token: env.ADMIN_TOKEN });
+    const api = new URL(env.APISERVER_URL);
+    const caPem = readFileSync(env.APISERVER_CA, 'utf8');
+    const tokenDir = mkdtempSync(path.join(tmpdir(), 'kubetrail-bench-real-'));
+    const tokenFile = path.join(tokenDir, 'token');
+    writeFileSync(tokenFile, env.ADMIN_TOKEN, { mode: 0o600 });
+    try {
+      const gw = await startGateway(api, ['--mask', '--upstream-token-file', tokenFile], caPem);
+      const rounds: string[] = [];
+      const ratios: number[] = [];
+      for (let round = 0; round < 2; round++) {
+        const d = await throughput(env.APISERVER_URL, undefined, REAL_BYTES);
+        const r = await throughput(gw.url, gw.child.pid, REAL_BYTES);
+        ratios.push(r.mibps / d.mibps);
+        rounds.push(`direct ${fmt(d.mibps)} / relay ${fmt(r.mibps)} MiB/s (relay CPU ${fmt(r.relayCpuMsPerMiB, 2)} ms/MiB)`);
+      }
+      await gw.stop();
+      console.log(`real container: throughput ${REAL_BYTES / 1048576} MiB stdout (busybox yes|head on the harness node), relay with recording (local log) + masking vs straight to the API server: ${rounds.join('; ')}; ratios ${ratios.map((x) => fmt(x, 2)).join(', ')}`);
+      const gw2 = await startGateway(api, ['--mask', '--line-rule', '--upstream-token-file', tokenFile], caPem);
+      const ks = await keystrokes(env.APISERVER_URL, gw2.url, REAL_KEYSTROKES);
+      await gw2.stop();
+      const p = (xs: number[], q: number): number => percentile(xs, q);
+      console.log(
+        `real container: keystroke echo RTT (${REAL_KEYSTROKES} keys, tty, busybox ash, line editor + masking): direct p50 ${fmt(p(ks.direct, 50), 3)} ms p99 ${fmt(p(ks.direct, 99), 3)} ms; relay p50 ${fmt(p(ks.relay, 50), 3)} ms p99 ${fmt(p(ks.relay, 99), 3)} ms; added p50 ${fmt(p(ks.relay, 50) - p(ks.direct, 50), 3)} ms, added p99 ${fmt(p(ks.relay, 99) - p(ks.direct, 99), 3)} ms`,
+      );
+    } finally {
+      rmSync(tokenDir, { recursive: true, force: true });
+    }
+  } finally {
+    spawnSync('kubectl', ['--kubeconfig', env.ADMIN_KUBECONFIG, '-n', 'agents', 'delete', 'pod', pod, '--wait=false', '--grace-period=0', '--force'], { stdio: 'ignore' });
+  }
 }

@@ -12,6 +12,13 @@
  * event pipeline (local log under a temp dataDir), so the load generator does
  * not share its event loop. Prints figures and ratios (gateway / direct).
  *
+ * OIDC rows: a test issuer (test/tools/oidc-issuer.ts) signs a JWT for
+ * `bench-user`; the gateway validates it (jose, cached JWKS) and impersonates
+ * `oidc:bench-user`. With BENCH_KUBE_OIDC_PROXY=/path/to/kube-oidc-proxy, the
+ * peer runs with the same issuer and claim mappings (./kube-oidc-proxy.ts) and
+ * its rows stand beside the gateway's: it authenticates and impersonates the
+ * same way but records nothing, so the ratio prices the gateway's recording.
+ *
  * A third path is a reference, not a baseline: the floor of any Node proxy on
  * this machine, a bare node:https reverse proxy (this file with `serve-floor`,
  * also a child process: keep-alive agent, no authentication, no impersonation,
@@ -40,8 +47,12 @@ import { startGateway } from '../../exec-proxy/main.ts';
 import { buildUpstreamHeaders } from '../../exec-proxy/impersonation.ts';
 import { readEnvFile } from '../harness/harness.ts';
 import { kubectl } from '../support/env.ts';
+import { startOidcIssuer, type OidcIssuer } from '../tools/oidc-issuer.ts';
+import { startKubeOidcProxy, type PeerProxy } from './kube-oidc-proxy.ts';
+import { procCpuMs } from './lib/cpu.ts';
 
 const SELF = fileURLToPath(import.meta.url);
+const OIDC_AUDIENCE = 'kubetrail';
 
 async function serve(): Promise<void> {
   const env = readEnvFile();
@@ -51,7 +62,12 @@ async function serve(): Promise<void> {
   const serving = issueCert(ca, { commonName: 'gateway', ips: ['127.0.0.1'] });
   // Experiments only (the figures in docs use the default): BENCH_GATEWAY_GROUP_COMMIT_MS sets spool.groupCommitMs.
   const spool = process.env['BENCH_GATEWAY_GROUP_COMMIT_MS'] ? { spool: { groupCommitMs: Number(process.env['BENCH_GATEWAY_GROUP_COMMIT_MS']) } } : {};
-  const config = loadConfig({ document: { cluster: 'bench', dataDir, policies: { dir: path.join(dataDir, 'none') }, log: { level: 'warn' }, proxy: { upstream: { kubeconfig: env.ADMIN_KUBECONFIG } }, ...spool } });
+  // The parent passes its test issuer (BENCH_GATEWAY_OIDC = {url, ca}) for the OIDC rows.
+  const oidc = process.env['BENCH_GATEWAY_OIDC'] ? (JSON.parse(process.env['BENCH_GATEWAY_OIDC']) as { url: string; ca: string }) : undefined;
+  const authn = oidc
+    ? { authn: { jwt: [{ issuer: { url: oidc.url, audiences: [OIDC_AUDIENCE], certificateAuthority: oidc.ca }, claimMappings: { username: { claim: 'sub', prefix: 'oidc:' }, groups: { claim: 'groups', prefix: 'oidc:' } } }], tokenReview: true } }
+    : {};
+  const config = loadConfig({ document: { cluster: 'bench', dataDir, policies: { dir: path.join(dataDir, 'none') }, log: { level: 'warn' }, proxy: { upstream: { kubeconfig: env.ADMIN_KUBECONFIG }, ...authn }, ...spool } as never });
   // Logs go to stderr: stdout carries the one JSON line the parent reads.
   const log = createLogger({ level: 'warn', destination: process.stderr });
   const registry = createMetricsRegistry();
@@ -103,23 +119,11 @@ async function serveFloor(): Promise<void> {
   process.on('SIGTERM', () => process.exit(0));
 }
 
-/** CPU time (user + system, ms) the process `pid` has used so far; undefined without /proc. */
-function cpuMs(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    // utime and stime, fields 14 and 15 of stat(5), in clock ticks (USER_HZ = 100 on Linux).
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Spawns this file in `mode` and reads the `{url, ca}` line it prints. */
-async function startChild(mode: 'serve' | 'serve-floor'): Promise<{ child: ReturnType<typeof spawn>; url: string; ca: string }> {
+async function startChild(mode: 'serve' | 'serve-floor', extraEnv: Record<string, string> = {}): Promise<{ child: ReturnType<typeof spawn>; url: string; ca: string }> {
   // BENCH_GATEWAY_CHILD_ARGS: node flags for the gateway process only (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
   const nodeArgs = mode === 'serve' ? (process.env['BENCH_GATEWAY_CHILD_ARGS'] ?? '').split(' ').filter((a) => a !== '') : [];
-  const child = spawn(process.execPath, [...nodeArgs, SELF, mode], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env });
+  const child = spawn(process.execPath, [...nodeArgs, SELF, mode], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...extraEnv } });
   const first = await new Promise<{ url: string; ca: string }>((resolve, reject) => {
     let buf = '';
     child.stdout!.on('data', (c: Buffer) => {
@@ -151,7 +155,7 @@ interface Figures {
 }
 
 async function load(url: string, token: string, ca: string, o: { connections: number; duration: number; rate?: number; headers?: Record<string, string>; pid?: number | undefined }): Promise<Figures> {
-  const cpu0 = cpuMs(o.pid);
+  const cpu0 = procCpuMs(o.pid);
   const r = await autocannon({
     url,
     headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(o.headers ?? {}) },
@@ -161,8 +165,8 @@ async function load(url: string, token: string, ca: string, o: { connections: nu
     tlsOptions: { ca },
   });
   const f: Figures = { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, mbps: r.throughput.average / 1e6 };
-  const cpu1 = cpuMs(o.pid);
-  if (cpu0 !== undefined && cpu1 !== undefined && r.requests.total > 0) f.cpuUsPerReq = ((cpu1 - cpu0) * 1000) / r.requests.total;
+  const cpu1 = procCpuMs(o.pid);
+  if (Number.isFinite(cpu0) && Number.isFinite(cpu1) && r.requests.total > 0) f.cpuUsPerReq = ((cpu1 - cpu0) * 1000) / r.requests.total;
   return f;
 }
 
@@ -185,6 +189,8 @@ async function main(): Promise<void> {
   await must(['create', 'namespace', ns]);
   let gwChild: ReturnType<typeof spawn> | undefined;
   let floorChild: ReturnType<typeof spawn> | undefined;
+  let issuer: OidcIssuer | undefined;
+  let peer: PeerProxy | undefined;
   try {
     await must(['apply', '-f', '-'], `apiVersion: v1
 kind: ServiceAccount
@@ -199,7 +205,7 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {name: bench-read, namespace: ${ns}}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: read}
-subjects: [{kind: ServiceAccount, name: bench, namespace: ${ns}}]
+subjects: [{kind: ServiceAccount, name: bench, namespace: ${ns}}, {apiGroup: rbac.authorization.k8s.io, kind: User, name: "oidc:bench-user"}]
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -213,17 +219,25 @@ data: {greeting: hello}
       await must(['create', '-f', '-'], docs.join('---\n'));
     }
     const token = (await must(['-n', ns, 'create', 'token', 'bench', '--duration=1h'])).trim();
-    const gw = await startChild('serve');
+    issuer = await startOidcIssuer();
+    const jwt = await issuer.sign({ sub: 'bench-user', aud: OIDC_AUDIENCE, groups: ['bench'], exp: Math.floor(Date.now() / 1000) + 3600 });
+    const gw = await startChild('serve', { BENCH_GATEWAY_OIDC: JSON.stringify({ url: issuer.url, ca: issuer.caPem }) });
     gwChild = gw.child;
     const floor = await startChild('serve-floor');
     floorChild = floor.child;
 
     const small = `/api/v1/namespaces/${ns}/configmaps/small`;
     const list = `/api/v1/namespaces/${ns}/configmaps`;
+    const peerBinary = process.env['BENCH_KUBE_OIDC_PROXY'];
+    if (peerBinary) peer = await startKubeOidcProxy({ binary: peerBinary, issuerUrl: issuer.url, issuerCa: issuer.caPem, audience: OIDC_AUDIENCE, adminKubeconfig: admin, token: jwt, probePath: small });
+    const peerUrl = peer?.url;
+    const peerCa = peer?.ca ?? '';
     // Warm both paths (TLS sessions, token review cache, JIT).
     await load(`${env.APISERVER_URL}${small}`, token, apiCa, { connections: 4, duration: 2 });
     await load(`${gw.url}${small}`, token, gw.ca, { connections: 4, duration: 2 });
     await load(`${floor.url}${small}`, token, floor.ca, { connections: 4, duration: 2 });
+    await load(`${gw.url}${small}`, jwt, gw.ca, { connections: 4, duration: 2 });
+    if (peerUrl) await load(`${peerUrl}${small}`, jwt, peerCa, { connections: 4, duration: 2 });
 
     const print = (line: string): void => void process.stdout.write(`${line}\n`);
     print(`kubetrail gateway benchmark — Node ${process.version}, ${new Date().toISOString()}`);
@@ -268,21 +282,28 @@ data: {greeting: hello}
     }
     process.stdout.write(`impersonation headers the gateway sends for the bench token: ${Object.keys(impersonation).join(', ')}\n`);
 
-    const [sd, sp, si, sf] = (await rounds(
+    const peerPaths = (run: (url: string, ca: string) => Promise<Figures>): { name: string; run: () => Promise<Figures> }[] => (peerUrl ? [{ name: 'kube-oidc-proxy', run: () => run(peerUrl, peerCa) }] : []);
+    const [sd, sp, si, sf, so, sk] = (await rounds(
       [
         { name: 'direct', run: () => load(`${env.APISERVER_URL}${small}`, token, apiCa, { connections: C, duration: 3 }) },
         { name: 'gateway', run: () => load(`${gw.url}${small}`, token, gw.ca, { connections: C, duration: 3, pid: gwChild?.pid }) },
         // What impersonation alone costs the API server: the admin token with the headers the gateway sends, straight to it.
         { name: 'direct+imp', run: () => load(`${env.APISERVER_URL}${small}`, env.ADMIN_TOKEN, apiCa, { connections: C, duration: 3, headers: impersonation }) },
         { name: 'floor', run: () => load(`${floor.url}${small}`, token, floor.ca, { connections: C, duration: 3, pid: floorChild?.pid }) },
+        { name: 'gateway-oidc', run: () => load(`${gw.url}${small}`, jwt, gw.ca, { connections: C, duration: 3, pid: gwChild?.pid }) },
+        ...peerPaths((url, ca) => load(`${url}${small}`, jwt, ca, { connections: C, duration: 3, pid: peer?.pid })),
       ],
       ROUNDS,
-    )) as [Figures, Figures, Figures, Figures];
+    )) as [Figures, Figures, Figures, Figures, Figures, Figures | undefined];
     print(`small GET (one ConfigMap), ${C} connections, full load, median of ${ROUNDS} alternating 3 s rounds:`);
     print(row('  direct', sd));
     print(row('  gateway', sp));
     print(row('  direct + impersonation headers', si));
     print(row('  bare node:https proxy (reference)', sf));
+    print(row('  gateway, OIDC JWT', so));
+    if (sk) print(row('  kube-oidc-proxy, OIDC JWT (peer)', sk));
+    if (sk) print(`  kubetrail/kube-oidc-proxy (both OIDC): ${(so.rps / sk.rps).toFixed(2)} (target >= 1.0; kubetrail records every request, kube-oidc-proxy records nothing); kube-oidc-proxy/direct: ${(sk.rps / sd.rps).toFixed(2)}`);
+    if (sk?.cpuUsPerReq !== undefined && so.cpuUsPerReq !== undefined) print(`  proxy CPU per request, OIDC: gateway ${so.cpuUsPerReq.toFixed(0)} µs, kube-oidc-proxy ${sk.cpuUsPerReq.toFixed(0)} µs`);
     print(`  throughput ratio gateway/direct: ${(sp.rps / sd.rps).toFixed(2)} (target >= 0.70); direct+impersonation/direct: ${(si.rps / sd.rps).toFixed(2)}; bare proxy/direct: ${(sf.rps / sd.rps).toFixed(2)}`);
     if (sp.cpuUsPerReq !== undefined && sf.cpuUsPerReq !== undefined) {
       print(`  proxy CPU per request: gateway ${sp.cpuUsPerReq.toFixed(0)} µs, bare proxy ${sf.cpuUsPerReq.toFixed(0)} µs (gateway's own work: +${(sp.cpuUsPerReq - sf.cpuUsPerReq).toFixed(0)} µs)`);
@@ -291,34 +312,43 @@ data: {greeting: hello}
     const rate = 100;
     // BENCH_GATEWAY_ONLY=small: stop after the full-load small GET rows (e.g. to profile that path alone).
     if (process.env['BENCH_GATEWAY_ONLY'] === 'small') return;
-    const [fd, fp] = (await rounds(
+    const [fd, fp, fo, fk] = (await rounds(
       [
         { name: 'direct', run: () => load(`${env.APISERVER_URL}${small}`, token, apiCa, { connections: 2, duration: 3, rate }) },
         { name: 'gateway', run: () => load(`${gw.url}${small}`, token, gw.ca, { connections: 2, duration: 3, rate, pid: gwChild?.pid }) },
+        { name: 'gateway-oidc', run: () => load(`${gw.url}${small}`, jwt, gw.ca, { connections: 2, duration: 3, rate, pid: gwChild?.pid }) },
+        ...peerPaths((url, ca) => load(`${url}${small}`, jwt, ca, { connections: 2, duration: 3, rate, pid: peer?.pid })),
       ],
       ROUNDS,
-    )) as [Figures, Figures];
+    )) as [Figures, Figures, Figures, Figures | undefined];
     print(`small GET at a fixed ${rate}/s (unsaturated), median of ${ROUNDS} rounds:`);
     print(row('  direct', fd));
     print(row('  gateway', fp));
-    print(`  added latency: p50 +${(fp.p50 - fd.p50).toFixed(1)} ms, p99 +${(fp.p99 - fd.p99).toFixed(1)} ms (target p99 < 3 ms)`);
+    print(row('  gateway, OIDC JWT', fo));
+    if (fk) print(row('  kube-oidc-proxy, OIDC JWT (peer)', fk));
+    print(`  added latency: p50 +${(fp.p50 - fd.p50).toFixed(1)} ms, p99 +${(fp.p99 - fd.p99).toFixed(1)} ms (target p99 < 3 ms); OIDC: p99 +${(fo.p99 - fd.p99).toFixed(1)} ms${fk ? `; kube-oidc-proxy p99 +${(fk.p99 - fd.p99).toFixed(1)} ms` : ''}`);
 
-    const [ld, lp, lf] = (await rounds(
+    const [ld, lp, lf, lk] = (await rounds(
       [
         { name: 'direct', run: () => load(`${env.APISERVER_URL}${list}`, token, apiCa, { connections: 2, duration: 3 }) },
         { name: 'gateway', run: () => load(`${gw.url}${list}`, token, gw.ca, { connections: 2, duration: 3, pid: gwChild?.pid }) },
         { name: 'floor', run: () => load(`${floor.url}${list}`, token, floor.ca, { connections: 2, duration: 3, pid: floorChild?.pid }) },
+        ...peerPaths((url, ca) => load(`${url}${list}`, jwt, ca, { connections: 2, duration: 3, pid: peer?.pid })),
       ],
       3,
-    )) as [Figures, Figures, Figures];
+    )) as [Figures, Figures, Figures, Figures | undefined];
     print('5 MB list (50 ConfigMaps of 100 KiB), 2 connections, full load, median of 3 rounds:');
     print(row('  direct', ld));
     print(row('  gateway', lp));
     print(row('  bare node:https proxy (reference)', lf));
+    if (lk) print(row('  kube-oidc-proxy, OIDC JWT (peer)', lk));
+    if (lk) print(`  kubetrail/kube-oidc-proxy: ${(lp.rps / lk.rps).toFixed(2)}`);
     print(`  throughput ratio gateway/direct: ${(lp.rps / ld.rps).toFixed(2)} (target >= 0.70); bare proxy/direct: ${(lf.rps / ld.rps).toFixed(2)}; p99 ${ld.p99.toFixed(0)} -> ${lp.p99.toFixed(0)} ms; response ${(ld.mbps / Math.max(ld.rps, 1)).toFixed(2)} MB`);
   } finally {
     await stopChild(gwChild);
     await stopChild(floorChild);
+    await peer?.close();
+    await issuer?.close();
     await kubectl(admin, ['delete', 'namespace', ns, '--wait=false']);
   }
 }

@@ -18,6 +18,7 @@ import { Registry } from 'prom-client';
 import { createEventPipeline, localLogDir } from '../../core/pipeline.ts';
 import { sessionData, sessionEnd, sessionStart } from '../../core/events/builders.ts';
 import { apiRequestDraft, memoryLogger, pipelineConfig, tempDir } from '../pipeline/support.ts';
+import { productEnv } from '../support/env.ts';
 
 const REPO = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(REPO, 'cli', 'main.ts');
@@ -50,7 +51,7 @@ interface Exit {
 /** Spawns `kubetrail ...args` with a stdout pipe closed at once; resolves when it exits. */
 function withClosedStdout(args: string[], onSpawn?: (child: ReturnType<typeof spawn>) => void): Promise<Exit> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir, env: productEnv() });
     child.stdout.destroy();
     const err: Buffer[] = [];
     child.stderr.on('data', (c: Buffer) => err.push(c));
@@ -76,7 +77,7 @@ const CASES: { name: string; args: string[]; code: number }[] = [
   { name: 'verify with the wrong key', args: ['verify', '--public-key', path.join(dir, 'other.pub.pem'), '--log-dir', logDir], code: 1 },
   { name: 'kubeconfig', args: ['kubeconfig', '--server', 'https://127.0.0.1:9443', '--token-file', tokenFile], code: 0 },
   { name: 'certs', args: ['certs', '--out', certsOut, '--dns', 'localhost'], code: 0 },
-  ...['events', 'sessions', 'replay', 'verify', 'webhook', 'proxy', 'kubeconfig', 'certs'].map((c) => ({ name: `${c} --help`, args: [c, '--help'], code: 0 })),
+  ...['events', 'sessions', 'replay', 'verify', 'webhook', 'proxy', 'kubeconfig', 'certs', 'start'].map((c) => ({ name: `${c} --help`, args: [c, '--help'], code: 0 })),
 ];
 
 test('every command exits quietly, with its own exit code, when its stdout is closed before it writes', async () => {

@@ -9,7 +9,7 @@ import { test, type TestContext } from 'node:test';
 import { createCA, issueCert } from '../../certs/generate.ts';
 import { CERT_FILES } from '../../certs/rotation.ts';
 import { REPO_ROOT } from '../harness/harness.ts';
-import { harness, kubectl, run } from '../support/env.ts';
+import { harness, kubectl, productEnv, run } from '../support/env.ts';
 
 /**
  * Ends a `kubetrail start` left running by a failed test: SIGTERM first, so it stops the local control plane
@@ -21,6 +21,15 @@ async function stopStart(child: ReturnType<typeof spawn>, exited: Promise<unknow
   const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
   await exited;
   clearTimeout(timer);
+}
+
+for (const flag of ['--help', '-h']) {
+  test(`kubetrail start ${flag} prints its usage, exits 0 and starts nothing`, async () => {
+    const r = await run(process.execPath, [path.join(REPO_ROOT, 'cli', 'main.ts'), 'start', flag], undefined, { env: productEnv(), timeoutMs: 30_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^usage: kubetrail start \[--config FILE\] \[--kubeconfig FILE\] \[--context NAME\] \[--local\]\n/);
+    assert.equal(r.stderr, '');
+  });
 }
 
 // `kubetrail start` with no reachable kube context: it must start a local control plane,
@@ -70,8 +79,7 @@ test('kubetrail start with no kube context runs a local control plane where the 
 /** Runs `kubetrail start` on loopback ports with a fresh data dir and `kubeconfig`; stopped and cleaned up after the test. */
 function startKubetrail(t: TestContext, kubeconfig: string, prefix: string): { dataDir: string; env: NodeJS.ProcessEnv; child: ReturnType<typeof spawn>; exited: Promise<number | null>; out: () => string; err: () => string } {
   const dataDir = mkdtempSync(path.join(tmpdir(), prefix));
-  const env = {
-    ...process.env,
+  const env = productEnv({
     KUBECONFIG: kubeconfig === '' ? path.join(dataDir, 'no-such-kubeconfig') : kubeconfig,
     KUBETRAIL_DATA_DIR: dataDir,
     KUBETRAIL_WEBHOOK_LISTEN: '127.0.0.1:0',
@@ -79,7 +87,7 @@ function startKubetrail(t: TestContext, kubeconfig: string, prefix: string): { d
     KUBETRAIL_PROXY_LISTEN: '127.0.0.1:0',
     KUBETRAIL_PROXY_HEALTH: '127.0.0.1:0',
     KUBETRAIL_LOG_LEVEL: 'warn',
-  };
+  });
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'cli', 'main.ts'), 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';

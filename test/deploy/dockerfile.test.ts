@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import { spawn } from 'node:child_process';
 import { get } from 'node:http';
 import { freePort } from '../harness/harness.ts';
-import { run } from '../support/env.ts';
+import { productEnv, run } from '../support/env.ts';
 import { REPO, ensureHadolint } from './support.ts';
 
 interface Finding {
@@ -141,10 +141,10 @@ test('the build context holds the runtime sources and no tests, docs, manifests 
   const ci = await run('bash', ['-c', `cd '${app}' && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline`], undefined, { timeoutMs: 180_000 });
   assert.equal(ci.status, 0, ci.stderr);
   for (const dev of ['typescript', 'ajv', 'autocannon', 'node']) assert.equal(existsSync(path.join(app, 'node_modules', dev, 'package.json')), false, `${dev} (dev) is not installed`);
-  const help = await run(process.execPath, [path.join(app, 'cli', 'main.ts'), '--help']);
+  const help = await run(process.execPath, [path.join(app, 'cli', 'main.ts'), '--help'], undefined, { env: productEnv() });
   assert.equal(help.status, 0, help.stderr);
   assert.match(help.stdout, /certs/);
-  const certs = await run(process.execPath, [path.join(app, 'cli', 'main.ts'), 'certs', '--out', path.join(app, 'out'), '--dns', 'kubetrail-webhook.kubetrail.svc']);
+  const certs = await run(process.execPath, [path.join(app, 'cli', 'main.ts'), 'certs', '--out', path.join(app, 'out'), '--dns', 'kubetrail-webhook.kubetrail.svc'], undefined, { env: productEnv() });
   assert.equal(certs.status, 0, certs.stderr);
   assert.match(certs.stdout.trim(), /^[A-Za-z0-9+/]+=*$/);
 
@@ -159,7 +159,7 @@ test('the build context holds the runtime sources and no tests, docs, manifests 
       webhook: { listen: `127.0.0.1:${await freePort()}`, health: `127.0.0.1:${health}`, tls: { certFile: path.join(app, 'out', 'tls.crt'), keyFile: path.join(app, 'out', 'tls.key') } },
     }),
   );
-  const child = spawn(process.execPath, [path.join(app, 'cli', 'main.ts'), 'webhook', '--config', cfg], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(app, 'cli', 'main.ts'), 'webhook', '--config', cfg], { cwd: app, env: productEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (out += c.toString()));

@@ -80,12 +80,16 @@ for (const overlay of OVERLAYS) {
       assert.match(r.stdout, new RegExp(`${what.replace(/[.]/g, '\\.')} (created|configured|unchanged) \\(server dry run\\)`), `${what} in:\n${r.stdout}`);
     }
     if (overlay === 'overlays/cert-manager') assert.match(r.stdout, /certificate\.cert-manager\.io\/kubetrail-serving created \(server dry run\)/);
+    else if (overlay === '.' || overlay === 'overlays/self-managed') assert.doesNotMatch(r.stdout, /secret\/kubetrail-tls/, 'kubetrail creates its own TLS Secret');
     else assert.match(r.stdout, /secret\/kubetrail-tls (created|configured) \(server dry run\)/);
   });
 }
 
-test('kubectl apply -k manifests/ installs exactly the prod overlay', () => {
-  assert.deepEqual(rendered.get('.'), rendered.get('overlays/prod'));
+test('kubectl apply -k manifests/ installs the self-managed overlay, with the image named in manifests/kustomization.yaml', () => {
+  const image = (objs: K8sObject[] | undefined): string =>
+    JSON.stringify(objs ?? []).replace(/"image":"registry\.example\.com\/kubetrail\/kubetrail:0\.1\.0"/g, '"image":"kubetrail"');
+  assert.match(JSON.stringify(rendered.get('.')), /"image":"registry\.example\.com\/kubetrail\/kubetrail:0\.1\.0"/);
+  assert.equal(image(rendered.get('.')), JSON.stringify(rendered.get('overlays/self-managed')));
 });
 
 test('the webhook configurations carry the caBundle that kubetrail certs printed', () => {
@@ -131,6 +135,9 @@ test('the webhooks fail closed for guardrails, open for the stamp, for kube-syst
     { name: 'validate.kubetrail.io', failurePolicy: 'Fail', path: '/validate' },
     { name: 'exec-kube-system.kubetrail.io', failurePolicy: 'Ignore', path: '/validate' },
     { name: 'kubetrail-namespace.kubetrail.io', failurePolicy: 'Ignore', path: '/validate' },
+    // Binds approval decisions to the authenticated approver: nobody approves while kubetrail is down.
+    { name: 'approvals.kubetrail.io', failurePolicy: 'Fail', path: '/validate' },
+    { name: 'kubetrail-cluster-objects.kubetrail.io', failurePolicy: 'Ignore', path: '/validate' },
     { name: 'mutate.kubetrail.io', failurePolicy: 'Ignore', path: '/mutate' },
   ];
   assert.deepEqual([...byName.keys()].sort(), expected.map((e) => e.name).sort());
@@ -170,7 +177,7 @@ interface PodSpec {
   affinity?: { podAntiAffinity?: unknown };
 }
 
-for (const overlay of ['overlays/dev', 'overlays/prod', 'overlays/cert-manager']) {
+for (const overlay of ['overlays/self-managed', 'overlays/dev', 'overlays/prod', 'overlays/cert-manager']) {
   test(`${overlay}: both workloads run non-root on a read-only root filesystem, with probes, resources and anti-affinity`, () => {
     const objs = rendered.get(overlay) ?? [];
     const kind = overlay === 'overlays/dev' ? 'Deployment' : 'StatefulSet';
@@ -200,7 +207,7 @@ for (const overlay of ['overlays/dev', 'overlays/prod', 'overlays/cert-manager']
   });
 }
 
-test('the proxy may impersonate, review tokens and access; the webhook may only read namespaces and its ConfigMaps', () => {
+test('the proxy may impersonate, review tokens and access; the webhook may only read namespaces and its ConfigMaps, and manage ApprovalRequests', () => {
   const objs = rendered.get('overlays/prod') ?? [];
   type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
   const rules = (kind: string, name: string): Rule[] => find(objs, kind, name)['rules'] as Rule[];
@@ -221,7 +228,14 @@ test('the proxy may impersonate, review tokens and access; the webhook may only 
   }
   assert.equal(proxy.some((r) => r.verbs.includes('*') || r.resources.includes('*') || r.resources.includes('userextras/*')), false, 'no wildcards');
   const webhook = rules('ClusterRole', 'kubetrail-webhook');
-  assert.deepEqual(webhook, [{ apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] }]);
+  // Namespaces, plus what human approval needs (ApprovalRequests, their status, SAR, SelfSubjectReview).
+  assert.deepEqual(webhook, [
+    { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: ['kubetrail.io'], resources: ['approvalrequests'], verbs: ['create', 'get', 'list', 'watch'] },
+    { apiGroups: ['kubetrail.io'], resources: ['approvalrequests/status'], verbs: ['get', 'update'] },
+    { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+    { apiGroups: ['authentication.k8s.io'], resources: ['selfsubjectreviews'], verbs: ['create'] },
+  ]);
   const own = rules('Role', 'kubetrail-read-own-config');
   assert.equal(own.length, 1);
   assert.ok(own[0]?.resourceNames?.includes('kubetrail-policies'));
@@ -230,6 +244,44 @@ test('the proxy may impersonate, review tokens and access; the webhook may only 
 
 test('the policies ConfigMap in the manifests is the starter pack in policies/', () => {
   assert.deepEqual(drift(), [], 'run: node test/deploy/policies-sync.ts --write');
+});
+
+test('self-managed: the webhook may manage only its Lease, Secrets, ConfigMap and its own webhook configurations; the gateway only reads the certificate', () => {
+  const objs = rendered.get('overlays/self-managed') ?? [];
+  type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
+  const rules = (kind: string, name: string): Rule[] => find(objs, kind, name)['rules'] as Rule[];
+  for (const [name, rs] of [['webhook', rules('Role', 'kubetrail-self-managed-webhook')], ['proxy', rules('Role', 'kubetrail-self-managed-proxy')]] as const) {
+    for (const r of rs) {
+      assert.ok(!r.verbs.includes('*') && !r.resources.includes('*'), `${name}: no wildcards`);
+      // Only create may go without resourceNames (RBAC cannot narrow it by name).
+      if (!(r.verbs.length === 1 && r.verbs[0] === 'create')) assert.ok(r.resourceNames && r.resourceNames.length > 0, `${name}: ${r.verbs.join(',')} ${r.resources.join(',')} is narrowed by name`);
+      assert.ok(!r.verbs.includes('delete') && !r.verbs.includes('list') && !r.verbs.includes('watch'), `${name}: no delete, list or watch`);
+    }
+  }
+  const proxySecrets = rules('Role', 'kubetrail-self-managed-proxy').filter((r) => r.resources.includes('secrets') && r.resourceNames?.includes('kubetrail-tls'));
+  assert.deepEqual(proxySecrets.flatMap((r) => r.verbs), ['get'], 'the gateway cannot change the certificate');
+  assert.deepEqual(rules('ClusterRole', 'kubetrail-webhook-configurations'), [
+    { apiGroups: ['admissionregistration.k8s.io'], resources: ['validatingwebhookconfigurations', 'mutatingwebhookconfigurations'], resourceNames: ['kubetrail'], verbs: ['get', 'update'] },
+  ]);
+  for (const kind of ['StatefulSet']) {
+    for (const c of ['webhook', 'proxy']) {
+      const pod = (find(objs, kind, `kubetrail-${c}`) as K8sObject & { spec: { template: { spec: { volumes: { name: string }[] } } } }).spec.template.spec;
+      assert.equal(pod.volumes.some((v) => v.name === 'tls'), false, `${c}: no TLS Secret volume (it does not exist before the pods start)`);
+    }
+  }
+});
+
+test('manifests/components/self-managed/config.yaml manages certificates and signing key for the shipped names', () => {
+  const cfg = loadConfig({ file: path.join(REPO, 'manifests/components/self-managed/config.yaml'), env: { KUBETRAIL_INSTANCE: 'kubetrail-webhook-0' } });
+  assert.equal(cfg.webhook.tls, undefined);
+  assert.equal(cfg.proxy.tls, undefined);
+  assert.equal(cfg.signing.keyFile, undefined);
+  assert.equal(cfg.selfManaged?.inCluster, true);
+  assert.deepEqual(cfg.selfManaged?.tls?.validatingWebhookConfigurations, ['kubetrail']);
+  assert.deepEqual(cfg.selfManaged?.tls?.mutatingWebhookConfigurations, ['kubetrail']);
+  assert.ok(cfg.selfManaged?.tls?.dnsNames.includes('kubetrail-webhook.kubetrail.svc'));
+  assert.ok(cfg.selfManaged?.tls?.dnsNames.includes('kubetrail-proxy.kubetrail.svc'));
+  assert.equal(cfg.selfManaged?.signingKey?.configMap, 'kubetrail-signing-public-key');
 });
 
 const shippedConfigs = ['manifests/base/config/config.yaml', 'manifests/components/production/config.yaml'];

@@ -11,17 +11,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { cacheDir } from '../harness/harness.ts';
-import { kubectl, run, type CommandResult } from '../support/env.ts';
+import { kubectl, productEnv, run, type CommandResult } from '../support/env.ts';
 import { REPO } from './policies-sync.ts';
 
 export { REPO };
 
 /** The overlays operators and developers apply, relative to manifests/. */
-export const OVERLAYS = ['.', 'overlays/dev', 'overlays/prod', 'overlays/cert-manager'] as const;
+export const OVERLAYS = ['.', 'overlays/self-managed', 'overlays/dev', 'overlays/prod', 'overlays/cert-manager'] as const;
 
 /** Runs `kubetrail certs` (the real CLI, on this Node) with the given flags. */
 export function kubetrailCerts(args: readonly string[]): Promise<CommandResult> {
-  return run(process.execPath, [path.join(REPO, 'cli', 'main.ts'), 'certs', ...args], undefined, { timeoutMs: 60_000 });
+  return run(process.execPath, [path.join(REPO, 'cli', 'main.ts'), 'certs', ...args], undefined, { env: productEnv(), timeoutMs: 60_000 });
 }
 
 /** A Kubernetes object as rendered. */

@@ -1,9 +1,10 @@
 /**
  * The relay's upstream leg against the real kube-apiserver of the harness:
  * the proxy's own credentials plus Impersonate-* headers, and the API
- * server's answers reaching kubectl. (There is no kubelet in the harness, so
- * an exec that passes authorization ends at "no host assigned"; that answer
- * still proves the request was authorized as the impersonated user.)
+ * server's answers reaching kubectl. (No node matches the pod's nodeSelector,
+ * so an exec that passes authorization ends at "no host assigned";
+ * that answer still proves the request was authorized as the impersonated
+ * user. Real containers: test/node/.)
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -19,7 +20,7 @@ test('through the real API server: an impersonated user without rights gets its 
   const ns = 'agents';
   const pod = `kt-exec-${randomBytes(4).toString('hex')}`;
   // Container named `app`, like the pod the test gateway describes to kubectl.
-  const manifest = { apiVersion: 'v1', kind: 'Pod', metadata: { name: pod, namespace: ns }, spec: { containers: [{ name: 'app', image: 'busybox', command: ['sleep', '3600'] }] } };
+  const manifest = { apiVersion: 'v1', kind: 'Pod', metadata: { name: pod, namespace: ns }, spec: { nodeSelector: { 'kubetrail.test/no-such-node': 'x' }, containers: [{ name: 'app', image: 'busybox', command: ['sleep', '3600'] }] } };
   const created = await kubectl(env.ADMIN_KUBECONFIG, ['create', '-f', '-'], JSON.stringify(manifest));
   assert.equal(created.status, 0, created.stderr);
   t.after(() => kubectl(env.ADMIN_KUBECONFIG, ['-n', ns, 'delete', 'pod', pod, '--wait=false', '--grace-period=0', '--force']));
@@ -50,7 +51,8 @@ test('through the real API server: an impersonated user without rights gets its 
   groups = ['agents', 'system:authenticated'];
   const allowed = await kubectl(gw.kubeconfig, ['-n', ns, 'exec', pod, '--', 'true']);
   assert.notEqual(allowed.status, 0);
-  // Authorized as agent-ci (edit in `agents`); the API server then finds no node to run it on.
+  // Authorized as agent-ci (edit in `agents`); the API server then finds no node to run it on
+  // (no node matches the pod's nodeSelector, also when the harness runs a real one).
   assert.doesNotMatch(allowed.stderr, /forbidden/);
   assert.match(allowed.stderr, /host|node|not running|unavailable/i, allowed.stderr);
   t.diagnostic(`authorized exec answer: ${allowed.stderr.trim()}`);

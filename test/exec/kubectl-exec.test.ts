@@ -119,13 +119,19 @@ test('a command denied by ExecPolicy reaches kubectl as a clear message and a no
   assert.equal(ok.status, 0, ok.stderr);
 });
 
-test('legacy SPDY exec is refused with a message naming the kubectl setting', async (t) => {
-  const rig = await startRig();
+// SPDY exec itself is relayed and recorded (test/node/spdy.test.ts, against the real kubelet);
+// under inline masking it is refused before any upstream request.
+test('legacy SPDY exec under inline masking is refused with a message naming the kubectl setting, before any upstream request', async (t) => {
+  const masking = compileMaskingPolicy({ apiVersion: 'kubetrail.io/v1alpha1', kind: 'MaskingPolicy', metadata: { name: 'default' }, spec: {} }, 'test');
+  const rig = await startRig({ gateway: { masking: [masking] } });
   t.after(() => rig.close());
   const r = await kubectl(rig.gw.kubeconfig, ['exec', 'web-1', '--', 'true'], undefined, { env: { ...process.env, KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' } });
   assert.notEqual(r.status, 0);
-  assert.match(r.stderr, /KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true/);
+  assert.match(r.stderr, /unset KUBECTL_REMOTE_COMMAND_WEBSOCKETS or set it to true/);
   assert.equal(rig.up.requests.length, 0);
+  const end = await sessionEnd(rig.sink, rig.gw.sessions.at(-1) as string);
+  assert.equal(end.outcome, 'denied');
+  assert.equal(end.error, 'STREAM_ERR_SPDY_UNSUPPORTED');
 });
 
 test('an upstream refusal (RBAC) reaches kubectl as the API server said it', async (t) => {

@@ -18,11 +18,12 @@ import { drainSessions } from '../../exec-proxy/stream/index.ts';
 import { startFakeUpstream } from '../tools/fake-exec-upstream.ts';
 import { startStreamGateway } from '../tools/stream-gateway.ts';
 import { REPO_ROOT } from '../harness/harness.ts';
+import { productEnv } from '../support/env.ts';
 import { parseAsciicast } from './asciicast-parser.ts';
 
 function runBytes(cmd: string, args: string[]): Promise<{ status: number | null; stdout: Buffer; stderr: string }> {
   return new Promise((resolve) => {
-    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: productEnv() });
     const out: Buffer[] = [];
     let err = '';
     c.stdout.on('data', (d: Buffer) => out.push(d));

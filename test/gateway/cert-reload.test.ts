@@ -16,13 +16,17 @@ import { loadConfig } from '../../core/config.ts';
 import { createLogger } from '../../core/logger.ts';
 import { MemorySink } from '../../core/sinks/memory-sink.ts';
 import { startGateway, type Gateway } from '../../exec-proxy/main.ts';
+import { Writable } from 'node:stream';
 import { harness } from '../support/env.ts';
+import { waitFor } from '../support/wait.ts';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'kubetrail-gw-reload-'));
 const certFile = path.join(dir, 'tls.crt');
 const keyFile = path.join(dir, 'tls.key');
 const ca = createCA({ commonName: 'gateway-reload-ca' });
 let gw: Gateway;
+/** The gateway's error log lines (a failed certificate reload is logged there). */
+const logLines: string[] = [];
 
 /** Writes a file the way cert-manager and editors do: a temp file renamed into place. */
 function replace(file: string, content: string): void {
@@ -43,14 +47,6 @@ function servedSerial(): Promise<string> {
   });
 }
 
-async function waitFor(cond: () => Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 const serialOf = (pem: string): string => new X509Certificate(pem).serialNumber;
 
@@ -64,7 +60,7 @@ before(async () => {
   });
   gw = await startGateway({
     config,
-    log: createLogger({ level: 'silent' }),
+    log: createLogger({ level: 'error', destination: new Writable({ write: (c, _e, cb) => void (logLines.push(String(c)), cb()) }) }),
     sink: new MemorySink({ source: { component: 'proxy', instance: 'test', cluster: 'test' } }),
     tls: { cert: readFileSync(certFile), key: readFileSync(keyFile), certFile, keyFile },
     tlsReloadDebounceMs: 20,
@@ -83,12 +79,13 @@ test('a new certificate written over the files is served to new connections; a m
   replace(keyFile, second.keyPem);
   replace(certFile, second.certPem);
   const want = serialOf(second.certPem).toUpperCase();
-  await waitFor(async () => (await servedSerial()).toUpperCase() === want, 'the new certificate to be served');
+  await waitFor(async () => (await servedSerial()).toUpperCase() === want, 'the new certificate to be served', { timeoutMs: 5000, intervalMs: 50 });
 
   // A certificate whose key is not in keyFile: loading it fails, the second pair stays.
   const third = issueCert(ca, { commonName: 'kubetrail-gateway', ips: ['127.0.0.1'], dnsNames: ['localhost'] });
+  logLines.length = 0; // a reload between the key and the certificate of the second pair may have failed already
   replace(certFile, third.certPem);
-  await new Promise((r) => setTimeout(r, 300));
+  await waitFor(() => logLines.some((l) => l.includes('certificate reload failed')), 'the watcher to try the mismatched pair and refuse it');
   assert.equal(gw.reloadTls(), false);
   assert.equal((await servedSerial()).toUpperCase(), want);
 });

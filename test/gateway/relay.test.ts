@@ -114,11 +114,12 @@ test('a WebSocket watch through the gateway gets the API server 101 and streams 
 
 test('kubectl exec through the gateway reaches the API server as the caller and relays its answer', async () => {
   const pod = `p-${uniq()}`;
-  await adminApply(`apiVersion: v1\nkind: Pod\nmetadata: {name: ${pod}, namespace: ${ns}}\nspec: {containers: [{name: c, image: busybox}]}\n`);
+  await adminApply(`apiVersion: v1\nkind: Pod\nmetadata: {name: ${pod}, namespace: ${ns}}\nspec: {nodeSelector: {kubetrail.test/no-such-node: "x"}, containers: [{name: c, image: busybox}]}\n`);
   const kc = t.kubeconfigFor(token, ns);
   const r = await kubectl(kc, ['exec', pod, '--', 'true'], undefined, { timeoutMs: 30_000 });
   assert.notEqual(r.status, 0);
-  // No kubelet in the harness: the API server refuses the stream itself, and kubectl shows its message.
+  // No node can take the pod (its nodeSelector matches none, also on the harness node): the API
+  // server refuses the stream itself, and kubectl shows its message.
   assert.match(r.stderr, new RegExp(`pod ${pod} does not have a host assigned`));
   const entries = await auditEntries((e) => String(e['requestURI'] ?? '').includes(`/pods/${pod}/exec`));
   assert.ok(entries.length >= 1, 'the exec request reached the API server');

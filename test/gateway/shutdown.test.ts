@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { after, before, test } from 'node:test';
+import { waitFor } from '../support/wait.ts';
 import { createNamespace, GatedSink, serviceAccountWithToken, startTestGateway, uniq } from './support.ts';
 
 const ns = `gw-shutdown-${uniq()}`;
@@ -22,13 +23,6 @@ after(async () => {
   await dropNs?.();
 });
 
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 test('a request refused with 503 because the gateway is shutting down is recorded as an api.request event before close() returns', async (t) => {
   const sink = new GatedSink();
@@ -61,13 +55,13 @@ test('a request refused with 503 because the gateway is shutting down is recorde
   sock.write(
     `POST /api/v1/namespaces/${ns}/configmaps HTTP/1.1\r\nhost: gateway\r\nauthorization: ${auth}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
-  await until(() => sink.waiting.some((d) => d.type === 'api.request'), 'the write to reach its event');
+  await waitFor(() => sink.waiting.some((d) => d.type === 'api.request'), 'the write to reach its event');
 
   const closed = (closing = g.close());
   // The next request on the same connection arrives after shutdown began.
   const refusedPath = `/api/v1/namespaces/${ns}/configmaps/${name}`;
   sock.write(`GET ${refusedPath} HTTP/1.1\r\nhost: gateway\r\nauthorization: ${auth}\r\nuser-agent: refused-at-shutdown\r\n\r\n`);
-  await until(() => sink.waiting.filter((d) => d.type === 'api.request').length >= 2, 'the refused request to reach its event');
+  await waitFor(() => sink.waiting.filter((d) => d.type === 'api.request').length >= 2, 'the refused request to reach its event');
   release();
   const done = await Promise.race([closed.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 30_000).unref())]);
   assert.ok(done, 'close() did not return within 30 s');

@@ -8,13 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import tls from 'node:tls';
 import { after, before, test } from 'node:test';
-import { startFakeApiServer, type FakeApiServer } from '../tools/fake-apiserver.ts';
+import { startFakeApiServer, writeGatewayKubeconfig, type FakeApiServer } from '../tools/fake-apiserver.ts';
 import { startTestGateway, type TestGateway } from './support.ts';
+import { waitFor } from '../support/wait.ts';
 
 let fake: FakeApiServer;
 let t: TestGateway;
@@ -28,18 +28,7 @@ before(async () => {
   const dir = path.join((await import('node:os')).tmpdir(), `kubetrail-fake-${randomBytes(4).toString('hex')}`);
   (await import('node:fs')).mkdirSync(dir, { recursive: true });
   fakeDir = dir;
-  writeFileSync(path.join(dir, 'ca.crt'), fake.caPem);
-  const kc = path.join(dir, 'kubeconfig');
-  writeFileSync(
-    kc,
-    `apiVersion: v1
-kind: Config
-clusters: [{name: fake, cluster: {server: "${fake.url}", certificate-authority: "${path.join(dir, 'ca.crt')}"}}]
-users: [{name: gw, user: {token: ${fake.gatewayToken}}}]
-contexts: [{name: fake, context: {cluster: fake, user: gw}}]
-current-context: fake
-`,
-  );
+  const kc = writeGatewayKubeconfig(fake, dir);
   upstreamKubeconfig = kc;
   t = await startTestGateway({ upstreamKubeconfig: kc });
 });
@@ -154,12 +143,9 @@ test('an upgrade authenticated only by the bearer subprotocol passes through wit
     assert.match(response, /^HTTP\/1\.1 101 /);
     assert.match(response, /Sec-WebSocket-Protocol: v5\.channel\.k8s\.io/i);
     // The fake echoes: the early bytes went upstream as `head` and came back through the pipe.
-    const deadline = Date.now() + 10_000;
-    while (!rest().includes(early) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    assert.ok(rest().includes(early), 'head bytes relayed both ways');
+    await waitFor(() => rest().includes(early), 'head bytes relayed both ways', { timeoutMs: 10_000 });
     socket.write('more');
-    while (!rest().includes(Buffer.from('more')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    assert.ok(rest().includes(Buffer.from('more')));
+    await waitFor(() => rest().includes(Buffer.from('more')), 'later bytes relayed both ways', { timeoutMs: 10_000 });
   } finally {
     socket.destroy();
   }

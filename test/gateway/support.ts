@@ -47,7 +47,7 @@ export function uniq(): string {
  * server unless `upstreamKubeconfig` names another.
  */
 export async function startTestGateway(
-  opts: { issuers?: OidcIssuer[]; sink?: EventSink; guardrails?: () => readonly GuardrailPolicy[]; proxy?: Record<string, unknown>; upstreamKubeconfig?: string; registry?: Registry } = {},
+  opts: { issuers?: OidcIssuer[]; sink?: EventSink; guardrails?: () => readonly GuardrailPolicy[]; proxy?: Record<string, unknown>; upstreamKubeconfig?: string; registry?: Registry; approvals?: Record<string, unknown> } = {},
 ): Promise<TestGateway> {
   const env = harness();
   const dir = mkdtempSync(path.join(tmpdir(), 'kubetrail-gw-'));
@@ -69,6 +69,7 @@ export async function startTestGateway(
       },
       ...(opts.proxy ?? {}),
     } as ConfigInput['proxy'],
+    ...(opts.approvals ? { approvals: opts.approvals as ConfigInput['approvals'] } : {}),
   };
   const config = loadConfig({ document: doc });
   const sink = (opts.sink as MemorySink | undefined) ?? new MemorySink({ source: { component: 'proxy', instance: 'test', cluster: 'test' } });

@@ -51,7 +51,10 @@ test('with a client-certificate upstream kubeconfig, the API server sees the cer
   const name = `cert-${uniq()}`;
   const r = await kubectl(kc, ['create', 'configmap', name, '--from-literal=a=b']);
   assert.equal(r.status, 0, r.stderr);
-  const entries = await auditEntries((e) => e['verb'] === 'create' && String(e['requestURI']).includes(`/namespaces/${ns}/configmaps`) && e['stage'] === 'ResponseComplete');
+  // By name: with the harness node, the controller-manager also creates kube-root-ca.crt in the namespace.
+  const entries = await auditEntries(
+    (e) => e['verb'] === 'create' && String(e['requestURI']).includes(`/namespaces/${ns}/configmaps`) && (e['objectRef'] as { name?: string } | undefined)?.name === name && e['stage'] === 'ResponseComplete',
+  );
   assert.equal(entries.length, 1);
   const e = entries[0] as { user: { username: string }; impersonatedUser: { username: string } };
   assert.equal(e.user.username, cn);

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds etcd and kube-apiserver from the Go module proxy into the harness cache.
+# Builds etcd, kube-apiserver and the node's Kubernetes binaries (kube-controller-manager,
+# kube-scheduler, kubelet, kube-proxy; skipped with KUBETRAIL_NODE=0) from the Go
+# module proxy into the harness cache.
 # Both upstream modules carry `replace` directives, so `go install mod@v` refuses
 # them; we build from a throwaway module that requires the upstream module and
 # pins every module it replaces to the matching published version.
@@ -50,7 +52,7 @@ build() { # $1 name, $2 module, $3 version, $4 package, $5 staging version
   log "$name: downloading modules (first run only; takes a few minutes)"
   (cd "$work" && go get "$pkg@$ver" >/dev/null 2>&1 || go get "$pkg@$ver")
   (cd "$work" && go mod download)
-  log "$name: compiling $pkg (first run only; kube-apiserver takes 10-20 minutes on 2 cores)"
+  log "$name: compiling $pkg (first run only; kube-apiserver about 5 minutes on 2 cores, kube-controller-manager 3, kubelet 1.5, kube-proxy 1, kube-scheduler less with the cache warm)"
   local started=$SECONDS
   (cd "$work" && go build -trimpath -ldflags "-s -w" -o "$BIN/$name.tmp" "$pkg")
   mv "$BIN/$name.tmp" "$BIN/$name"
@@ -60,4 +62,12 @@ build() { # $1 name, $2 module, $3 version, $4 package, $5 staging version
 
 build etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 build kube-apiserver k8s.io/kubernetes "$KUBE_VERSION" k8s.io/kubernetes/cmd/kube-apiserver "v0${KUBE_VERSION#v1}"
-log "ready: $BIN/etcd $BIN/kube-apiserver"
+built="$BIN/etcd $BIN/kube-apiserver"
+if [[ "${KUBETRAIL_NODE:-1}" != 0 ]]; then
+  # Same module, same pins: with the module cache warm these need only compiling.
+  for name in kube-controller-manager kube-scheduler kubelet kube-proxy; do
+    build "$name" k8s.io/kubernetes "$KUBE_VERSION" "k8s.io/kubernetes/cmd/$name" "v0${KUBE_VERSION#v1}"
+    built="$built $BIN/$name"
+  done
+fi
+log "ready: $built"

@@ -3,6 +3,8 @@
  *
  * - Kafka 4.x, a single-node KRaft broker run from Maven Central jars;
  * - etcd and kube-apiserver built from the Go module proxy (see build-go.sh);
+ * - unless KUBETRAIL_NODE=0: kube-controller-manager, kube-scheduler and a node
+ *   (containerd, kubelet, kube-proxy; see node.ts, controllers.ts);
  * - the machine's kubectl, with one kubeconfig per test user.
  *
  * Everything is built once into the cache (`KUBETRAIL_CACHE`, default
@@ -18,6 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
 import { createCA, issueCert, rsaKeyPem, type CertKeyPair } from '../../certs/generate.ts';
+import type { NodePlan, RunningNode } from './node.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** Root of the repository. */
@@ -100,7 +103,12 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals, graceMs = 
 
 // ---------------------------------------------------------------- builds
 
-/** Builds etcd and kube-apiserver if the cache lacks them (prints progress). */
+/** Whether the harness runs the node and the controllers (default yes; KUBETRAIL_NODE=0 turns them off). */
+export function nodeEnabled(): boolean {
+  return process.env['KUBETRAIL_NODE'] !== '0';
+}
+
+/** Builds etcd and kube-apiserver (and the node's binaries unless KUBETRAIL_NODE=0) if the cache lacks them (prints progress). */
 export function ensureGoComponents(): { etcd: string; apiserver: string } {
   const bin = path.join(cacheDir(), 'bin');
   const r = spawnSync('bash', [path.join(HERE, 'build-go.sh')], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, KUBETRAIL_CACHE: cacheDir() } });
@@ -135,6 +143,8 @@ export interface KafkaBroker {
   readonly sslBrokers?: string[];
   /** SASL_SSL listener (server-authenticated TLS, then SASL), when started with both `tls` and `saslUsers`. */
   readonly saslSslBrokers?: string[];
+  /** PLAINTEXT listener on the node's host address, advertised as such, when started with `podListenerIp`. */
+  readonly podBrokers?: string[];
   readonly port: number;
   readonly dir: string;
   /** Sends a signal (default SIGKILL) and waits for the process to go. */
@@ -158,6 +168,13 @@ export interface KafkaOptions {
    * given; with `saslUsers` also a SASL_SSL listener.
    */
   tls?: { certPem: string; keyPem: string; clientCaPem?: string };
+  /**
+   * Adds a PLAINTEXT listener bound to and advertised on this address (the
+   * node's host end, 172.30.N.1), so pods reach the broker: a relay to the
+   * loopback listener would not do, as clients then connect to the address the
+   * broker advertises.
+   */
+  podListenerIp?: string;
 }
 
 async function kafkaReady(brokers: string[]): Promise<boolean> {
@@ -200,12 +217,14 @@ export async function startKafka(opts: KafkaOptions): Promise<KafkaBroker> {
   const saslPort = opts.saslUsers ? await freePort() : 0;
   const sslPort = opts.tls ? await freePort() : 0;
   const saslSslPort = opts.tls && opts.saslUsers ? await freePort() : 0;
+  const podPort = opts.podListenerIp ? await freePort() : 0;
   const dataDir = path.join(opts.dir, 'data');
   const extra: { name: string; port: number }[] = [];
   if (opts.saslUsers) extra.push({ name: 'SASL_PLAINTEXT', port: saslPort });
   if (opts.tls) extra.push({ name: 'SSL', port: sslPort });
   if (saslSslPort !== 0) extra.push({ name: 'SASL_SSL', port: saslSslPort });
-  const extraListeners = extra.map((l) => `,${l.name}://127.0.0.1:${l.port}`).join('');
+  const extraListeners =
+    extra.map((l) => `,${l.name}://127.0.0.1:${l.port}`).join('') + (opts.podListenerIp ? `,PODS://${opts.podListenerIp}:${podPort}` : '');
   const props = [
     'process.roles=broker,controller',
     'node.id=1',
@@ -214,7 +233,7 @@ export async function startKafka(opts: KafkaOptions): Promise<KafkaBroker> {
     `advertised.listeners=PLAINTEXT://127.0.0.1:${port}${extraListeners}`,
     'controller.listener.names=CONTROLLER',
     'inter.broker.listener.name=PLAINTEXT',
-    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${extra.map((l) => `,${l.name}:${l.name}`).join('')}`,
+    `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${extra.map((l) => `,${l.name}:${l.name}`).join('')}${opts.podListenerIp ? ',PODS:PLAINTEXT' : ''}`,
     `log.dirs=${dataDir}`,
     'num.partitions=1',
     'offsets.topic.replication.factor=1',
@@ -293,6 +312,7 @@ export async function startKafka(opts: KafkaOptions): Promise<KafkaBroker> {
     ...(opts.saslUsers ? { saslBrokers: [`127.0.0.1:${saslPort}`] } : {}),
     ...(opts.tls ? { sslBrokers: [`127.0.0.1:${sslPort}`] } : {}),
     ...(saslSslPort !== 0 ? { saslSslBrokers: [`127.0.0.1:${saslSslPort}`] } : {}),
+    ...(opts.podListenerIp ? { podBrokers: [`${opts.podListenerIp}:${podPort}`] } : {}),
   };
 }
 
@@ -312,6 +332,11 @@ export interface ControlPlane {
   readonly auditLog: string;
   readonly dir: string;
   readonly pids: number[];
+  /** Directory of the built Kubernetes binaries. */
+  readonly binDir: string;
+  readonly caKeyFile: string;
+  /** Key the controller-manager signs ServiceAccount tokens with. */
+  readonly saKeyFile: string;
   stop(): Promise<void>;
 }
 
@@ -319,6 +344,8 @@ export interface ControlPlane {
 export interface ControlPlaneOptions {
   dir: string;
   detached?: boolean;
+  /** A node will join: advertise its host address, serve its addresses, run the Node authorizer and ServiceAccount admission. */
+  node?: NodePlan;
 }
 
 function writeKubeconfig(file: string, server: string, caFile: string, user: string, token: string): void {
@@ -377,7 +404,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 
   // PKI, tokens, audit policy
   const ca = createCA({ commonName: 'harness-ca' });
-  const serving = issueCert(ca, { commonName: 'kube-apiserver', dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'], ips: ['127.0.0.1', '10.0.0.1'] });
+  const node = opts.node;
+  const serving = issueCert(ca, {
+    commonName: 'kube-apiserver',
+    dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'],
+    ips: node ? ['127.0.0.1', node.hostIp, node.kubernetesServiceIp] : ['127.0.0.1', '10.0.0.1'],
+  });
   const kubeletClient = issueCert(ca, { commonName: 'kube-apiserver-kubelet-client', organization: ['system:masters'], usages: ['clientAuth'] });
   const sa = rsaKeyPem();
   const caFile = path.join(dir, 'ca.crt');
@@ -420,26 +452,34 @@ rules:
     apiserver,
     [
       `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+      // Loopback only; with a node, a relay on the node's veth (node.ts) carries the
+      // advertised address, which is the endpoint of the `kubernetes` Service.
       '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
+      `--advertise-address=${node ? node.hostIp : '127.0.0.1'}`,
       `--secure-port=${port}`,
       `--cert-dir=${path.join(dir, 'cert-dir')}`,
       `--tls-cert-file=${path.join(dir, 'apiserver.crt')}`,
       `--tls-private-key-file=${path.join(dir, 'apiserver.key')}`,
       `--client-ca-file=${caFile}`,
       `--token-auth-file=${path.join(dir, 'tokens.csv')}`,
-      '--authorization-mode=RBAC',
-      '--enable-admission-plugins=NamespaceLifecycle,MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
-      // No controller-manager runs here, so nothing creates the default ServiceAccount;
-      // tests create the ServiceAccounts they need explicitly.
-      '--disable-admission-plugins=ServiceAccount',
+      ...(node
+        ? // No NodeRestriction: tests impersonate kubelets (system:node:*, system:nodes) to check
+          // that the webhooks skip them, and it would refuse their non-mirror pods first.
+          ['--authorization-mode=Node,RBAC', '--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook']
+        : [
+            '--authorization-mode=RBAC',
+            '--enable-admission-plugins=NamespaceLifecycle,MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
+            // Without the controller-manager nothing creates the default ServiceAccount;
+            // tests create the ServiceAccounts they need explicitly.
+            '--disable-admission-plugins=ServiceAccount',
+          ]),
       // Our webhook, not the API server, is what must refuse privileged pods in tests.
       '--allow-privileged=true',
       '--service-account-issuer=https://kubernetes.default.svc',
       `--service-account-key-file=${path.join(dir, 'sa.pub')}`,
       `--service-account-signing-key-file=${path.join(dir, 'sa.key')}`,
       '--api-audiences=https://kubernetes.default.svc',
-      '--service-cluster-ip-range=10.0.0.0/24',
+      `--service-cluster-ip-range=${node ? node.serviceCidr : '10.0.0.0/24'}`,
       `--audit-log-path=${auditLog}`,
       `--audit-policy-file=${path.join(dir, 'audit-policy.yaml')}`,
       '--audit-log-format=json',
@@ -453,7 +493,8 @@ rules:
       '--kubelet-preferred-address-types=InternalIP',
       '--profiling=false',
       '--enable-priority-and-fairness=false',
-      '--endpoint-reconciler-type=none',
+      // With a node, the `kubernetes` Service needs its endpoint (the advertised address).
+      `--endpoint-reconciler-type=${node ? 'lease' : 'none'}`,
       '--v=1',
     ],
     apiLog,
@@ -535,6 +576,9 @@ subjects:
     auditLog,
     dir,
     pids: children.map((c) => c.pid ?? 0),
+    binDir: path.dirname(apiserver),
+    caKeyFile: path.join(dir, 'ca.key'),
+    saKeyFile: path.join(dir, 'sa.key'),
     stop: async () => {
       for (const c of [...children].reverse()) await stopChild(c, 'SIGTERM');
     },
@@ -554,11 +598,31 @@ export interface HarnessEnv {
   ADMIN_TOKEN: string;
   AGENT_TOKEN: string;
   HARNESS_DIR: string;
+  /** Set when the node runs: its name, the test image (busybox, imported, never pulled), addresses. */
+  NODE_NAME?: string;
+  NODE_IMAGE?: string;
+  NODE_NETNS?: string;
+  NODE_POD_CIDR?: string;
+  NODE_SERVICE_CIDR?: string;
+  KUBERNETES_SERVICE_IP?: string;
+  /** The broker's listener that pods reach (the node's host address), when the node runs. */
+  KAFKA_NODE_BROKERS?: string;
 }
 
-/** The env-file values describing a running broker and control plane. */
-export function harnessEnvOf(kafka: KafkaBroker, cp: ControlPlane, dir: string): HarnessEnv {
+/** The env-file values describing a running broker and control plane (and node). */
+export function harnessEnvOf(kafka: KafkaBroker, cp: ControlPlane, dir: string, node?: RunningNode, nodeName = 'harness-node'): HarnessEnv {
   return {
+    ...(node
+      ? {
+          NODE_NAME: nodeName,
+          NODE_IMAGE: node.busyboxImage,
+          NODE_NETNS: node.plan.netns,
+          NODE_POD_CIDR: node.plan.podCidr,
+          NODE_SERVICE_CIDR: node.plan.serviceCidr,
+          KUBERNETES_SERVICE_IP: node.plan.kubernetesServiceIp,
+        }
+      : {}),
+    ...(kafka.podBrokers ? { KAFKA_NODE_BROKERS: kafka.podBrokers.join(',') } : {}),
     KAFKA_BROKERS: kafka.brokers.join(','),
     ADMIN_KUBECONFIG: cp.adminKubeconfig,
     AGENT_KUBECONFIG: cp.agentKubeconfig,

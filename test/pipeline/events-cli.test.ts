@@ -5,7 +5,7 @@ import { rmSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
-import { harness, run } from '../support/env.ts';
+import { harness, productEnv, run } from '../support/env.ts';
 import { createEventPipeline } from '../../core/pipeline.ts';
 import type { KubetrailEvent } from '../../core/events/model.ts';
 import { apiRequestDraft, memoryLogger, pipelineConfig, tempDir, topics } from './support.ts';
@@ -29,7 +29,7 @@ before(async () => {
 });
 
 async function events(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return run(process.execPath, [CLI, 'events', '--log-dir', dataDir, ...args]);
+  return run(process.execPath, [CLI, 'events', '--log-dir', dataDir, ...args], undefined, { env: productEnv() });
 }
 
 const FILTERS: { args: string[]; users: string[] }[] = [
@@ -78,7 +78,7 @@ test('kubetrail events --brokers reads a Kafka topic pair', async () => {
   const sent = await Promise.all([0, 1, 2].map((i) => p.emit(apiRequestDraft(i, 10))));
   await p.close();
   // Through the installed entry point: kafkajs's harmless TimeoutNegativeWarning (docs/known-issues.md) is not printed.
-  const r = await run(process.execPath, [BIN, 'events', '--brokers', env.KAFKA_BROKERS, '--topic', t.events, '--type', 'api.request', '-o', 'json']);
+  const r = await run(process.execPath, [BIN, 'events', '--brokers', env.KAFKA_BROKERS, '--topic', t.events, '--type', 'api.request', '-o', 'json'], undefined, { env: productEnv() });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(r.stdout.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as KubetrailEvent).id), sent.map((e) => e.id));
   assert.doesNotMatch(r.stderr, /TimeoutNegativeWarning/);
@@ -91,7 +91,7 @@ test('kubetrail events --follow on Kafka prints events emitted after it started,
   const config = pipelineConfig(path.join(dir, 'follow'), { kafka: { brokers: env.KAFKA_BROKERS.split(','), topics: t } });
   const p = await createEventPipeline({ config, log, registry: new Registry(), component: 'webhook' });
   const before = await p.emit(apiRequestDraft(0, 10));
-  const child = spawn(process.execPath, [CLI, 'events', '--brokers', env.KAFKA_BROKERS, '--topic', t.events, '--type', 'api.request', '--follow', '-o', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'events', '--brokers', env.KAFKA_BROKERS, '--topic', t.events, '--type', 'api.request', '--follow', '-o', 'json'], { env: productEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   const ids: string[] = [];
   let buf = '';
   const seen = new Promise<void>((resolve) => {

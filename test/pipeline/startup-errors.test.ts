@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { startKafka, freePort, type KafkaBroker } from '../harness/harness.ts';
@@ -117,6 +117,25 @@ test('a second process on the same data dir and component is refused with SINK_E
   } finally {
     await first.close();
   }
+});
+
+test('a lock left by a previous container (pid 1 of another pid namespace, or our pid with another nonce) is taken over; a live one is not', async () => {
+  const { log } = memoryLogger();
+  for (const [name, content] of [
+    ['other-pidns', '1 0b5e2c1e-previous-container pid:[1]'],
+    ['same-pid', `${process.pid} 0b5e2c1e-previous-process ${readlinkSync('/proc/self/ns/pid')}`],
+  ] as const) {
+    const d = path.join(dir, `stale-${name}`);
+    mkdirSync(path.join(d, 'locks'), { recursive: true });
+    writeFileSync(path.join(d, 'locks', 'webhook.lock'), `${content}\n`);
+    const p = await createEventPipeline({ config: pipelineConfig(d), log, registry: new Registry(), component: 'webhook' });
+    await p.close();
+  }
+  // pid 1 of our own namespace (init, alive) with its nonce: still held.
+  const d = path.join(dir, 'live-init');
+  mkdirSync(path.join(d, 'locks'), { recursive: true });
+  writeFileSync(path.join(d, 'locks', 'webhook.lock'), `1 other ${readlinkSync('/proc/self/ns/pid')}\n`);
+  await assert.rejects(createEventPipeline({ config: pipelineConfig(d), log, registry: new Registry(), component: 'webhook' }), (err: unknown) => err instanceof SinkError && err.code === 'SINK_ERR_LOCKED');
 });
 
 const FILE_SETTINGS = [

@@ -6,7 +6,7 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel, Partitioners, type IHeaders } from 'kafkajs';
 import { Registry } from 'prom-client';
-import { harness, run } from '../support/env.ts';
+import { harness, productEnv, run } from '../support/env.ts';
 import { createEventPipeline, localLogDir } from '../../core/pipeline.ts';
 import { canonicalJson } from '../../core/chain/canonical.ts';
 import { sha256Hex } from '../../core/chain/hash.ts';
@@ -19,7 +19,7 @@ const dir = tempDir('kt-verify-');
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 async function verifyCli(args: string[]): Promise<{ status: number | null; report: VerifyReport }> {
-  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', ...args]);
+  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', ...args], undefined, { env: productEnv() });
   assert.ok(r.stdout.trim() !== '', `verify printed nothing: ${r.stderr}`);
   return { status: r.status, report: JSON.parse(r.stdout) as VerifyReport };
 }

@@ -16,12 +16,12 @@
  * is checked against the real API server's audit log.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { startFakeApiServer, type FakeApiServer } from '../tools/fake-apiserver.ts';
+import { startFakeApiServer, writeGatewayKubeconfig, type FakeApiServer } from '../tools/fake-apiserver.ts';
 import { startOidcIssuer, type OidcIssuer } from '../tools/oidc-issuer.ts';
 import { harness } from '../support/env.ts';
 import { auditEntries, startTestGateway, uniq, type TestGateway } from '../gateway/support.ts';
@@ -47,18 +47,7 @@ before(async () => {
   issuer = await startOidcIssuer();
   dir = path.join(tmpdir(), `kubetrail-hdr-${uniq()}`);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, 'ca.crt'), fake.caPem);
-  const kc = path.join(dir, 'kubeconfig');
-  writeFileSync(
-    kc,
-    `apiVersion: v1
-kind: Config
-clusters: [{name: fake, cluster: {server: "${fake.url}", certificate-authority: "${path.join(dir, 'ca.crt')}"}}]
-users: [{name: gw, user: {token: ${fake.gatewayToken}}}]
-contexts: [{name: fake, context: {cluster: fake, user: gw}}]
-current-context: fake
-`,
-  );
+  const kc = writeGatewayKubeconfig(fake, dir);
   t = await startTestGateway({ upstreamKubeconfig: kc, issuers: [issuer] });
 });
 after(async () => {

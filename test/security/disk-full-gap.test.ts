@@ -15,7 +15,7 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { Registry } from 'prom-client';
-import { run } from '../support/env.ts';
+import { productEnv, run } from '../support/env.ts';
 import net from 'node:net';
 import { createEventPipeline, localLogDir, spoolDir, type EventPipeline } from '../../core/pipeline.ts';
 import { startHealthServer } from '../../core/health-server.ts';
@@ -135,7 +135,7 @@ test('a full disk: writes are refused, /readyz fails until the log is writable, 
 
   const logDir = localLogDir(dataDir, 'webhook');
   const pub = path.join(dataDir, 'keys', 'dev-signing.pub.pem');
-  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', pub, '--log-dir', logDir]);
+  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', pub, '--log-dir', logDir], undefined, { env: productEnv() });
   const report = JSON.parse(r.stdout) as VerifyReport;
   assert.deepEqual(report.issues, []);
   assert.equal(r.status, 0);
@@ -145,7 +145,7 @@ test('a full disk: writes are refused, /readyz fails until the log is writable, 
   assert.equal(gaps[0]?.refused, 2);
   assert.equal(gaps[0]?.reason, 'SINK_ERR_IO');
   assert.equal(gaps[0]?.errno, 'ENOSPC');
-  const text = await run(process.execPath, [CLI, 'verify', '--public-key', pub, '--log-dir', logDir]);
+  const text = await run(process.execPath, [CLI, 'verify', '--public-key', pub, '--log-dir', logDir], undefined, { env: productEnv() });
   assert.match(text.stdout, /DECLARED GAP test\/webhook\/disk-full seq \d+: 1 event\(s\) could not be recorded \(SINK_ERR_IO ENOSPC\)/);
 
   // The declaration is evidence only while its signature holds: one changed
@@ -163,7 +163,7 @@ test('a full disk: writes are refused, /readyz fails until the log is writable, 
   const deleted = gi - 2; // the event the forged declaration is meant to hide
   const edited = lines.map((l, i) => (i === gi ? canonicalJson(forged) : l)).filter((_, i) => i !== deleted);
   writeFileSync(seg, edited.join('\n') + '\n');
-  const f = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', pub, '--log-dir', copy]);
+  const f = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', pub, '--log-dir', copy], undefined, { env: productEnv() });
   const fr = JSON.parse(f.stdout) as VerifyReport;
   assert.deepEqual([...new Set(fr.issues.map((i) => i.kind))].sort(), ['altered', 'bad-signature', 'broken-link', 'missing'], JSON.stringify(fr.issues));
   assert.equal(f.status, 1);
@@ -192,7 +192,7 @@ test('Kafka down and the disk under the spool full: the same refusal, readiness 
   // Kafka never acknowledged a checkpoint: a signed head naming one would call the topic truncated.
   assert.deepEqual(readdirSync(path.join(dir, 'kafka-heads')), []);
   const pub = path.join(dataDir, 'keys', 'dev-signing.pub.pem');
-  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', pub, '--log-dir', spoolDir(dataDir, 'proxy')]);
+  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', pub, '--log-dir', spoolDir(dataDir, 'proxy')], undefined, { env: productEnv() });
   const report = JSON.parse(r.stdout) as VerifyReport;
   assert.deepEqual(report.issues, []);
   assert.equal(r.status, 0);

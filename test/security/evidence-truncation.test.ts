@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
-import { run } from '../support/env.ts';
+import { productEnv, run } from '../support/env.ts';
 import { createEventPipeline, localLogDir } from '../../core/pipeline.ts';
 import type { KubetrailEvent } from '../../core/events/model.ts';
 import type { VerifyReport } from '../../core/chain/verify.ts';
@@ -37,7 +37,7 @@ before(async () => {
 });
 
 async function verify(logCopy: string, withHeads = true): Promise<{ status: number | null; report: VerifyReport; stdout: string }> {
-  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', pub, '--log-dir', logCopy, ...(withHeads ? ['--signed-heads', headDir] : [])]);
+  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', pub, '--log-dir', logCopy, ...(withHeads ? ['--signed-heads', headDir] : [])], undefined, { env: productEnv() });
   assert.ok(r.stdout.trim() !== '', `verify printed nothing: ${r.stderr}`);
   return { status: r.status, report: JSON.parse(r.stdout) as VerifyReport, stdout: r.stdout };
 }
@@ -145,7 +145,7 @@ test('a restart whose local files end before the signed head continues the chain
   await p.close();
   assert.equal(first.chain?.seq, 355, 'continues after the checkpoint of the signed head (seq 354)');
   assert.ok(lines().some((l) => l['setting'] === 'signing.headDir' && l['signedHeadSeq'] === 354), JSON.stringify(lines()));
-  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', path.join(data2, 'keys', 'dev-signing.pub.pem'), '--log-dir', log2, '--signed-heads', heads2]);
+  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', path.join(data2, 'keys', 'dev-signing.pub.pem'), '--log-dir', log2, '--signed-heads', heads2], undefined, { env: productEnv() });
   const report = JSON.parse(r.stdout) as VerifyReport;
   assert.deepEqual(kinds(report), ['missing'], JSON.stringify(report.issues));
   assert.equal(r.status, 1);
@@ -158,13 +158,13 @@ test('a signed head edited to claim more (or fewer) events than were signed is a
   const file = path.join(heads, readdirSync(heads)[0] as string);
   const h = JSON.parse(readFileSync(file, 'utf8')) as { seq: number };
   writeFileSync(file, JSON.stringify({ ...h, seq: h.seq - 50 }) + '\n');
-  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', pub, '--log-dir', copy, '--signed-heads', heads]);
+  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', '--public-key', pub, '--log-dir', copy, '--signed-heads', heads], undefined, { env: productEnv() });
   const report = JSON.parse(r.stdout) as VerifyReport;
   assert.deepEqual(kinds(report), ['bad-signature'], JSON.stringify(report.issues));
   assert.equal(r.status, 1);
   // A file there that is not a signed head at all is a usage error: evidence is never skipped silently.
   writeFileSync(path.join(heads, 'junk.head.json'), '{"kind":"nothing"}\n');
-  const u = await run(process.execPath, [CLI, 'verify', '--public-key', pub, '--log-dir', copy, '--signed-heads', heads]);
+  const u = await run(process.execPath, [CLI, 'verify', '--public-key', pub, '--log-dir', copy, '--signed-heads', heads], undefined, { env: productEnv() });
   assert.equal(u.status, 2);
   assert.match(u.stderr, /--signed-heads: .*junk\.head\.json: not a kubetrail signed head/);
 });

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
-import { harness, run } from '../support/env.ts';
+import { harness, productEnv, run } from '../support/env.ts';
 import { createEventPipeline } from '../../core/pipeline.ts';
 import type { VerifyReport } from '../../core/chain/verify.ts';
 import { apiRequestDraft, memoryLogger, pipelineConfig, tempDir, topics } from '../pipeline/support.ts';
@@ -40,7 +40,7 @@ before(async () => {
 });
 
 async function verify(keyArgs: string[]): Promise<{ status: number | null; report: VerifyReport }> {
-  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', ...keyArgs, '--signed-heads', headDir, '--brokers', brokers, '--topic', t.events]);
+  const r = await run(process.execPath, [CLI, 'verify', '-o', 'json', ...keyArgs, '--signed-heads', headDir, '--brokers', brokers, '--topic', t.events], undefined, { env: productEnv() });
   assert.ok(r.stdout.trim() !== '', `verify printed nothing: ${r.stderr}`);
   return { status: r.status, report: JSON.parse(r.stdout) as VerifyReport };
 }
@@ -80,7 +80,7 @@ test('with only one of the keys, the other instance\'s checkpoints and signed he
 test('a key-set file that holds no key is a usage error (exit 2), not an empty key set', async () => {
   const bad = path.join(dir, 'empty.pem');
   writeFileSync(bad, 'nothing here\n');
-  const r = await run(process.execPath, [CLI, 'verify', '--key-set', bad, '--log-dir', dir]);
+  const r = await run(process.execPath, [CLI, 'verify', '--key-set', bad, '--log-dir', dir], undefined, { env: productEnv() });
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--key-set: .*empty\.pem: no PEM block/);
 });

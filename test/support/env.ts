@@ -28,3 +28,16 @@ export function kubectl(kubeconfig: string, args: readonly string[], input?: str
 export function run(cmd: string, args: readonly string[], input?: string, opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CommandResult> {
   return runCommand(cmd, args, { ...opts, ...(input === undefined ? {} : { input }) });
 }
+
+/**
+ * `KUBETRAIL_*` variables the test side reads (the harness, the test runner,
+ * test knobs), never config fields. A product process validates every
+ * `KUBETRAIL_*` variable as a setting and refuses unknown ones, so tests start
+ * kubetrail with {@link productEnv}, not with their own environment.
+ */
+const TEST_ONLY_ENV = /^KUBETRAIL_(CACHE|KEEP_HARNESS|NODE|HARNESS_.*|TEST_.*|FUZZ_SEED)$/;
+
+/** This process's environment without the test-only `KUBETRAIL_*` variables, plus `extra`: what a kubetrail process under test gets. */
+export function productEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !TEST_ONLY_ENV.test(k))), ...extra };
+}

@@ -7,6 +7,8 @@
  * Requests under /api/v1/namespaces/hang/ are never answered (timeout tests).
  */
 import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { IncomingMessage } from 'node:http';
@@ -97,4 +99,21 @@ export async function startFakeApiServer(users: Record<string, { username: strin
         server.closeAllConnections();
       }),
   };
+}
+
+/** Writes `dir/ca.crt` and `dir/kubeconfig` (the fake's URL, CA and the gateway's own token) and returns the kubeconfig's path: the gateway's upstream kubeconfig. */
+export function writeGatewayKubeconfig(fake: FakeApiServer, dir: string): string {
+  writeFileSync(path.join(dir, 'ca.crt'), fake.caPem);
+  const kc = path.join(dir, 'kubeconfig');
+  writeFileSync(
+    kc,
+    `apiVersion: v1
+kind: Config
+clusters: [{name: fake, cluster: {server: "${fake.url}", certificate-authority: "${path.join(dir, 'ca.crt')}"}}]
+users: [{name: gw, user: {token: ${fake.gatewayToken}}}]
+contexts: [{name: fake, context: {cluster: fake, user: gw}}]
+current-context: fake
+`,
+  );
+  return kc;
 }

@@ -6,7 +6,7 @@
  * line {url} when listening; answers "rss" on stdin with {rss, heapUsed}
  * after a GC (run with --expose-gc); exits on "exit" or stdin end.
  *
- *   node --expose-gc test/tools/stream-gateway-main.ts --upstream URL --data-dir D [--mask] [--line-rule]
+ *   node --expose-gc test/tools/stream-gateway-main.ts --upstream URL --data-dir D [--mask] [--line-rule] [--upstream-ca F] [--upstream-token-file F]
  */
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
@@ -22,7 +22,7 @@ import { startStreamGateway } from './stream-gateway.ts';
 import type { EventSink } from '../../core/sinks/sink.ts';
 
 const { values } = parseArgs({
-  options: { upstream: { type: 'string' }, 'data-dir': { type: 'string' }, mask: { type: 'boolean' }, 'line-rule': { type: 'boolean' }, 'discard-sink': { type: 'boolean' }, 'chunk-bytes': { type: 'string' }, 'upstream-ca': { type: 'string' }, limit: { type: 'string', multiple: true } },
+  options: { upstream: { type: 'string' }, 'data-dir': { type: 'string' }, mask: { type: 'boolean' }, 'line-rule': { type: 'boolean' }, 'discard-sink': { type: 'boolean' }, 'chunk-bytes': { type: 'string' }, 'upstream-ca': { type: 'string' }, 'upstream-token-file': { type: 'string' }, limit: { type: 'string', multiple: true } },
   strict: true,
 });
 if (!values.upstream || !values['data-dir']) throw new Error('--upstream and --data-dir are required');
@@ -37,7 +37,8 @@ const discard: EventSink = {
 const gw = await startStreamGateway({
   upstream: new URL(values.upstream),
   ...(values['upstream-ca'] ? { upstreamCa: readFileSync(values['upstream-ca'], 'utf8') } : {}),
-  upstreamToken: 'upstream-token',
+  // --upstream-token-file: a real API server's token (bench:exec's real-container rows); the gateway impersonates agent-ci with it.
+  upstreamToken: values['upstream-token-file'] ? readFileSync(values['upstream-token-file'], 'utf8').trim() : 'upstream-token',
   sink: values['discard-sink'] ? discard : pipeline,
   limits: {
     ...(values['chunk-bytes'] ? { chunkBytes: Number(values['chunk-bytes']) } : {}),

@@ -6,6 +6,7 @@
  * seals and verifies like any other.
  */
 import assert from 'node:assert/strict';
+import { waitFor } from '../support/wait.ts';
 import { test } from 'node:test';
 import { MemorySink } from '../../core/sinks/memory-sink.ts';
 import { canonicalJsonByWriter } from '../../core/chain/canonical.ts';
@@ -84,12 +85,9 @@ test('with the real API server: an integer above 2^53 in a custom resource reach
   t.after(async () => void (await kubectl(env.ADMIN_KUBECONFIG, ['delete', 'validatingwebhookconfiguration', `kt-nums-${id}`, '--ignore-not-found'])));
   // The CRD and the registration are picked up asynchronously: retry the create until the webhook has seen it.
   const text = (name: string, n: string) => `{"apiVersion":"${group}/v1","kind":"Num","metadata":{"name":"${name}"},"spec":{"n":${n},"small":7}}`;
-  const deadline = Date.now() + 60_000;
-  for (let i = 0; !sink.ofType('admission.review').some((e) => e.target?.name?.startsWith('big')); i++) {
-    assert.ok(Date.now() < deadline, 'the webhook was never called');
-    await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'default', 'create', '-f', '-'], text(`big-${i}`, BIG));
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const seen = (): boolean => sink.ofType('admission.review').some((e) => e.target?.name?.startsWith('big'));
+  let i = 0;
+  await waitFor(async () => seen() || (await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'default', 'create', '-f', '-'], text(`big-${i++}`, BIG)), seen()), 'the webhook to be called for a create', { timeoutMs: 60_000, intervalMs: 200 });
   const ev = sink.ofType('admission.review').find((e) => e.target?.name?.startsWith('big'))!;
   assert.deepEqual([(ev.body.object as any).spec.n, (ev.body.object as any).spec.small, ev.body.rawNumbers], [BIG, 7, ['/object/spec/n']]);
   const stored = await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'default', 'get', 'nums', ev.target!.name!, '-o', 'json']);

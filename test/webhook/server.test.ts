@@ -17,6 +17,7 @@ import type { EventDraft, EventType, KubetrailEvent } from '../../core/events/mo
 import type { EventSink } from '../../core/sinks/sink.ts';
 import { MASK } from '../../core/masking/object.ts';
 import { createCA, issueCert } from '../../certs/generate.ts';
+import { waitFor } from '../support/wait.ts';
 import { call, pod, review, startTestWebhook } from './support.ts';
 
 const { applyPatch } = fjp;
@@ -280,11 +281,12 @@ test('SIGTERM-style shutdown answers the review in flight before the listener cl
   const w = await startTestWebhook(gated);
   t.after(() => w.close());
   const pending = call(`${w.url}/validate`, w.pki.ca.certPem, JSON.stringify(review({ userInfo: { username: 'alice', groups: [] } })));
-  for (let i = 0; i < 200 && gated.emitted === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  await waitFor(() => gated.emitted > 0, 'the review to reach the sink');
   assert.equal(w.webhook.server.inFlight(), 1);
   let closed = false;
   const closing = w.webhook.close().then(() => (closed = true));
-  await new Promise((r) => setTimeout(r, 50));
+  // Once new connections are refused, close() has stopped the listener and is waiting for the review in flight.
+  await waitFor(() => call(`${w.url}/validate`, w.pki.ca.certPem, JSON.stringify(review())).then(() => false, () => true), 'the listener to refuse new connections');
   assert.equal(closed, false, 'close waits for the review in flight');
   gated.release();
   const r = await pending;

@@ -17,6 +17,7 @@ import type { EventSink } from '../../core/sinks/sink.ts';
 import { createCA, issueCert, type CertKeyPair } from '../../certs/generate.ts';
 import { startWebhook, type Webhook } from '../../webhook/main.ts';
 import type { NamespaceLookup } from '../../webhook/handler.ts';
+import type { Drain } from '../../core/drain.ts';
 
 /** The repository's starter pack of policies. */
 export const STARTER_PACK = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'policies');
@@ -74,14 +75,14 @@ export interface TestWebhook {
 }
 
 /** Starts a webhook on 127.0.0.1:0 with `sink`, the starter pack, and config overrides. */
-export async function startTestWebhook(sink: EventSink, overrides: ConfigInput = {}, opts: { policies?: string; namespaceLookup?: NamespaceLookup } = {}): Promise<TestWebhook> {
+export async function startTestWebhook(sink: EventSink, overrides: ConfigInput = {}, opts: { policies?: string; namespaceLookup?: NamespaceLookup; drain?: Drain } = {}): Promise<TestWebhook> {
   const pki = testPki();
   const policies = opts.policies ?? policiesDir();
   const config = loadConfig({ document: { ...overrides, policies: { dir: policies, reloadDebounceMs: 50 }, webhook: { ...(overrides.webhook ?? {}), tls: { certFile: pki.certFile, keyFile: pki.keyFile } } } });
   const logLines: string[] = [];
   let webhook: Webhook;
   try {
-    webhook = await startWebhook({ config, log: quietLogger(logLines), sink, registry: createMetricsRegistry(), listen: '127.0.0.1:0', ...(opts.namespaceLookup ? { namespaceLookup: opts.namespaceLookup } : {}) });
+    webhook = await startWebhook({ config, log: quietLogger(logLines), sink, registry: createMetricsRegistry(), listen: '127.0.0.1:0', ...(opts.namespaceLookup ? { namespaceLookup: opts.namespaceLookup } : {}), ...(opts.drain ? { drain: opts.drain } : {}) });
   } catch (err) {
     rmSync(pki.dir, { recursive: true, force: true });
     if (!opts.policies) rmSync(policies, { recursive: true, force: true });

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { MemorySink } from '../../sinks/memory-sink.ts';
-import { admissionReview, apiRequest, guardrailDecision, sessionData, sessionEnd, sessionStart } from '../builders.ts';
+import { admissionReview, apiRequest, guardrailDecision, approvalEvent, sessionData, sessionEnd, sessionStart } from '../builders.ts';
 import type { EventDraft, KubetrailEvent } from '../model.ts';
 import { toK8sAudit } from './k8s-audit.ts';
 import { activityOf, toOcsf } from './ocsf.ts';
@@ -54,6 +54,18 @@ const DRAFTS: { name: string; draft: EventDraft; audit: boolean; ocsf: boolean }
   },
   { name: 'session.data', draft: sessionData({ actor, correlation: session }, { chunk: 0, stream: 'stdout', offset: 0, t: 12, data: 'aGVsbG8K' }), audit: false, ocsf: false },
   { name: 'guardrail.decision', draft: guardrailDecision({ actor, target }, { policy: 'no-privileged', rule: 'r1', action: 'deny', message: 'privileged pods are refused' }), audit: false, ocsf: true },
+  {
+    name: 'approval.requested',
+    draft: approvalEvent('approval.requested', { actor, target, correlation: { admissionUid: 'adm-2', session: 's-1' } }, { name: 'ar-0123456789-abc', namespace: 'agents', phase: 'Pending', policy: 'p', rule: 'r', verb: 'create', requestSha256: 'a'.repeat(64), expiresAt: '2026-12-07T13:00:00.000Z', minApprovals: 1, approvers: { users: [], groups: ['sre'] } }),
+    audit: false,
+    ocsf: true,
+  },
+  {
+    name: 'approval.decided',
+    draft: approvalEvent('approval.decided', { actor, target }, { name: 'ar-0123456789-abc', namespace: 'agents', phase: 'Approved', policy: 'p', rule: 'r', verb: 'create', decision: { user: 'alice', groups: ['sre'], decision: 'approve', time: '2026-12-07T12:01:00.000Z' } }),
+    audit: false,
+    ocsf: true,
+  },
 ];
 
 test('every event type, sealed, validates against the published native JSON Schema', async () => {

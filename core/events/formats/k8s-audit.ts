@@ -68,7 +68,7 @@ export interface K8sAuditEvent {
 const VERB_OF_OPERATION: Record<string, string> = { CREATE: 'create', UPDATE: 'update', DELETE: 'delete', CONNECT: 'create' };
 
 /** Resource path as the API server builds it: /api/v1/... for the core group, /apis/G/V/... otherwise. */
-export function resourcePath(t: Target | undefined, withName: boolean): string {
+function resourcePath(t: Target | undefined, withName: boolean): string {
   if (t === undefined || t.resource === undefined) return '/';
   const group = t.group ?? '';
   const version = t.version ?? 'v1';
@@ -213,7 +213,7 @@ export function toK8sAudit(e: KubetrailEvent): K8sAuditEvent | undefined {
 }
 
 /** The kind of the records on a k8s-audit topic that are not audit events. */
-export const NON_AUDIT_KIND = 'KubetrailEvent';
+const NON_AUDIT_KIND = 'KubetrailEvent';
 
 /**
  * The k8s-audit value of an event that is not an audit event: its native

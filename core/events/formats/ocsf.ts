@@ -22,7 +22,7 @@
 import type { Decision, KubetrailEvent } from '../model.ts';
 
 /** The OCSF schema version this mapping targets. */
-export const OCSF_VERSION = '1.3.0';
+const OCSF_VERSION = '1.3.0';
 
 /** OCSF API Activity record (the attributes kubetrail fills). */
 export interface OcsfApiActivity {
@@ -124,6 +124,17 @@ export function toOcsf(e: KubetrailEvent): OcsfApiActivity | undefined {
       verb = 'guardrail';
       decision = { allowed: b.action !== 'deny', action: b.action, policy: b.policy, rule: b.rule, message: b.message };
       unmapped['guardrail'] = { ...b };
+      break;
+    }
+    case 'approval.requested':
+    case 'approval.decided':
+    case 'approval.expired':
+    case 'approval.used': {
+      // Human approval (issue 17): an API Activity about the approved request, verb `approval.<step>`.
+      const b = (e as KubetrailEvent<'approval.requested'>).body;
+      verb = e.type;
+      decision = { allowed: b.phase !== 'Denied' && b.phase !== 'Expired', action: 'requireApproval', policy: b.policy, rule: b.rule, message: `ApprovalRequest ${b.namespace}/${b.name} ${b.phase}` };
+      unmapped['approval'] = { ...b };
       break;
     }
     default:

@@ -1,4 +1,8 @@
 /**
+ * `npm run soak:gateway` (needs the harness; a minute by default,
+ * `GATEWAY_LOAD_SECONDS=N` to change it). Not part of `npm test`: a soak run,
+ * kept out of the suite for its length.
+ *
  * Load: 50 concurrent watches plus 200 requests/s for a minute through the
  * gateway (its own process, real event pipeline) to the real API server.
  * Every request succeeds, every watch stays open and keeps receiving events,
@@ -16,7 +20,7 @@ import { test } from 'node:test';
 import autocannon from 'autocannon';
 import { REPO_ROOT } from '../harness/harness.ts';
 import { harness } from '../support/env.ts';
-import { createNamespace, serviceAccountWithToken, uniq } from './support.ts';
+import { createNamespace, serviceAccountWithToken, uniq } from '../gateway/support.ts';
 
 const DURATION_S = Number(process.env['GATEWAY_LOAD_SECONDS'] ?? 60);
 const WATCHES = 50;
