@@ -24,8 +24,9 @@ import {
   helmRunner,
   importedImage,
   kafkaEvents,
-  readyPods,
+  rolloutStatus,
   waitFor,
+  waitReady,
   webhookConfigurations,
   type NodeImage,
 } from './in-cluster-support.ts';
@@ -69,10 +70,10 @@ function values(): string[] {
 }
 
 test('helm install: the pods become Ready with their probes and the leader writes the caBundle', async () => {
-  await createLocalPvs(['kt-webhook-0', 'kt-webhook-1', 'kt-proxy-0', 'kt-proxy-1']);
+  await createLocalPvs(NS, ['webhook-0', 'webhook-1', 'proxy-0', 'proxy-1']);
   const r = await helm(['install', 'kubetrail', CHART, '-n', NS, '--create-namespace', ...values()]);
   assert.equal(r.status, 0, r.stderr);
-  for (const c of ['webhook', 'proxy']) await waitFor(`2 ready ${c} pods`, async () => (await readyPods(NS, c)) === 2, 240_000);
+  for (const c of ['webhook', 'proxy']) await waitReady(NS, c, 2, 240_000);
   const vwc = JSON.parse(await admin(['get', 'validatingwebhookconfiguration', 'kubetrail', '-o', 'json'])) as { webhooks: { clientConfig: { caBundle?: string } }[] };
   for (const w of vwc.webhooks) assert.ok(w.clientConfig.caBundle, 'the leader wrote the caBundle');
 });
@@ -101,7 +102,7 @@ test('helm upgrade with a changed value rolls it out to every pod', async () => 
   const r = await helm(['upgrade', 'kubetrail', CHART, '-n', NS, ...values(), '--set-json', `extraEnv=${JSON.stringify(env)}`]);
   assert.equal(r.status, 0, r.stderr);
   for (const sts of ['kubetrail-webhook', 'kubetrail-proxy']) {
-    await admin(['-n', NS, 'rollout', 'status', `statefulset/${sts}`, '--timeout=300s'], undefined, 320_000);
+    await rolloutStatus(NS, `statefulset/${sts}`, 300);
   }
   for (const c of ['webhook', 'proxy']) {
     const pods = JSON.parse(await admin(['-n', NS, 'get', 'pods', '-l', `app.kubernetes.io/component=${c}`, '-o', 'json'])) as { items: { spec: { containers: { env?: { name: string; value?: string }[] }[] } }[] };

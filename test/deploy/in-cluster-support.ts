@@ -89,11 +89,19 @@ export function userManifests(img: NodeImage, topics: { events: string; sessions
   return { dir, cleanup: () => rmSync(root, { recursive: true, force: true }) };
 }
 
-/** Local PersistentVolumes on the node (no provisioner here), one directory each under the harness run. */
-export async function createLocalPvs(names: readonly string[], sizeGi = 5): Promise<void> {
+/**
+ * Local PersistentVolumes on the node (no provisioner here), one directory
+ * each under the harness run, each pre-bound (claimRef) to the claim of one
+ * StatefulSet replica, `data-kubetrail-<replica>` in `namespace`, as an admin
+ * does with static volumes: a stray claim elsewhere can never take one.
+ */
+export async function createLocalPvs(namespace: string, replicas: readonly string[], sizeGi = 5): Promise<void> {
   const h = harness();
-  const docs = names.map((n) => {
+  const docs = replicas.map((r) => {
+    const n = `kt-${r}`;
+    // Empty, as a new volume is: a spool or chain state left by an earlier run would continue its sequence.
     const d = path.join(h.HARNESS_DIR, 'pv', n);
+    rmSync(d, { recursive: true, force: true });
     mkdirSync(d, { recursive: true });
     return `apiVersion: v1
 kind: PersistentVolume
@@ -102,6 +110,7 @@ spec:
   capacity: {storage: ${sizeGi}Gi}
   accessModes: [ReadWriteOnce]
   persistentVolumeReclaimPolicy: Retain
+  claimRef: {namespace: ${namespace}, name: data-kubetrail-${r}}
   local: {path: "${d}"}
   nodeAffinity:
     required:
@@ -130,7 +139,8 @@ export async function webhookConfigurations(): Promise<string[]> {
 /** Deletes kubetrail's webhook configurations first (a leftover fail-closed entry breaks every later test), then the namespace. */
 export async function forceUninstall(namespace: string): Promise<void> {
   for (const w of await webhookConfigurations().catch(() => [] as string[])) await adminTry(['delete', w, '--ignore-not-found']);
-  await adminTry(['delete', 'clusterrole,clusterrolebinding', 'kubetrail-proxy', 'kubetrail-webhook', 'kubetrail-webhook-configurations', '--ignore-not-found']);
+  // Every cluster-scoped RBAC object of the install, by the label the manifests and the chart set (the CRD stays, as helm keeps CRDs).
+  await adminTry(['delete', 'clusterrole,clusterrolebinding', '-l', 'app.kubernetes.io/part-of=kubetrail', '--ignore-not-found']);
   await adminTry(['delete', 'namespace', namespace, '--ignore-not-found', '--timeout=120s'], undefined, 150_000);
 }
 
@@ -171,6 +181,46 @@ export async function readyPods(namespace: string, component: string): Promise<n
   const out = await admin(['-n', namespace, 'get', 'pods', '-l', `app.kubernetes.io/component=${component}`, '-o', 'json']);
   const pods = (JSON.parse(out) as { items: { metadata: { deletionTimestamp?: string }; status: { conditions?: { type: string; status: string }[] } }[] }).items;
   return pods.filter((p) => !p.metadata.deletionTimestamp && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length;
+}
+
+/**
+ * What a reader needs when pods do not become Ready: the namespace's pods, claims and
+ * events, the volumes, the node's conditions, taints and allocations, and the
+ * not-ready pods' description and last log lines (kubetrail's own logs, which never
+ * carry a token or session bytes). Never throws.
+ */
+export async function clusterDiagnostics(namespace: string): Promise<string> {
+  const out: string[] = [];
+  const section = async (title: string, args: readonly string[]): Promise<void> => {
+    const r = await adminTry(args, undefined, 30_000).catch((err: unknown) => ({ status: 1, stdout: '', stderr: String(err) }));
+    out.push(`--- ${title}\n${(r.stdout + r.stderr).trim().slice(-6000)}`);
+  };
+  await section('pods, claims', ['-n', namespace, 'get', 'pods,pvc', '-o', 'wide']);
+  await section('persistent volumes', ['get', 'pv', '-o', 'wide']);
+  await section('events', ['-n', namespace, 'get', 'events', '--sort-by=.lastTimestamp']);
+  await section('node', ['describe', 'node']);
+  const pods = await adminTry(['-n', namespace, 'get', 'pods', '-o', 'json'], undefined, 30_000).catch(() => undefined);
+  const items = pods?.status === 0 ? (JSON.parse(pods.stdout) as { items: { metadata: { name: string }; status: { conditions?: { type: string; status: string }[] } }[] }).items : [];
+  for (const p of items.filter((i) => !i.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))) {
+    await section(`describe ${p.metadata.name}`, ['-n', namespace, 'describe', 'pod', p.metadata.name]);
+    await section(`logs ${p.metadata.name}`, ['-n', namespace, 'logs', p.metadata.name, '--all-containers', '--tail=40']);
+  }
+  return out.join('\n');
+}
+
+/** Waits for `count` Ready pods of a component; on timeout the error carries clusterDiagnostics. */
+export async function waitReady(namespace: string, component: string, count: number, timeoutMs: number, what = `${count} ready ${component} pods`): Promise<void> {
+  try {
+    await waitFor(what, async () => (await readyPods(namespace, component)) === count, timeoutMs);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${await clusterDiagnostics(namespace)}`);
+  }
+}
+
+/** `kubectl rollout status` that, when it fails, throws with clusterDiagnostics. */
+export async function rolloutStatus(namespace: string, workload: string, timeoutS: number): Promise<void> {
+  const r = await adminTry(['-n', namespace, 'rollout', 'status', workload, `--timeout=${timeoutS}s`], undefined, (timeoutS + 30) * 1000);
+  if (r.status !== 0) throw new Error(`kubectl rollout status ${workload} failed (exit ${r.status}): ${r.stderr}\n${await clusterDiagnostics(namespace)}`);
 }
 
 /** helm as built by test/deploy/build-helm.sh, its HELM_* paths under `scratch` (nothing of the user's helm setup is read or written). */

@@ -27,10 +27,11 @@ import {
   forceUninstall,
   importedImage,
   kafkaEvents,
-  readyPods as readyPodsIn,
+  rolloutStatus,
   userManifests,
   verifyTopic,
   waitFor,
+  waitReady,
   webhookConfigurations,
   type NodeImage,
 } from './in-cluster-support.ts';
@@ -57,16 +58,14 @@ after(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-const readyPods = (component: string): Promise<number> => readyPodsIn(NS, component);
-
 test('one apply installs kubetrail: its pods become Ready with their probes and the spool claims bind', async () => {
   assert.ok(manifests);
   const started = Date.now();
   // The volumes exist first, as on a cluster with static local storage: an admin's PV create is
   // cluster-scoped and fail-closed while no webhook runs (docs/known-issues.md).
-  await createLocalPvs(['kt-webhook-0', 'kt-webhook-1', 'kt-proxy-0', 'kt-proxy-1']);
+  await createLocalPvs(NS, ['webhook-0', 'webhook-1', 'proxy-0', 'proxy-1']);
   await admin(['apply', '-k', manifests.dir], undefined, 180_000);
-  for (const c of ['webhook', 'proxy']) await waitFor(`2 ready ${c} pods`, async () => (await readyPods(c)) === 2, 240_000);
+  for (const c of ['webhook', 'proxy']) await waitReady(NS, c, 2, 240_000);
   const pvcs = JSON.parse(await admin(['-n', NS, 'get', 'pvc', '-o', 'json'])) as { items: { metadata: { name: string }; status: { phase: string } }[] };
   // The claims of the two replicas of each (a claim another test's install left behind, e.g. a third replica's, is not ours).
   const ours = ['data-kubetrail-proxy-0', 'data-kubetrail-proxy-1', 'data-kubetrail-webhook-0', 'data-kubetrail-webhook-1'];
@@ -204,7 +203,7 @@ test('a rolling restart of the webhook and the gateway under a steady write load
   try {
     for (const sts of ['kubetrail-webhook', 'kubetrail-proxy']) {
       await admin(['-n', NS, 'rollout', 'restart', `statefulset/${sts}`]);
-      await admin(['-n', NS, 'rollout', 'status', `statefulset/${sts}`, '--timeout=240s'], undefined, 260_000);
+      await rolloutStatus(NS, `statefulset/${sts}`, 240);
     }
   } finally {
     await w.stop();
@@ -238,7 +237,7 @@ test('lock-out drill: with the webhook scaled to 0, kube-system and kubetrail\'s
   // The API server dials the Service's ClusterIP (its default service resolver): no endpoint there is a refused connection.
   assert.match(refused.stderr, /failed to call webhook: Post "https:\/\/kubetrail-webhook\.kubetrail\.svc:443\/validate\?timeout=5s": (dial tcp [0-9.]+:443: connect: connection refused|context deadline exceeded)/);
   await admin(['-n', NS, 'scale', 'statefulset/kubetrail-webhook', '--replicas=2']);
-  await waitFor('2 ready webhook pods again', async () => (await readyPods('webhook')) === 2, 180_000);
+  await waitReady(NS, 'webhook', 2, 180_000, '2 ready webhook pods again');
   await waitFor('writes admitted again', async () => (await adminTry(['-n', 'agents', 'create', 'configmap', `drill-${id}`])).status === 0 || undefined, 60_000);
   await admin(['-n', 'agents', 'label', 'configmap', `drill-${id}`, `kubetrail.test/run=${id}`, '--overwrite']);
 });

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { cacheDir } from '../harness/harness.ts';
-import { kubectl, productEnv, run, type CommandResult } from '../support/env.ts';
+import { harness, kubectl, productEnv, run, type CommandResult } from '../support/env.ts';
 import { REPO } from './policies-sync.ts';
 
 export { REPO };
@@ -134,14 +134,29 @@ export async function skaffoldSchema(): Promise<Record<string, unknown>> {
 }
 
 /**
- * Deletes a namespace and waits until it is gone. The harness runs no
- * kube-controller-manager, so nothing would ever empty a deleted namespace's
- * finalizers: do what the namespace controller does for an empty namespace.
+ * Deletes a namespace and waits until it is gone. With the harness's
+ * kube-controller-manager (the default), its namespace controller empties the
+ * namespace first, as in any cluster. Finalizing the namespace by hand instead
+ * would leave its objects in etcd, and a later namespace of the same name
+ * would inherit them: a StatefulSet's leftover claims then bind the next
+ * install's volumes (what failed test/deploy/in-cluster.test.ts after the
+ * Helm test). Without a controller manager (KUBETRAIL_NODE=0) nothing would
+ * ever empty it: its claims (the objects a later install could adopt) are
+ * deleted here, then it is finalized as the namespace controller would.
  */
 export async function deleteNamespace(kubeconfig: string, name: string): Promise<void> {
   await kubectl(kubeconfig, ['delete', 'namespace', name, '--ignore-not-found', '--wait=false']);
+  if (harness().NODE_NAME) {
+    const gone = await kubectl(kubeconfig, ['wait', '--for=delete', `namespace/${name}`, '--timeout=180s'], undefined, { timeoutMs: 200_000 });
+    if (gone.status !== 0 && !/not found/i.test(gone.stderr)) throw new Error(`namespace ${name} was not deleted within 180 s: ${gone.stderr}`);
+    return;
+  }
   const got = await kubectl(kubeconfig, ['get', 'namespace', name, '-o', 'json']);
   if (got.status !== 0) return;
+  await kubectl(kubeconfig, ['-n', name, 'delete', 'pvc', '--all', '--wait=false']);
+  for (const pvc of (await kubectl(kubeconfig, ['-n', name, 'get', 'pvc', '-o', 'name'])).stdout.split('\n').filter(Boolean)) {
+    await kubectl(kubeconfig, ['-n', name, 'patch', pvc, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
+  }
   const ns = JSON.parse(got.stdout) as { spec?: { finalizers?: string[] } };
   ns.spec = { ...ns.spec, finalizers: [] };
   await kubectl(kubeconfig, ['replace', '--raw', `/api/v1/namespaces/${name}/finalize`, '-f', '-'], JSON.stringify(ns));
