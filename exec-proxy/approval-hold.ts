@@ -59,14 +59,19 @@ export async function holdForApproval(hold: ApprovalHold, ref: ApprovalRef, sign
   return effectivePhase(ar, Date.now());
 }
 
+/** What the caller is told when the hold ran out (or the ApprovalRequest was denied or expired). */
+export function heldMessage(ref: ApprovalRef, phase: ApprovalPhase, heldMs: number, what = 'request'): string {
+  const wait = `kubetrail approvals wait ${ref.name} -n ${ref.namespace}`;
+  const approve = `kubetrail approvals approve ${ref.name} -n ${ref.namespace}`;
+  return phase === 'Pending'
+    ? `kubetrail: this ${what} needs approval; ApprovalRequest ${ref.namespace}/${ref.name} is still Pending after ${Math.round(heldMs / 1000)} s. Wait for it: ${wait}; an approver runs: ${approve}; then retry the same ${what}.`
+    : `kubetrail: ApprovalRequest ${ref.namespace}/${ref.name} is ${phase}; the ${what} was not forwarded.`;
+}
+
 /** The Status the client gets when the hold ran out (or the ApprovalRequest was denied or expired). */
 export function heldStatusBody(ref: ApprovalRef, phase: ApprovalPhase, heldMs: number): Buffer {
   const wait = `kubetrail approvals wait ${ref.name} -n ${ref.namespace}`;
-  const approve = `kubetrail approvals approve ${ref.name} -n ${ref.namespace}`;
-  const message =
-    phase === 'Pending'
-      ? `kubetrail: this request needs approval; ApprovalRequest ${ref.namespace}/${ref.name} is still Pending after ${Math.round(heldMs / 1000)} s. Wait for it: ${wait}; an approver runs: ${approve}; then retry the same request.`
-      : `kubetrail: ApprovalRequest ${ref.namespace}/${ref.name} is ${phase}; the request was not forwarded.`;
+  const message = heldMessage(ref, phase, heldMs);
   return Buffer.from(
     JSON.stringify({
       kind: 'Status',

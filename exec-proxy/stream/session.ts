@@ -1,12 +1,14 @@
 /**
  * One exec/attach session: the client's WebSocket (already accepted), the
  * upstream WebSocket to the API server (opened here, as the impersonated
- * caller), and the orchestration between them — parsing, guardrails and
- * close handling here; output masking (output-masking.ts), backpressure
- * (backpressure.ts), recording (recorder.ts) and the upstream TLS cache
- * (upstream-tls.ts) in their own modules. It stays a little over 400 lines
- * because it is the one state machine of a session's life (open, relay,
- * close, end record); splitting it further would scatter its transitions.
+ * caller), and the orchestration between them — parsing, guardrails, the
+ * hold for a session's approval and close handling here; typed lines
+ * (typed-line-relay.ts), approvals (session-approvals.ts), output masking
+ * (output-masking.ts), backpressure (backpressure.ts), recording
+ * (recorder.ts) and the upstream TLS cache (upstream-tls.ts) in their own
+ * modules. It stays near 480 lines because it is the one state machine of a
+ * session's life (open, hold, relay, close, end record); splitting it further
+ * would scatter its transitions.
  */
 import { WebSocket, type RawData } from 'ws';
 import type { IncomingMessage } from 'node:http';
@@ -20,15 +22,15 @@ import { CLOSE, StreamError } from './errors.ts';
 import { OutputMasking } from './output-masking.ts';
 import { CHANNEL, encodeFrame, exitCodeFromStatus, sessionOutcome, type StreamProtocol } from './protocol.ts';
 import { SessionRecorder } from './recorder.ts';
-import { TypedLineGuard, type LineJudgement } from './typed-line-guard.ts';
+import { TypedLineGuard } from './typed-line-guard.ts';
+import { TypedLineRelay } from './typed-line-relay.ts';
 import { upstreamTls } from './upstream-tls.ts';
 import { flattenHeaders, relayableCloseCode, sendFailureAndClose, toBuffer, upstreamUrl, wireLimit } from './wire.ts';
 import type { StreamContext } from './context.ts';
 import { execOptions, type ExecOptions } from './exec-options.ts';
-import { approvalOfDenial, heldStatusBody, holdForApproval, type ApprovalRef } from '../approval-hold.ts';
-import { approvalBodySha256 } from '../../core/approvals/hash.ts';
-import type { GateAnswer } from '../../core/approvals/gate.ts';
+import { approvalOfDenial, type ApprovalRef } from '../approval-hold.ts';
 import type { ApprovalRequirement } from '../../core/approvals/types.ts';
+import { SessionApprovals } from './session-approvals.ts';
 
 const MAX_STATUS_BYTES = 64 * 1024;
 
@@ -46,14 +48,13 @@ export class ExecSession {
   #fromClient: ChannelParser;
   #fromUpstream: ChannelParser;
   #masking: OutputMasking | undefined;
-  #guard: TypedLineGuard | undefined;
+  #lines: TypedLineRelay | undefined;
+  readonly #approvals: SessionApprovals;
   #bytesIn = 0;
   #bytesOut = 0;
   #status = '';
   #outcome: Outcome | undefined;
   #error: string | undefined;
-  #linesChecked = 0;
-  #linesBlocked = 0;
   #size: { width: number; height: number } | undefined;
   #ended = false;
   #done: Promise<void>;
@@ -88,6 +89,7 @@ export class ExecSession {
       user: ctx.identity,
     };
     this.#flow = new Backpressure(client);
+    this.#approvals = new SessionApprovals(ctx, this.#opts);
     this.#done = new Promise((r) => (this.#resolveDone = r));
   }
 
@@ -171,7 +173,17 @@ export class ExecSession {
       },
     );
     if (this.#opts.tty && this.#opts.stdin && hasLineRules(this.#ctx.execPolicies(), this.#input)) {
-      this.#guard = new TypedLineGuard((line, opaque) => judgeTypedLine(this.#ctx.execPolicies(), { ...this.#input, line }, opaque).decision, { maxLineBytes: this.#ctx.limits.maxLineBytes });
+      const guard = new TypedLineGuard((line, opaque) => judgeTypedLine(this.#ctx.execPolicies(), { ...this.#input, line }, opaque), { maxLineBytes: this.#ctx.limits.maxLineBytes });
+      this.#lines = new TypedLineRelay(guard, this.#approvals, {
+        toContainer: (keys) => this.#upstream && this.#sendChannel(this.#upstream, 'client', CHANNEL.STDIN, keys),
+        toUser: (text) => this.#deliverOutput(CHANNEL.STDOUT, Buffer.from(text), false),
+        record: (decision, data) => void this.#recorder.decision(decision, data),
+        ended: () => this.#ended,
+        onClientClose: (f) => {
+          this.#client.once('close', f);
+          return () => this.#client.off('close', f);
+        },
+      });
     }
     this.#client.on('message', (data, isBinary) => this.#onClientMessage(data, isBinary));
     this.#openUpstream();
@@ -249,100 +261,49 @@ export class ExecSession {
 
   /**
    * An ExecPolicy rule requires approval: the gateway finds or creates the
-   * ApprovalRequest (core/approvals/gate.ts, as the webhook does) and holds
-   * the session before its upstream opens, with the same hold as a CONNECT
-   * the webhook denied for approval. Once approved it asks again, which marks
-   * the approval used, and opens.
+   * ApprovalRequest (session-approvals.ts, through the gate the webhook uses
+   * too) and holds the session before its upstream opens, with the same hold
+   * as a CONNECT the webhook denied for approval. Once approved it asks
+   * again, which marks the approval used, and opens.
    */
   async #policyApproval(need: ApprovalRequirement): Promise<void> {
-    const gate = this.#ctx.approvals?.gate;
     const refuse = (message: string, reason = 'Forbidden', code = 403): void => {
       this.#outcome = 'denied';
       if (this.#client.readyState === WebSocket.OPEN) sendFailureAndClose(this.#client, this.#proto, message, reason, code);
       void this.#finish();
     };
-    if (gate === undefined) {
-      refuse(`kubetrail: ${need.reason} (ExecPolicy ${need.policy}/${need.rule} requires approval by ${need.approval}; approvals are not configured on this gateway, so nothing can approve it)`);
-      return;
-    }
-    const t = this.#ctx.target;
-    const u = this.#ctx.identity;
-    const o = this.#opts;
-    const query = {
-      requester: { username: u.username, groups: [...u.groups], ...(u.uid ? { uid: u.uid } : {}) },
-      request: {
-        kind: 'exec' as const,
-        verb: 'connect',
-        apiGroup: '',
-        apiVersion: 'v1',
-        resource: 'pods',
-        subresource: t.subresource,
-        namespace: t.namespace,
-        name: t.pod,
-        pod: t.pod,
-        ...(o.container ? { container: o.container } : {}),
-        command: [...o.command],
-        // Bound to what the session would run, as the webhook binds a CONNECT to its PodExecOptions.
-        bodySha256: approvalBodySha256({ container: o.container, command: o.command, stdin: o.stdin, tty: o.tty }, []),
-      },
-      need,
-      correlation: { session: this.#ctx.sessionId },
-      dryRun: false,
-      namespace: t.namespace,
-      authn: u.authn,
-    };
-    const ask = async (): Promise<GateAnswer | undefined> => {
-      try {
-        return await gate.decide(query);
-      } catch (err) {
-        this.#ctx.log.warn({ err, code: (err as { code?: unknown }).code }, 'approvals could not be checked; session refused');
-        refuse('kubetrail could not check approvals (the API server could not be asked); the session is refused', 'ServiceUnavailable', 503);
-        return undefined;
-      }
-    };
-    const first = await ask();
-    if (first === undefined || this.#ended) return;
+    const first = await this.#approvals.ask(need);
+    if (this.#ended) return;
     if (first.allowed) return this.#startRelay();
-    if (first.name === undefined || first.namespace === undefined) return refuse(`kubetrail: ${first.message}`);
-    await this.#holdForApproval({ name: first.name, namespace: first.namespace }, async () => {
-      const again = await ask();
-      if (again === undefined || this.#ended) return;
+    if (!('wait' in first)) return refuse(first.message, first.reason, first.code);
+    await this.#holdForApproval(first.wait, async () => {
+      const again = await this.#approvals.ask(need);
+      if (this.#ended) return;
       if (again.allowed) this.#startRelay();
-      else refuse(`kubetrail: ${again.message}`);
+      else if ('wait' in again) refuse(`kubetrail: ApprovalRequest ${again.wait.namespace}/${again.wait.name} is not approved; the session was not opened`);
+      else refuse(again.message, again.reason, again.code);
     });
   }
 
   /** Tells the user what they wait for, waits (bounded) for the decision, then goes on (`approved`) or fails with the Status. */
   async #holdForApproval(ref: ApprovalRef, approved: () => void | Promise<void>): Promise<void> {
-    const hold = this.#ctx.approvals;
-    if (hold === undefined) return;
     const ch = this.#opts.stderr && !this.#opts.tty ? CHANNEL.STDERR : CHANNEL.STDOUT;
-    const note = `kubetrail: waiting for approval ${ref.name} (an approver runs: kubetrail approvals approve ${ref.name} -n ${ref.namespace})${this.#opts.tty ? '\r\n' : '\n'}`;
-    if (this.#client.readyState === WebSocket.OPEN) this.#sendChannel(this.#client, 'upstream', ch, Buffer.from(note));
+    if (this.#client.readyState === WebSocket.OPEN) this.#sendChannel(this.#client, 'upstream', ch, Buffer.from(this.#approvals.waitingNote(ref, false)));
     const gone = new AbortController();
     const onClose = (): void => gone.abort();
     this.#client.once('close', onClose);
-    const started = performance.now();
-    let phase: Awaited<ReturnType<typeof holdForApproval>> = 'Pending';
-    try {
-      phase = await holdForApproval(hold, ref, gone.signal);
-    } catch (err) {
-      this.#ctx.log.warn({ err, approval: ref.name }, 'could not watch the ApprovalRequest');
-    } finally {
-      this.#client.off('close', onClose);
-    }
+    const result = await this.#approvals.wait(ref, gone.signal, 'session').finally(() => this.#client.off('close', onClose));
     if (this.#ended || this.#client.readyState !== WebSocket.OPEN) {
       void this.#finish();
       return;
     }
-    if (phase === 'Approved') {
+    if (result.phase === 'Approved') {
       await approved();
       return;
     }
-    const st = JSON.parse(heldStatusBody(ref, phase, performance.now() - started).toString('utf8')) as { message: string };
     this.#outcome = 'error';
     this.#error = 'upstream HTTP 403';
-    sendFailureAndClose(this.#client, this.#proto, st.message, 'Forbidden', 403);
+    sendFailureAndClose(this.#client, this.#proto, result.message, 'Forbidden', 403);
     void this.#finish();
   }
 
@@ -370,12 +331,8 @@ export class ExecSession {
       const masking = this.#masking as OutputMasking;
       masking.recordStdin(frame.payload);
       masking.noteTyped(frame.payload);
-      if (this.#guard) {
-        const { chunks, judged } = this.#guard.feed(frame.payload);
-        const forward = chunks.length === 1 ? (chunks[0] as { data: Buffer }).data : Buffer.concat(chunks.map((c) => c.data));
-        if (forward.length > 0) this.#sendChannel(up, 'client', CHANNEL.STDIN, forward);
-        for (const j of judged) this.#onLineJudged(j);
-      } else {
+      if (this.#lines) this.#lines.feed(frame.payload);
+      else {
         this.#forwardRaw(up, 'client', data, isBinary);
       }
     } else if (frame.channel === CHANNEL.RESIZE) {
@@ -386,19 +343,6 @@ export class ExecSession {
       this.#ctx.log.debug({ channel: frame.channel }, 'client frame on a server channel dropped');
     }
     this.#flow.checkRecorder('client', this.#recorder);
-  }
-
-  #onLineJudged({ line, opaque, decision }: LineJudgement): void {
-    this.#linesChecked++;
-    if (decision.allowed) {
-      if (decision.action === 'audit') void this.#recorder.decision(decision, { line });
-      return;
-    }
-    this.#linesBlocked++;
-    void this.#recorder.decision(decision, { line, opaque });
-    // Not executed (the guard withheld its Enter and cleared the remote line): tell the user why on their terminal.
-    const msg = Buffer.from(`\r\nkubetrail: line blocked: ${decision.message ?? 'denied by policy'} (ExecPolicy ${decision.policy}/${decision.rule})\r\n`);
-    this.#deliverOutput(CHANNEL.STDOUT, msg, false);
   }
 
   #deliverOutput(ch: number, payload: Buffer, fromUpstream: boolean, raw?: Buffer, rawBinary = true): void {
@@ -519,7 +463,7 @@ export class ExecSession {
       ...(st.exitCode !== undefined ? { exitCode: st.exitCode } : {}),
       ...(this.#error !== undefined ? { error: this.#error } : st.failure !== undefined ? { error: st.failure } : {}),
       ...(Object.keys(masked).length > 0 ? { masked } : {}),
-      ...(this.#guard ? { linesChecked: this.#linesChecked, linesBlocked: this.#linesBlocked } : {}),
+      ...(this.#lines ? { linesChecked: this.#lines.checked, linesBlocked: this.#lines.blocked } : {}),
       ...(this.#size ? { width: this.#size.width, height: this.#size.height } : {}),
     };
     try {

@@ -4,7 +4,10 @@
  * policy and rule; the requester) and holds the session before its upstream
  * opens; an approver approves with the CLI while it is held; the command then
  * runs in the container and the session is recorded with the approval events
- * beside it. A denied one ends with the Status naming it and never runs.
+ * beside it. A denied one ends with the Status naming it and never runs. A
+ * typed line whose `on: line` rule requires approval is held at its Enter in
+ * a real busybox shell under `kubectl exec -it`: approved, it runs as typed
+ * and the keys typed meanwhile follow it; denied, it is cleared and never runs.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -15,6 +18,7 @@ import { kubectl } from '../support/env.ts';
 import { startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
 import { approvalsCli, approverRbac, applyAsAdmin, installCrd, registerApprovalWebhook, serviceAccountUsers, type TestUser } from '../approvals/support.ts';
 import { nodeEnv, runPod, startNodeGateway, type NodeGateway } from './support.ts';
+import { interactive, sessionEnd } from '../exec/helpers.ts';
 import type { ApprovalRequest } from '../../core/approvals/types.ts';
 
 const id = uniqueId();
@@ -105,4 +109,77 @@ test('a denied exec approval ends the session with the Status naming it; nothing
   assert.notEqual(r.status, 0);
   assert.doesNotMatch(r.stdout, /must-not-run/);
   assert.match(r.stderr, new RegExp(`ApprovalRequest agents/${ar.metadata.name} is Denied`));
+});
+
+const linePolicy = compileExecPolicy(
+  {
+    apiVersion: 'kubetrail.io/v1alpha1',
+    kind: 'ExecPolicy',
+    metadata: { name: 'agents-line-approval' },
+    spec: {
+      match: { namespaces: ['agents'] },
+      approval: 'platform-oncall',
+      rules: [{ name: 'touch-needs-approval', on: 'line', action: 'requireApproval', expression: 'line.startsWith("touch ")', message: 'touching files needs approval' }],
+    },
+  },
+  'test',
+);
+
+test('a typed line a requireApproval line rule holds runs as typed once approved, keys typed meanwhile follow it; a denied line is cleared and never runs', async (t) => {
+  const env = nodeEnv();
+  const pod = await runPod(t, `kt-line-appr-${id}`, { command: ['sleep', '3600'] });
+  const lg = await startNodeGateway({ execPolicies: [linePolicy], approvals: { kubeconfig: env.ADMIN_KUBECONFIG, namespace: 'agents', holdSeconds: 50 } });
+  t.after(() => lg.close());
+  const store = new ApprovalStore({ kubeconfig: env.ADMIN_KUBECONFIG });
+  // The approver: approves the line that touches approved-line, denies the other; a moment after each appears,
+  // so the keys typed during the wait are typed while the line is held.
+  const seen: ApprovalRequest[] = [];
+  let stop = false;
+  const approverDone = (async () => {
+    while (!stop) {
+      for (const ar of await store.list('agents')) {
+        if (ar.spec.request.kind !== 'line' || ar.spec.request.pod !== pod || seen.some((s) => s.metadata.name === ar.metadata.name)) continue;
+        seen.push(ar);
+        await new Promise((r) => setTimeout(r, 1500));
+        const verb = ar.spec.request.line?.includes('approved-line') ? 'approve' : 'deny';
+        assert.equal((await approvalsCli(approver.kubeconfig, [verb, ar.metadata.name, '-n', 'agents'])).status, 0);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
+  const r = await interactive(
+    `kubectl --kubeconfig ${lg.kubeconfig} exec -it ${pod} -- sh`,
+    [
+      { after: /[$#] (\x1b\[6n)?$/, send: 'touch /tmp/approved-line && echo line-$((40+2))\r' },
+      { after: /waiting for approval ar-/, send: 'echo typed-ahead-$((1+1))\r' },
+      { after: /typed-ahead-2\r?\n/, send: 'touch /tmp/denied-line\r' },
+      { after: /line blocked: ApprovalRequest agents\/ar-\S+ is Denied/, send: 'ls /tmp/approved-line && (ls /tmp/denied-line || echo not-there)\r' },
+      { after: /not-there\r?\n/, send: 'exit 5\r' },
+    ],
+    { timeoutMs: 150_000 },
+  );
+  stop = true;
+  await approverDone;
+  assert.match(r.output, /kubetrail: waiting for approval ar-\S+ \(an approver runs: kubetrail approvals approve ar-\S+ -n agents\); ctrl-c gives up/);
+  assert.match(r.output, /line-42/);
+  assert.ok(r.output.indexOf('line-42') < r.output.indexOf('typed-ahead-2'), 'the approved line ran before the keys typed during the wait');
+  assert.match(r.output, /not-there/, 'the denied line did not run');
+  assert.equal(r.status, 5, r.output);
+  const approved = seen.find((a) => a.spec.request.line?.includes('approved-line'));
+  assert.ok(approved, 'an ApprovalRequest of kind line');
+  assert.equal(approved.spec.request.line, 'touch /tmp/approved-line && echo line-$((40+2))');
+  assert.deepEqual(approved.spec.request.command, ['sh']);
+  assert.equal(approved.spec.rule, 'touch-needs-approval');
+  assert.equal(approved.spec.requester.username, 'agent-ci');
+  assert.equal((await store.get('agents', approved.metadata.name)).status?.phase, 'Used');
+  const sink = lg.memory as MemorySink;
+  const sid = approved.spec.correlation.sessionId as string;
+  const end = await sessionEnd(sink, sid);
+  assert.equal(end.linesBlocked, 1);
+  assert.equal(end.exitCode, 5);
+  const used = sink.events.find((e) => e.type === 'approval.used' && (e.body as { name: string }).name === approved.metadata.name);
+  assert.equal(used?.correlation?.session, sid, 'approval.used names the session');
+  const requested = sink.events.filter((e) => e.type === 'approval.requested' && seen.some((a) => a.metadata.name === (e.body as { name: string }).name));
+  assert.equal(requested.length, 2, 'each held line has its approval.requested');
+  assert.ok(requested.every((e) => e.correlation?.session === sid));
 });

@@ -111,7 +111,7 @@ for (const shell of SHELLS) {
       const dir = mkdtempSync(path.join(tmpdir(), 'typed-line-'));
       try {
         writeFileSync(path.join(dir, '.history'), (c.history ?? []).map((l) => `${l}\n`).join(''));
-        const guard = new TypedLineGuard((line, opaque) => judgeTypedLine([policy], { ...input, line }, opaque).decision);
+        const guard = new TypedLineGuard((line, opaque) => judgeTypedLine([policy], { ...input, line }, opaque));
         // Afterwards: clear the line, and type an allowed line, which must run.
         const segments = segmentsFor(guard, [...c.keys, '\x05\x15\r', 'echo ok > ok\r']);
         const transcript = runShell(shell, dir, segments);
