@@ -69,11 +69,18 @@ export function adminTry(args: readonly string[], input?: string, timeoutMs = 12
  * manifests/kustomization.yaml (the one documented place), and the Kafka
  * brokers and topics in the self-managed config.
  */
-export function userManifests(img: NodeImage, topics: { events: string; sessions: string }): { dir: string; cleanup: () => void } {
-  const h = harness();
-  if (!h.KAFKA_NODE_BROKERS) throw new Error('the harness Kafka has no pod listener (KAFKA_NODE_BROKERS): restart the harness');
+export function userManifests(img: Pick<NodeImage, 'name' | 'tag'>, topics: { events: string; sessions: string }): { dir: string; cleanup: () => void } {
   const root = mkdtempSync(path.join(tmpdir(), 'kt-incluster-'));
   const dir = path.join(root, 'manifests');
+  writeUserManifests(dir, img, topics);
+  return { dir, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+/** Writes that copy of manifests/ into `dir` (replacing what is there). */
+export function writeUserManifests(dir: string, img: Pick<NodeImage, 'name' | 'tag'>, topics: { events: string; sessions: string }): void {
+  const h = harness();
+  if (!h.KAFKA_NODE_BROKERS) throw new Error('the harness Kafka has no pod listener (KAFKA_NODE_BROKERS): restart the harness');
+  rmSync(dir, { recursive: true, force: true });
   cpSync(path.join(REPO, 'manifests'), dir, { recursive: true, filter: (src) => !/\/overlays\/[^/]+\/certs(\/|$)|\/components\/production\/secrets(\/|$)/.test(src) });
   const kust = path.join(dir, 'kustomization.yaml');
   const k = readFileSync(kust, 'utf8');
@@ -86,7 +93,6 @@ export function userManifests(img: NodeImage, topics: { events: string; sessions
   const c2 = c.replace(/^cluster: .*$/m, `cluster: harness\n${kafka}`);
   if (c2 === c) throw new Error('no cluster: line in the self-managed config');
   writeFileSync(cfg, c2);
-  return { dir, cleanup: () => rmSync(root, { recursive: true, force: true }) };
 }
 
 /**
