@@ -7,7 +7,9 @@
  * and medians, the API server's own latency of each webhook call,
  * kubetrail's own time per review, CPU per pod of each process and TLS
  * connections opened. `BENCH_POD_STAMP=1` adds no-op webhooks answering with
- * kubetrail's stamp patch (what the API server pays for a patch).
+ * kubetrail's stamp patch (what the API server pays for a patch). The
+ * in-process peer, a ValidatingAdmissionPolicy with the starter pack's pod
+ * rules (webhook/vap.ts), is a case of its own (`BENCH_POD_VAP=0` leaves it out).
  */
 import type { HarnessEnv } from '../../harness/harness.ts';
 import { kubectl } from '../../support/env.ts';
@@ -16,6 +18,7 @@ import { harnessPids, machineBusyMs, procCpuMs } from '../lib/cpu.ts';
 import { childStats, stopChild, type Child } from '../lib/children.ts';
 import { createPods, deletePods, webhookCallStats } from './apiserver.ts';
 import type { ChildStats, TlsCounts } from './servers.ts';
+import { registerVap } from './vap.ts';
 
 const fmt = (n: number, d = 0): string => n.toFixed(d);
 
@@ -37,16 +40,19 @@ export async function podsScenario(o: { env: HarnessEnv; hook: Child; start: (mo
     name: string;
     label: string;
     server?: Child;
+    vap?: boolean;
   }
   const cases: Case[] = [
     { name: 'without', label: `${id}-none` },
     { name: 'no-op', label: `${id}-noop`, server: noop },
     ...(stamp ? [{ name: 'no-op + stamp', label: `${id}-stamp`, server: stamp }] : []),
+    ...(process.env['BENCH_POD_VAP'] === '0' ? [] : [{ name: 'VAP', label: `${id}-vap`, vap: true }]),
     { name: 'kubetrail', label: id, server: hook },
   ];
   const unregs: (() => Promise<void>)[] = [];
   try {
     for (const c of cases) {
+      if (c.vap) unregs.push(await registerVap(env, c.label));
       if (!c.server) continue;
       const server = c.server;
       const seen =
@@ -125,7 +131,11 @@ export async function podsScenario(o: { env: HarnessEnv; hook: Child; start: (mo
     process.stdout.write(`  with no-op validate+mutate webhooks (the floor of any webhook): median ${fmt(median(o), 1)} pods/s; ratio to without per round ${list(ratios(o, w), 2)}, median ${fmt(median(ratios(o, w)), 2)}\n`);
     const st = rates.get('no-op + stamp');
     if (st) process.stdout.write(`  with no-op webhooks returning kubetrail's stamp patch: median ${fmt(median(st), 1)} pods/s; ratio to without per round ${list(ratios(st, w), 2)}, median ${fmt(median(ratios(st, w)), 2)}\n`);
+    const vap = rates.get('VAP');
+    if (vap) process.stdout.write(`  with a ValidatingAdmissionPolicy (the starter pack's pod rules, in-process CEL): median ${fmt(median(vap), 1)} pods/s; ratio to without per round ${list(ratios(vap, w), 2)}, median ${fmt(median(ratios(vap, w)), 2)}\n`);
     process.stdout.write(`  with kubetrail validate+mutate+Kafka: median ${fmt(median(k), 1)} pods/s\n`);
+    if (vap) process.stdout.write(`  kubetrail / VAP per round ${list(ratios(k, vap), 2)}, median ${fmt(median(ratios(k, vap)), 2)} (no target: VAP makes no network call, records nothing and stamps nothing)\n`);
+    if (st) process.stdout.write(`  kubetrail / no-op + stamp per round ${list(ratios(k, st), 2)}, median ${fmt(median(ratios(k, st)), 2)} (target >= 0.9)\n`);
     process.stdout.write(`  ratio with / without: per round ${list(ratios(k, w), 2)}, median ${fmt(median(ratios(k, w)), 2)}; kubetrail / no-op webhooks per round ${list(ratios(k, o), 2)}, median ${fmt(median(ratios(k, o)), 2)}\n`);
     for (const [which, acc] of apiserver) {
       for (const [name, e] of acc) {
