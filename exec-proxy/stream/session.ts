@@ -20,7 +20,8 @@ import { Backpressure, type Side } from './backpressure.ts';
 import { ChannelParser } from './channel-parser.ts';
 import { CLOSE, StreamError } from './errors.ts';
 import { OutputMasking } from './output-masking.ts';
-import { CHANNEL, encodeFrame, exitCodeFromStatus, sessionOutcome, type StreamProtocol } from './protocol.ts';
+import { CHANNEL, encodeFrame, sessionOutcome, type StreamProtocol } from './protocol.ts';
+import { recordEnd, resizeOf, sessionEndBody } from './session-end.ts';
 import { SessionRecorder } from './recorder.ts';
 import { TypedLineGuard } from './typed-line-guard.ts';
 import { TypedLineRelay } from './typed-line-relay.ts';
@@ -361,16 +362,7 @@ export class ExecSession {
   }
 
   #recordResize(payload: Buffer): void {
-    const text = payload.toString('utf8');
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue;
-      try {
-        const s = JSON.parse(line) as { Width?: unknown; Height?: unknown };
-        if (typeof s.Width === 'number' && typeof s.Height === 'number') this.#size ??= { width: s.Width, height: s.Height };
-      } catch {
-        /* recorded as-is below; the container decides what a bad resize means */
-      }
-    }
+    this.#size ??= resizeOf(payload);
     this.#recorder.data('resize', payload);
   }
 
@@ -452,26 +444,18 @@ export class ExecSession {
       if (this.#upstream && this.#upstream.readyState !== WebSocket.CLOSED) this.#upstream.terminate();
     }, 5000);
     cut.unref();
-    const st = exitCodeFromStatus(this.#status);
-    const masked = this.#masking?.counts() ?? {};
-    const body: SessionBody = {
-      ...this.#body(),
+    const body = sessionEndBody(this.#body(), {
       outcome: sessionOutcome(this.#outcome ?? 'error', this.#proto.version, this.#status),
       bytesIn: this.#bytesIn,
       bytesOut: this.#bytesOut,
       durationMs: this.#recorder.elapsed(),
-      ...(st.exitCode !== undefined ? { exitCode: st.exitCode } : {}),
-      ...(this.#error !== undefined ? { error: this.#error } : st.failure !== undefined ? { error: st.failure } : {}),
-      ...(Object.keys(masked).length > 0 ? { masked } : {}),
-      ...(this.#lines ? { linesChecked: this.#lines.checked, linesBlocked: this.#lines.blocked } : {}),
-      ...(this.#size ? { width: this.#size.width, height: this.#size.height } : {}),
-    };
-    try {
-      await this.#recorder.end(body);
-    } catch (err) {
-      this.#ctx.log.error({ err: { code: (err as StreamError).code } }, 'session recording incomplete');
-    } finally {
-      this.#resolveDone();
-    }
+      status: this.#status,
+      ...(this.#error !== undefined ? { error: this.#error } : {}),
+      masked: this.#masking?.counts() ?? {},
+      ...(this.#lines ? { lines: { checked: this.#lines.checked, blocked: this.#lines.blocked } } : {}),
+      ...(this.#size ? { size: this.#size } : {}),
+    });
+    await recordEnd(this.#recorder, body, this.#ctx.log, 'session');
+    this.#resolveDone();
   }
 }

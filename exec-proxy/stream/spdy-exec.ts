@@ -28,7 +28,8 @@ import type { StreamContext } from './context.ts';
 import { StreamError } from './errors.ts';
 import { execOptions, type ExecOptions } from './exec-options.ts';
 import { OutputMasking } from './output-masking.ts';
-import { exitCodeFromStatus, failureStatus, sessionOutcome, type StreamProtocol } from './protocol.ts';
+import { failureStatus, sessionOutcome, type StreamProtocol } from './protocol.ts';
+import { recordEnd, resizeOf, sessionEndBody } from './session-end.ts';
 import { SessionRecorder } from './recorder.ts';
 import { SpdyParser } from './spdy-parser.ts';
 import { upstreamTls } from './upstream-tls.ts';
@@ -328,15 +329,7 @@ export class SpdyExecSession {
   }
 
   #recordResize(payload: Buffer): void {
-    for (const line of payload.toString('utf8').split('\n')) {
-      if (!line.trim()) continue;
-      try {
-        const s = JSON.parse(line) as { Width?: unknown; Height?: unknown };
-        if (typeof s.Width === 'number' && typeof s.Height === 'number') this.#size ??= { width: s.Width, height: s.Height };
-      } catch {
-        /* recorded as-is; the container decides what a bad resize means */
-      }
-    }
+    this.#size ??= resizeOf(payload);
     this.#recorder.data('resize', payload);
   }
 
@@ -382,31 +375,23 @@ export class SpdyExecSession {
     }, CLOSE_GRACE_MS);
     cut.unref();
     const version = versionOf(this.#negotiated);
-    const st = exitCodeFromStatus(this.#status);
     let outcome = this.#outcome;
     if (outcome === undefined) {
       // The kubelet writes the exit Status, then both sides close; which closes first is a race.
       if (this.#status !== '') outcome = sessionOutcome('completed', version, this.#status);
       else outcome = this.#closedFirst === 'client' ? 'client-closed' : version < 4 ? 'completed' : 'upstream-closed';
     }
-    const masked = this.#masking?.counts() ?? {};
-    const body: SessionBody = {
-      ...this.#body(),
+    const body = sessionEndBody(this.#body(), {
       outcome,
       bytesIn: this.#bytesIn,
       bytesOut: this.#bytesOut,
       durationMs: this.#recorder.elapsed(),
-      ...(st.exitCode !== undefined ? { exitCode: st.exitCode } : {}),
-      ...(this.#error !== undefined ? { error: this.#error } : st.failure !== undefined ? { error: st.failure } : {}),
-      ...(Object.keys(masked).length > 0 ? { masked } : {}),
-      ...(this.#size ? { width: this.#size.width, height: this.#size.height } : {}),
-    };
-    try {
-      await this.#recorder.end(body);
-    } catch (err) {
-      this.#ctx.log.error({ err: { code: (err as StreamError).code } }, 'SPDY session recording incomplete');
-    } finally {
-      this.#resolveDone();
-    }
+      status: this.#status,
+      ...(this.#error !== undefined ? { error: this.#error } : {}),
+      masked: this.#masking?.counts() ?? {},
+      ...(this.#size ? { size: this.#size } : {}),
+    });
+    await recordEnd(this.#recorder, body, this.#ctx.log, 'SPDY session');
+    this.#resolveDone();
   }
 }
