@@ -6,15 +6,14 @@
  * needs its own approval (the PodExecOptions are in the body hash).
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { MemorySink } from '../../core/sinks/memory-sink.ts';
 import { ApprovalStore } from '../../core/approvals/store.ts';
 import { harness, kubectl } from '../support/env.ts';
 import { startTestGateway, type TestGateway } from '../gateway/support.ts';
-import { grantAgent, policiesDir, registerWebhooks, startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
-import { approvalName, approvalsCli, approverRbac, applyAsAdmin, installCrd, registerApprovalWebhook, serviceAccountUsers, type TestUser } from './support.ts';
+import { grantAgent, startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
+import { approvalName, approvalsCli, approvalPolicyDir, grantApprovers, installCrd, registerForApprovals, serviceAccountUsers, type TestUser } from './support.ts';
 
 const id = uniqueId();
 const sink = new MemorySink();
@@ -30,31 +29,15 @@ before(async () => {
   const env = harness();
   await installCrd();
   [approver] = (await serviceAccountUsers('agents', [`ex-appr-${id}`])) as [TestUser];
-  const dir = policiesDir(false);
-  writeFileSync(
-    path.join(dir, 'p.yaml'),
-    JSON.stringify({
-      apiVersion: 'kubetrail.io/v1alpha1',
-      kind: 'GuardrailPolicy',
-      metadata: { name: 'exec-needs-approval' },
-      spec: {
-        action: 'requireApproval',
-        approval: 'platform-oncall',
-        match: { resourceRules: [{ apiGroups: [''], resources: ['pods/exec'], operations: ['CONNECT'] }] },
-        validations: [{ expression: 'false', message: 'exec in kube-system needs approval' }],
-      },
-    }),
-  );
+  const dir = approvalPolicyDir('exec-needs-approval', [{ apiGroups: [''], resources: ['pods/exec'], operations: ['CONNECT'] }], 'false', 'exec in kube-system needs approval');
   w = await startTestWebhook(sink, { approvals: { kubeconfig: env.ADMIN_KUBECONFIG, namespace: 'agents' } }, { policies: dir });
   gw = await startTestGateway({ approvals: { kubeconfig: env.ADMIN_KUBECONFIG, holdSeconds: 50 } });
   const created = await kubectl(env.ADMIN_KUBECONFIG, ['-n', 'kube-system', 'apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: pod }, spec: { nodeSelector: { 'kubetrail.io/no-such-node': 'true' }, containers: [{ name: 'app', image: 'busybox' }] } }));
   assert.equal(created.status, 0, created.stderr);
   cleanups.push(() => kubectl(env.ADMIN_KUBECONFIG, ['-n', 'kube-system', 'delete', 'pod', pod, '--ignore-not-found', '--wait=false']));
-  await applyAsAdmin(approverRbac(`kt-ex-appr-${id}`, [{ kind: 'ServiceAccount', name: approver.name, namespace: 'agents' }]));
-  cleanups.push(() => kubectl(env.ADMIN_KUBECONFIG, ['delete', `clusterrole/kt-ex-appr-${id}`, `clusterrolebinding/kt-ex-appr-${id}`, '--ignore-not-found']));
+  cleanups.push(await grantApprovers(`kt-ex-appr-${id}`, [{ kind: 'ServiceAccount', name: approver.name, namespace: 'agents' }]));
   cleanups.push(await grantAgent(env.ADMIN_KUBECONFIG, env.AGENT_KUBECONFIG, 'kube-system', `kt-ex-appr-${id}`, [{ apiGroups: [''], resources: ['pods', 'pods/exec'], verbs: ['get', 'list', 'create'] }]));
-  cleanups.push(await registerApprovalWebhook(id, w.url, w.pki.caBundle));
-  cleanups.push(await registerWebhooks(env.ADMIN_KUBECONFIG, { id, url: w.url, caBundle: w.pki.caBundle, connectPods: [pod] }, () => sink.ofType('admission.review').some((e) => e.target?.name === `kt-probe-${id}`)));
+  cleanups.push(...(await registerForApprovals(id, w, sink, [pod])));
 });
 
 after(async () => {

@@ -7,15 +7,14 @@
  * the API server: held by one, approved through the other, released.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { MemorySink } from '../../core/sinks/memory-sink.ts';
 import { ApprovalStore } from '../../core/approvals/store.ts';
 import { harness, kubectl } from '../support/env.ts';
 import { startTestGateway, type TestGateway } from '../gateway/support.ts';
-import { grantAgent, policiesDir, registerWebhooks, startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
-import { approvalName, approvalsCli, approverRbac, applyAsAdmin, installCrd, registerApprovalWebhook, serviceAccountUsers, type TestUser } from './support.ts';
+import { grantAgent, startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
+import { approvalName, approvalsCli, approvalPolicyDir, grantApprovers, installCrd, registerForApprovals, serviceAccountUsers, type TestUser } from './support.ts';
 
 const id = uniqueId();
 const sink = new MemorySink();
@@ -45,29 +44,13 @@ before(async () => {
   await installCrd();
   [approver] = (await serviceAccountUsers('agents', [`gw-appr-${id}`])) as [TestUser];
   approverToken = (JSON.parse((await kubectl(env.ADMIN_KUBECONFIG, ['config', 'view', '--raw', '-o', 'json', '--kubeconfig', approver.kubeconfig])).stdout) as { users: { user: { token: string } }[] }).users[0]!.user.token;
-  const dir = policiesDir(false);
-  writeFileSync(
-    path.join(dir, 'p.yaml'),
-    JSON.stringify({
-      apiVersion: 'kubetrail.io/v1alpha1',
-      kind: 'GuardrailPolicy',
-      metadata: { name: 'gw-needs-approval' },
-      spec: {
-        action: 'requireApproval',
-        approval: 'platform-oncall',
-        match: { resourceRules: [{ apiGroups: [''], resources: ['configmaps'], operations: ['CREATE', 'UPDATE'] }] },
-        validations: [{ expression: "!has(object.data) || !('dangerous' in object.data)", message: 'dangerous' }],
-      },
-    }),
-  );
+  const dir = approvalPolicyDir('gw-needs-approval', [{ apiGroups: [''], resources: ['configmaps'], operations: ['CREATE', 'UPDATE'] }], "!has(object.data) || !('dangerous' in object.data)", 'dangerous');
   w = await startTestWebhook(sink, { approvals: { kubeconfig: env.ADMIN_KUBECONFIG, namespace: 'agents' } }, { policies: dir });
   holding = await startTestGateway({ approvals: { kubeconfig: env.ADMIN_KUBECONFIG, holdSeconds: 50 } });
   instant = await startTestGateway({ approvals: { kubeconfig: env.ADMIN_KUBECONFIG, holdSeconds: 0 } });
-  await applyAsAdmin(approverRbac(`kt-gw-appr-${id}`, [{ kind: 'ServiceAccount', name: approver.name, namespace: 'agents' }]));
-  cleanups.push(() => kubectl(env.ADMIN_KUBECONFIG, ['delete', `clusterrole/kt-gw-appr-${id}`, `clusterrolebinding/kt-gw-appr-${id}`, '--ignore-not-found']));
+  cleanups.push(await grantApprovers(`kt-gw-appr-${id}`, [{ kind: 'ServiceAccount', name: approver.name, namespace: 'agents' }]));
   cleanups.push(await grantAgent(env.ADMIN_KUBECONFIG, env.AGENT_KUBECONFIG, 'agents', `kt-gw-appr-${id}`, [{ apiGroups: [''], resources: ['configmaps'], verbs: ['create', 'get', 'list', 'update', 'patch', 'delete'] }]));
-  cleanups.push(await registerApprovalWebhook(id, w.url, w.pki.caBundle));
-  cleanups.push(await registerWebhooks(env.ADMIN_KUBECONFIG, { id, url: w.url, caBundle: w.pki.caBundle }, () => sink.ofType('admission.review').some((e) => e.target?.name === `kt-probe-${id}`)));
+  cleanups.push(...(await registerForApprovals(id, w, sink)));
 });
 
 after(async () => {

@@ -84,6 +84,46 @@ export function approverRbac(name: string, subjects: { kind: string; name: strin
   ];
 }
 
+/** Applies approver RBAC ({@link approverRbac}) named `name`; resolves its removal. */
+export async function grantApprovers(name: string, subjects: { kind: string; name: string; namespace?: string; apiGroup?: string }[], approve = true): Promise<() => Promise<unknown>> {
+  await applyAsAdmin(approverRbac(name, subjects, approve));
+  return () => kubectl(harness().ADMIN_KUBECONFIG, ['delete', `clusterrole/${name}`, `clusterrolebinding/${name}`, '--ignore-not-found']);
+}
+
+/** A policies directory holding one `requireApproval` GuardrailPolicy (approval by platform-oncall) with one validation. */
+export function approvalPolicyDir(name: string, resourceRules: { apiGroups: string[]; resources: string[]; operations: string[] }[], expression: string, message: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kubetrail-approval-policies-'));
+  writeFileSync(
+    path.join(dir, 'p.yaml'),
+    JSON.stringify({
+      apiVersion: 'kubetrail.io/v1alpha1',
+      kind: 'GuardrailPolicy',
+      metadata: { name },
+      spec: { action: 'requireApproval', approval: 'platform-oncall', match: { resourceRules }, validations: [{ expression, message }] },
+    }),
+  );
+  return dir;
+}
+
+/**
+ * Registers a test webhook for ApprovalRequests and for the test's own writes
+ * (label `kubetrail-test=<id>`, and CONNECT of `connectPods`), waiting until
+ * its probe reaches `sink`; resolves the removals, to run in reverse order.
+ */
+export async function registerForApprovals(
+  id: string,
+  w: { url: string; pki: { caBundle: string } },
+  sink: { ofType(type: 'admission.review'): { target?: { name?: string } }[] },
+  connectPods?: string[],
+): Promise<(() => Promise<unknown>)[]> {
+  const { registerWebhooks } = await import('../webhook/support.ts');
+  const approvals = await registerApprovalWebhook(id, w.url, w.pki.caBundle);
+  const writes = await registerWebhooks(harness().ADMIN_KUBECONFIG, { id, url: w.url, caBundle: w.pki.caBundle, ...(connectPods ? { connectPods } : {}) }, () =>
+    sink.ofType('admission.review').some((e) => e.target?.name === `kt-probe-${id}`),
+  );
+  return [approvals, writes];
+}
+
 /** Registers the approvals webhook entry (ApprovalRequests and their status, every namespace). */
 export async function registerApprovalWebhook(id: string, url: string, caBundle: string): Promise<() => Promise<void>> {
   await applyAsAdmin([

@@ -16,8 +16,8 @@ import { Registry } from 'prom-client';
 import { loadConfig } from '../../core/config.ts';
 import { createEventPipeline, localLogDir } from '../../core/pipeline.ts';
 import { harness, kubectl } from '../support/env.ts';
-import { grantAgent, policiesDir, quietLogger, registerWebhooks, startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
-import { approvalName, approvalsCli, approverRbac, applyAsAdmin, installCrd, kubetrailCli, RecordingSink, registerApprovalWebhook, serviceAccountUsers, type TestUser } from './support.ts';
+import { grantAgent, policiesDir, quietLogger, startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
+import { approvalName, approvalsCli, grantApprovers, installCrd, kubetrailCli, RecordingSink, registerForApprovals, serviceAccountUsers, type TestUser } from './support.ts';
 
 const id = uniqueId();
 // Events go to a real local log (chained, signed) so `kubetrail events` and `kubetrail verify` can read them.
@@ -62,11 +62,9 @@ before(async () => {
   writeFileSync(path.join(dir, 'window.yaml'), policy('approve-window', 'window', { approvers: { users }, approvalWindowSeconds: 600 }));
   writeFileSync(path.join(dir, 'two.yaml'), policy('approve-two', 'two', { approvers: { users }, minApprovals: 2 }));
   w = await startTestWebhook(sink, { approvals: { kubeconfig: env.ADMIN_KUBECONFIG, namespace: 'agents' } }, { policies: dir });
-  await applyAsAdmin(approverRbac(`kt-approvers-${id}`, approvers.map((a) => ({ kind: 'ServiceAccount', name: a.name, namespace: 'agents' }))));
-  cleanups.push(() => kubectl(env.ADMIN_KUBECONFIG, ['delete', `clusterrole/kt-approvers-${id}`, `clusterrolebinding/kt-approvers-${id}`, '--ignore-not-found']));
+  cleanups.push(await grantApprovers(`kt-approvers-${id}`, approvers.map((a) => ({ kind: 'ServiceAccount', name: a.name, namespace: 'agents' }))));
   cleanups.push(await grantAgent(env.ADMIN_KUBECONFIG, env.AGENT_KUBECONFIG, 'agents', `kt-appr-${id}`, [{ apiGroups: [''], resources: ['configmaps'], verbs: ['create', 'get', 'list', 'update', 'patch', 'delete'] }]));
-  cleanups.push(await registerApprovalWebhook(id, w.url, w.pki.caBundle));
-  cleanups.push(await registerWebhooks(env.ADMIN_KUBECONFIG, { id, url: w.url, caBundle: w.pki.caBundle }, () => sink.ofType('admission.review').some((e) => e.target?.name === `kt-probe-${id}`)));
+  cleanups.push(...(await registerForApprovals(id, w, sink)));
 });
 
 after(async () => {

@@ -5,15 +5,14 @@
  * session is recorded, with the approval events beside it.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { MemorySink } from '../../core/sinks/memory-sink.ts';
 import { ApprovalStore } from '../../core/approvals/store.ts';
 import { kubectl } from '../support/env.ts';
 import { startTestGateway, type TestGateway } from '../gateway/support.ts';
-import { grantAgent, policiesDir, registerWebhooks, startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
-import { approvalsCli, approverRbac, applyAsAdmin, installCrd, registerApprovalWebhook, serviceAccountUsers, type TestUser } from '../approvals/support.ts';
+import { grantAgent, startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
+import { approvalsCli, approvalPolicyDir, grantApprovers, installCrd, registerForApprovals, serviceAccountUsers, type TestUser } from '../approvals/support.ts';
 import { nodeEnv, runPod } from './support.ts';
 
 const id = uniqueId();
@@ -28,28 +27,12 @@ before(async () => {
   const env = nodeEnv();
   await installCrd();
   [approver] = (await serviceAccountUsers('agents', [`node-appr-${id}`])) as [TestUser];
-  const dir = policiesDir(false);
-  writeFileSync(
-    path.join(dir, 'p.yaml'),
-    JSON.stringify({
-      apiVersion: 'kubetrail.io/v1alpha1',
-      kind: 'GuardrailPolicy',
-      metadata: { name: 'node-exec-needs-approval' },
-      spec: {
-        action: 'requireApproval',
-        approval: 'platform-oncall',
-        match: { resourceRules: [{ apiGroups: [''], resources: ['pods/exec'], operations: ['CONNECT'] }] },
-        validations: [{ expression: 'false', message: 'exec needs approval' }],
-      },
-    }),
-  );
+  const dir = approvalPolicyDir('node-exec-needs-approval', [{ apiGroups: [''], resources: ['pods/exec'], operations: ['CONNECT'] }], 'false', 'exec needs approval');
   w = await startTestWebhook(sink, { approvals: { kubeconfig: env.ADMIN_KUBECONFIG, namespace: 'agents' } }, { policies: dir });
   gw = await startTestGateway({ sink, approvals: { kubeconfig: env.ADMIN_KUBECONFIG, holdSeconds: 50 } });
-  await applyAsAdmin(approverRbac(`kt-node-appr-${id}`, [{ kind: 'ServiceAccount', name: approver.name, namespace: 'agents' }]));
-  cleanups.push(() => kubectl(env.ADMIN_KUBECONFIG, ['delete', `clusterrole/kt-node-appr-${id}`, `clusterrolebinding/kt-node-appr-${id}`, '--ignore-not-found']));
+  cleanups.push(await grantApprovers(`kt-node-appr-${id}`, [{ kind: 'ServiceAccount', name: approver.name, namespace: 'agents' }]));
   cleanups.push(await grantAgent(env.ADMIN_KUBECONFIG, env.AGENT_KUBECONFIG, 'kube-system', `kt-node-appr-${id}`, [{ apiGroups: [''], resources: ['pods', 'pods/exec'], verbs: ['get', 'list', 'create'] }]));
-  cleanups.push(await registerApprovalWebhook(id, w.url, w.pki.caBundle));
-  cleanups.push(await registerWebhooks(env.ADMIN_KUBECONFIG, { id, url: w.url, caBundle: w.pki.caBundle, connectPods: [pod] }, () => sink.ofType('admission.review').some((e) => e.target?.name === `kt-probe-${id}`)));
+  cleanups.push(...(await registerForApprovals(id, w, sink, [pod])));
 });
 
 after(async () => {

@@ -16,7 +16,7 @@ import { ApprovalStore } from '../../core/approvals/store.ts';
 import { compileExecPolicy } from '../../core/policy/exec.ts';
 import { kubectl } from '../support/env.ts';
 import { startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
-import { approvalsCli, approverRbac, applyAsAdmin, installCrd, registerApprovalWebhook, serviceAccountUsers, type TestUser } from '../approvals/support.ts';
+import { approvalsCli, grantApprovers, installCrd, registerApprovalWebhook, serviceAccountUsers, type TestUser } from '../approvals/support.ts';
 import { nodeEnv, runPod, startNodeGateway, type NodeGateway } from './support.ts';
 import { interactive, sessionEnd } from '../exec/helpers.ts';
 import type { ApprovalRequest } from '../../core/approvals/types.ts';
@@ -49,8 +49,7 @@ before(async () => {
   // The webhook reviews every decision (self-approval, RBAC); the gateway creates the requests as the admin, a service user.
   w = await startTestWebhook(webhookSink, { approvals: { kubeconfig: env.ADMIN_KUBECONFIG, namespace: 'agents' } });
   cleanups.push(await registerApprovalWebhook(id, w.url, w.pki.caBundle));
-  await applyAsAdmin(approverRbac(`kt-xp-appr-${id}`, [{ kind: 'ServiceAccount', name: approver.name, namespace: 'agents' }]));
-  cleanups.push(() => kubectl(env.ADMIN_KUBECONFIG, ['delete', `clusterrole/kt-xp-appr-${id}`, `clusterrolebinding/kt-xp-appr-${id}`, '--ignore-not-found']));
+  cleanups.push(await grantApprovers(`kt-xp-appr-${id}`, [{ kind: 'ServiceAccount', name: approver.name, namespace: 'agents' }]));
   g = await startNodeGateway({ execPolicies: [policy], approvals: { kubeconfig: env.ADMIN_KUBECONFIG, namespace: 'agents', holdSeconds: 50 } });
 });
 

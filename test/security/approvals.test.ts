@@ -6,13 +6,12 @@
  * ApprovalRequests and has the approve verb): what refuses is kubetrail.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { MemorySink } from '../../core/sinks/memory-sink.ts';
 import { harness, kubectl } from '../support/env.ts';
-import { grantAgent, policiesDir, registerWebhooks, startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
-import { approvalName, approvalsCli, approverRbac, applyAsAdmin, installCrd, registerApprovalWebhook, serviceAccountUsers, type TestUser } from '../approvals/support.ts';
+import { grantAgent, startTestWebhook, uniqueId, type TestWebhook } from '../webhook/support.ts';
+import { approvalName, approvalsCli, approvalPolicyDir, grantApprovers, installCrd, registerForApprovals, serviceAccountUsers, type TestUser } from '../approvals/support.ts';
 
 const id = uniqueId();
 const sink = new MemorySink();
@@ -37,33 +36,17 @@ before(async () => {
   const env = harness();
   await installCrd();
   [approver, outsider] = (await serviceAccountUsers('agents', [`sec-appr-${id}`, `sec-out-${id}`])) as [TestUser, TestUser];
-  const dir = policiesDir(false);
-  writeFileSync(
-    path.join(dir, 'p.yaml'),
-    JSON.stringify({
-      apiVersion: 'kubetrail.io/v1alpha1',
-      kind: 'GuardrailPolicy',
-      metadata: { name: 'needs-approval' },
-      spec: {
-        action: 'requireApproval',
-        approval: 'platform-oncall',
-        match: { resourceRules: [{ apiGroups: [''], resources: ['configmaps'], operations: ['CREATE', 'UPDATE'] }] },
-        validations: [{ expression: "!has(object.data) || !('dangerous' in object.data)", message: 'dangerous' }],
-      },
-    }),
-  );
+  const dir = approvalPolicyDir('needs-approval', [{ apiGroups: [''], resources: ['configmaps'], operations: ['CREATE', 'UPDATE'] }], "!has(object.data) || !('dangerous' in object.data)", 'dangerous');
   w = await startTestWebhook(sink, { approvals: { kubeconfig: env.ADMIN_KUBECONFIG, namespace: 'agents' } }, { policies: dir });
-  await applyAsAdmin(approverRbac(`kt-sec-appr-${id}`, [{ kind: 'ServiceAccount', name: approver.name, namespace: 'agents' }, { kind: 'User', name: 'agent-ci', apiGroup: 'rbac.authorization.k8s.io' }]));
-  await applyAsAdmin(approverRbac(`kt-sec-out-${id}`, [{ kind: 'ServiceAccount', name: outsider.name, namespace: 'agents' }], false));
-  cleanups.push(() => kubectl(env.ADMIN_KUBECONFIG, ['delete', `clusterrole/kt-sec-appr-${id}`, `clusterrolebinding/kt-sec-appr-${id}`, `clusterrole/kt-sec-out-${id}`, `clusterrolebinding/kt-sec-out-${id}`, '--ignore-not-found']));
+  cleanups.push(await grantApprovers(`kt-sec-appr-${id}`, [{ kind: 'ServiceAccount', name: approver.name, namespace: 'agents' }, { kind: 'User', name: 'agent-ci', apiGroup: 'rbac.authorization.k8s.io' }]));
+  cleanups.push(await grantApprovers(`kt-sec-out-${id}`, [{ kind: 'ServiceAccount', name: outsider.name, namespace: 'agents' }], false));
   cleanups.push(
     await grantAgent(env.ADMIN_KUBECONFIG, env.AGENT_KUBECONFIG, 'agents', `kt-sec-appr-${id}`, [
       { apiGroups: [''], resources: ['configmaps'], verbs: ['create', 'get', 'list', 'update', 'patch', 'delete'] },
       { apiGroups: ['kubetrail.io'], resources: ['approvalrequests'], verbs: ['create'] },
     ]),
   );
-  cleanups.push(await registerApprovalWebhook(id, w.url, w.pki.caBundle));
-  cleanups.push(await registerWebhooks(env.ADMIN_KUBECONFIG, { id, url: w.url, caBundle: w.pki.caBundle }, () => sink.ofType('admission.review').some((e) => e.target?.name === `kt-probe-${id}`)));
+  cleanups.push(...(await registerForApprovals(id, w, sink)));
 });
 
 after(async () => {
