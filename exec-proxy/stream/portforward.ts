@@ -16,7 +16,8 @@ import { ChannelParser } from './channel-parser.ts';
 import { CLOSE, StreamError } from './errors.ts';
 import { SpdyParser } from './spdy-parser.ts';
 import { failureStatus, isNonTokenProtocol, type StreamProtocol } from './protocol.ts';
-import { SessionRecorder } from './recorder.ts';
+import type { SessionRecorder } from './recorder.ts';
+import { sessionRecorder } from './session-record.ts';
 import { upstreamTls } from './upstream-tls.ts';
 import { relayableCloseCode, toBuffer, upstreamUrl, wireLimit } from './wire.ts';
 import type { StreamContext } from './context.ts';
@@ -66,11 +67,7 @@ export class PortForwardSession {
     } else {
       this.#spdy = new SpdyParser({ maxFrameBytes: ctx.limits.maxFrameBytes });
     }
-    this.#recorder = new SessionRecorder(
-      ctx.sink,
-      { actor: ctx.identity, target: { group: '', version: 'v1', resource: 'pods', subresource: 'portforward', namespace: ctx.target.namespace, name: ctx.target.pod }, session: ctx.sessionId },
-      { chunkBytes: ctx.limits.chunkBytes, flushMs: ctx.limits.recordFlushMs, maxRecordedBytes: ctx.limits.maxRecordedBytes, maxInflightBytes: ctx.limits.maxInflightRecordBytes, compression: ctx.limits.recordCompression },
-    );
+    this.#recorder = sessionRecorder(ctx);
     this.#recorder.onError = (e) => this.#fail(e);
     this.done = new Promise((r) => (this.#resolveDone = r));
   }

@@ -5,10 +5,11 @@
  * hold for a session's approval and close handling here; typed lines
  * (typed-line-relay.ts), approvals (session-approvals.ts), output masking
  * (output-masking.ts), backpressure (backpressure.ts), recording
- * (recorder.ts) and the upstream TLS cache (upstream-tls.ts) in their own
- * modules. It stays near 480 lines because it is the one state machine of a
- * session's life (open, hold, relay, close, end record); splitting it further
- * would scatter its transitions.
+ * (recorder.ts, session-record.ts) and the upstream TLS cache
+ * (upstream-tls.ts) in their own modules. It stays a little over 400 lines
+ * because it is the one state machine of a session's life (open, hold,
+ * relay, close, end record); splitting it further would scatter its
+ * transitions.
  */
 import { WebSocket, type RawData } from 'ws';
 import type { IncomingMessage } from 'node:http';
@@ -21,8 +22,8 @@ import { ChannelParser } from './channel-parser.ts';
 import { CLOSE, StreamError } from './errors.ts';
 import { OutputMasking } from './output-masking.ts';
 import { CHANNEL, encodeFrame, sessionOutcome, type StreamProtocol } from './protocol.ts';
-import { recordEnd, resizeOf, sessionEndBody } from './session-end.ts';
-import { SessionRecorder } from './recorder.ts';
+import { execInput, execSessionBody, recordEnd, resizeOf, sessionEndBody, sessionRecorder } from './session-record.ts';
+import type { SessionRecorder } from './recorder.ts';
 import { TypedLineGuard } from './typed-line-guard.ts';
 import { TypedLineRelay } from './typed-line-relay.ts';
 import { upstreamTls } from './upstream-tls.ts';
@@ -70,25 +71,9 @@ export class ExecSession {
     const limits = ctx.limits;
     this.#fromClient = new ChannelParser(proto, { maxFrameBytes: limits.maxFrameBytes, acceptText: true });
     this.#fromUpstream = new ChannelParser(proto, { maxFrameBytes: limits.maxFrameBytes });
-    this.#recorder = new SessionRecorder(
-      ctx.sink,
-      {
-        actor: ctx.identity,
-        target: { group: '', version: 'v1', resource: 'pods', subresource: ctx.target.subresource, namespace: ctx.target.namespace, name: ctx.target.pod },
-        session: ctx.sessionId,
-      },
-      { chunkBytes: limits.chunkBytes, flushMs: limits.recordFlushMs, maxRecordedBytes: limits.maxRecordedBytes, maxInflightBytes: limits.maxInflightRecordBytes, compression: limits.recordCompression },
-    );
+    this.#recorder = sessionRecorder(ctx);
     this.#recorder.onError = (err) => this.#fail(err, 'error');
-    this.#input = {
-      kind: ctx.target.subresource === 'attach' ? 'attach' : 'exec',
-      namespace: ctx.target.namespace,
-      pod: ctx.target.pod,
-      container: this.#opts.container,
-      command: this.#opts.command,
-      tty: this.#opts.tty,
-      user: ctx.identity,
-    };
+    this.#input = execInput(ctx, this.#opts);
     this.#flow = new Backpressure(client);
     this.#approvals = new SessionApprovals(ctx, this.#opts);
     this.#done = new Promise((r) => (this.#resolveDone = r));
@@ -100,18 +85,7 @@ export class ExecSession {
   }
 
   #body(): SessionBody {
-    const t = this.#ctx.target;
-    return {
-      kind: this.#input.kind,
-      pod: t.pod,
-      namespace: t.namespace,
-      ...(this.#opts.container ? { container: this.#opts.container } : {}),
-      ...(this.#input.kind === 'exec' ? { command: this.#opts.command } : {}),
-      tty: this.#opts.tty,
-      stdin: this.#opts.stdin,
-      protocol: this.#proto.name,
-      subprotocol: this.#proto.name,
-    };
+    return execSessionBody(this.#ctx, this.#opts, this.#proto.name, this.#proto.name);
   }
 
   /** Starts the session: guardrails, session.start, upstream, relay. */

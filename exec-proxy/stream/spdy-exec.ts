@@ -29,8 +29,8 @@ import { StreamError } from './errors.ts';
 import { execOptions, type ExecOptions } from './exec-options.ts';
 import { OutputMasking } from './output-masking.ts';
 import { failureStatus, sessionOutcome, type StreamProtocol } from './protocol.ts';
-import { recordEnd, resizeOf, sessionEndBody } from './session-end.ts';
-import { SessionRecorder } from './recorder.ts';
+import { execInput, execSessionBody, recordEnd, resizeOf, sessionEndBody, sessionRecorder } from './session-record.ts';
+import type { SessionRecorder } from './recorder.ts';
 import { SpdyParser } from './spdy-parser.ts';
 import { upstreamTls } from './upstream-tls.ts';
 import { upstreamUrl, writeHttpStatus } from './wire.ts';
@@ -88,38 +88,14 @@ export class SpdyExecSession {
     this.#client = client;
     this.#head = head;
     this.#opts = execOptions(ctx.target.query);
-    this.#input = {
-      kind: ctx.target.subresource === 'attach' ? 'attach' : 'exec',
-      namespace: ctx.target.namespace,
-      pod: ctx.target.pod,
-      container: this.#opts.container,
-      command: this.#opts.command,
-      tty: this.#opts.tty,
-      user: ctx.identity,
-    };
-    const l = ctx.limits;
-    this.#recorder = new SessionRecorder(
-      ctx.sink,
-      { actor: ctx.identity, target: { group: '', version: 'v1', resource: 'pods', subresource: ctx.target.subresource, namespace: ctx.target.namespace, name: ctx.target.pod }, session: ctx.sessionId },
-      { chunkBytes: l.chunkBytes, flushMs: l.recordFlushMs, maxRecordedBytes: l.maxRecordedBytes, maxInflightBytes: l.maxInflightRecordBytes, compression: l.recordCompression },
-    );
+    this.#input = execInput(ctx, this.#opts);
+    this.#recorder = sessionRecorder(ctx);
     this.#recorder.onError = (err) => this.#fail(err);
     this.#done = new Promise((r) => (this.#resolveDone = r));
   }
 
   #body(): SessionBody {
-    const t = this.#ctx.target;
-    return {
-      kind: this.#input.kind,
-      pod: t.pod,
-      namespace: t.namespace,
-      ...(this.#opts.container ? { container: this.#opts.container } : {}),
-      ...(this.#input.kind === 'exec' ? { command: this.#opts.command } : {}),
-      tty: this.#opts.tty,
-      stdin: this.#opts.stdin,
-      protocol: 'SPDY/3.1',
-      ...(this.#negotiated ? { subprotocol: this.#negotiated } : {}),
-    };
+    return execSessionBody(this.#ctx, this.#opts, 'SPDY/3.1', this.#negotiated);
   }
 
   /** Runs the session; resolves once session.end is recorded (or failed to be). Never rejects. */

@@ -1,14 +1,58 @@
 /**
- * What an exec/attach session records when it ends, whichever protocol
- * carried it (session.ts for WebSocket, spdy-exec.ts for SPDY): the terminal
- * size its resize messages announced, and the session.end body built from its
- * counters and the kubelet's exit Status.
+ * What a stream session records, whichever protocol carried it (session.ts
+ * for WebSocket exec/attach, spdy-exec.ts for SPDY, portforward.ts): its
+ * recorder, the ExecPolicy input and session.start body of an exec/attach,
+ * the terminal size its resize messages announced, and the session.end body
+ * built from its counters and the kubelet's exit Status.
  */
 import type { SessionBody } from '../../core/events/model.ts';
 import type { Logger } from '../../core/logger.ts';
+import type { ExecInput } from '../../core/policy/exec.ts';
+import type { StreamContext } from './context.ts';
 import type { StreamError } from './errors.ts';
+import type { ExecOptions } from './exec-options.ts';
 import { exitCodeFromStatus } from './protocol.ts';
-import type { SessionRecorder } from './recorder.ts';
+import { SessionRecorder } from './recorder.ts';
+
+/** The recorder of one session: events as the caller, on the pod's subresource, with the configured limits. */
+export function sessionRecorder(ctx: StreamContext): SessionRecorder {
+  const l = ctx.limits;
+  return new SessionRecorder(
+    ctx.sink,
+    { actor: ctx.identity, target: { group: '', version: 'v1', resource: 'pods', subresource: ctx.target.subresource, namespace: ctx.target.namespace, name: ctx.target.pod }, session: ctx.sessionId },
+    { chunkBytes: l.chunkBytes, flushMs: l.recordFlushMs, maxRecordedBytes: l.maxRecordedBytes, maxInflightBytes: l.maxInflightRecordBytes, compression: l.recordCompression },
+  );
+}
+
+/** What ExecPolicy judges of an exec/attach. */
+export function execInput(ctx: StreamContext, opts: ExecOptions): ExecInput {
+  return {
+    kind: ctx.target.subresource === 'attach' ? 'attach' : 'exec',
+    namespace: ctx.target.namespace,
+    pod: ctx.target.pod,
+    container: opts.container,
+    command: opts.command,
+    tty: opts.tty,
+    user: ctx.identity,
+  };
+}
+
+/** The session.start body of an exec/attach (session.end adds the tally). */
+export function execSessionBody(ctx: StreamContext, opts: ExecOptions, protocol: string, subprotocol: string | undefined): SessionBody {
+  const t = ctx.target;
+  const kind = t.subresource === 'attach' ? 'attach' : 'exec';
+  return {
+    kind,
+    pod: t.pod,
+    namespace: t.namespace,
+    ...(opts.container ? { container: opts.container } : {}),
+    ...(kind === 'exec' ? { command: opts.command } : {}),
+    tty: opts.tty,
+    stdin: opts.stdin,
+    protocol,
+    ...(subprotocol ? { subprotocol } : {}),
+  };
+}
 
 /** The first terminal size in a resize payload (JSON lines of {Width, Height}); bad lines are the container's business. */
 export function resizeOf(payload: Buffer): { width: number; height: number } | undefined {
