@@ -1,7 +1,7 @@
 /**
- * The Kubernetes CEL libraries (core/policy/cel-k8s/) against the values and
- * errors the API server's own CEL gives for the same expressions, library by
- * library, and through guardrail policies. Over 400 lines because it is one
+ * The Kubernetes CEL libraries (core/policy/cel-k8s/): expected values and
+ * runtime errors of their functions, library by library, and through
+ * guardrail policies. Over 400 lines because it is one
  * conformance table: rows of expression and expected value, read side by side.
  */
 import assert from 'node:assert/strict';
