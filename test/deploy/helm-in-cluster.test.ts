@@ -12,20 +12,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { harness, kubectl } from '../support/env.ts';
+import { harness } from '../support/env.ts';
 import { REPO, suffix } from './support.ts';
 import {
   admin,
   adminTry,
+  agentDeniedAndStamped,
   builtHelm,
   createLocalPvs,
   deleteLocalPvs,
   forceUninstall,
   helmRunner,
   importedImage,
-  kafkaEvents,
   rolloutStatus,
-  waitFor,
   waitReady,
   webhookConfigurations,
   type NodeImage,
@@ -79,22 +78,9 @@ test('helm install: the pods become Ready with their probes and the leader write
 });
 
 test('through the installed webhook an agent\'s privileged pod is denied and a Deployment is stamped, and both reach Kafka', async () => {
-  const h = harness();
-  const priv = await kubectl(h.AGENT_KUBECONFIG, ['-n', 'agents', 'run', `hpriv-${id}`, `--image=${h.NODE_IMAGE}`, '--privileged', '--restart=Never', '-l', `kubetrail.test/run=${id}`, '--', 'sleep', '1']);
-  assert.notEqual(priv.status, 0);
-  assert.match(priv.stderr, /admission webhook "validate\.kubetrail\.io" denied the request: privileged containers are not allowed for agents/);
-  const dep = `hd-${id}`;
-  const c = await kubectl(h.AGENT_KUBECONFIG, ['-n', 'agents', 'create', 'deployment', dep, `--image=${h.NODE_IMAGE}`, '--', 'sleep', '3600']);
-  assert.equal(c.status, 0, c.stderr);
-  await admin(['-n', 'agents', 'label', 'deployment', dep, `kubetrail.test/run=${id}`]);
-  const d = JSON.parse(await admin(['-n', 'agents', 'get', 'deployment', dep, '-o', 'json'])) as { metadata: { annotations?: Record<string, string> } };
-  assert.match(d.metadata.annotations?.['kubetrail.io/event'] ?? '', /^[0-9a-f-]{36}$/, 'stamped by the mutating webhook');
-  await waitFor('the denial and the Deployment in Kafka', async () => {
-    const all = await kafkaEvents([topics.events]);
-    const denied = all.some((e) => e.type === 'admission.review' && e.target?.name === `hpriv-${id}` && (e.body['decision'] as { allowed?: boolean } | undefined)?.allowed === false);
-    const created = all.some((e) => e.type === 'admission.review' && e.target?.name === dep && e.target.resource === 'deployments');
-    return denied && created;
-  });
+  const { denied, created } = await agentDeniedAndStamped(id, 'h', topics.events);
+  assert.equal(denied.actor?.username, 'agent-ci');
+  assert.notEqual(created.id, '');
 });
 
 test('helm upgrade with a changed value rolls it out to every pod', async () => {

@@ -171,6 +171,33 @@ export async function kafkaEvents(topics: readonly string[]): Promise<EventLine[
     .map((l) => JSON.parse(l) as EventLine);
 }
 
+/**
+ * What an agent sees of the installed webhook: as agent-ci, a privileged pod
+ * is denied with the starter pack's message and a Deployment is admitted and
+ * stamped (both labelled `kubetrail.test/run=<id>`); then both reviews are
+ * read back from Kafka (`topic`), by the real CLI.
+ */
+export async function agentDeniedAndStamped(id: string, prefix: string, topic: string): Promise<{ deployment: string; denied: EventLine; created: EventLine }> {
+  const h = harness();
+  const pod = `${prefix}priv-${id}`;
+  const priv = await kubectl(h.AGENT_KUBECONFIG, ['-n', 'agents', 'run', pod, `--image=${h.NODE_IMAGE}`, '--privileged', '--restart=Never', '-l', `kubetrail.test/run=${id}`, '--', 'sleep', '1']);
+  if (priv.status === 0) throw new Error(`the privileged pod ${pod} was admitted`);
+  if (!/admission webhook "validate\.kubetrail\.io" denied the request: privileged containers are not allowed for agents/.test(priv.stderr)) throw new Error(`not the starter pack's denial: ${priv.stderr}`);
+  const deployment = `${prefix}d-${id}`;
+  const c = await kubectl(h.AGENT_KUBECONFIG, ['-n', 'agents', 'create', 'deployment', deployment, `--image=${h.NODE_IMAGE}`, '--', 'sleep', '3600']);
+  if (c.status !== 0) throw new Error(`kubectl create deployment failed: ${c.stderr}`);
+  await admin(['-n', 'agents', 'label', 'deployment', deployment, `kubetrail.test/run=${id}`]);
+  const d = JSON.parse(await admin(['-n', 'agents', 'get', 'deployment', deployment, '-o', 'json'])) as { metadata: { annotations?: Record<string, string> } };
+  if (!/^[0-9a-f-]{36}$/.test(d.metadata.annotations?.['kubetrail.io/event'] ?? '')) throw new Error(`the Deployment was not stamped: ${JSON.stringify(d.metadata.annotations)}`);
+  const events = await waitFor('the denial and the Deployment in Kafka', async () => {
+    const all = await kafkaEvents([topic]);
+    const denied = all.find((e) => e.type === 'admission.review' && e.target?.name === pod && (e.body['decision'] as { allowed?: boolean } | undefined)?.allowed === false);
+    const created = all.find((e) => e.type === 'admission.review' && e.target?.name === deployment && e.target.resource === 'deployments' && e.body['webhook'] === 'validate');
+    return denied && created ? { denied, created } : undefined;
+  });
+  return { deployment, ...events };
+}
+
 /** `kubetrail verify` of the topics (a chain spans both: session events go to the sessions topic) with the key published in the cluster. */
 export function verifyTopic(topics: readonly string[], namespace: string): Promise<CommandResult> {
   const h = harness();
