@@ -179,6 +179,9 @@ export async function kafkaEvents(topics: readonly string[]): Promise<EventLine[
  */
 export async function agentDeniedAndStamped(id: string, prefix: string, topic: string): Promise<{ deployment: string; denied: EventLine; created: EventLine }> {
   const h = harness();
+  // Ready pods are not yet a routed Service: until kube-proxy has programmed the new endpoints, the API server's
+  // call is refused (`connect: connection refused`) and the fail-closed entry refuses the write. Wait for routing.
+  await waitFor('the API server reaching the webhook through its Service', async () => (await kubectl(h.AGENT_KUBECONFIG, ['-n', 'agents', 'create', 'configmap', `${prefix}probe-${id}`, '--dry-run=server'])).status === 0, 60_000);
   const pod = `${prefix}priv-${id}`;
   const priv = await kubectl(h.AGENT_KUBECONFIG, ['-n', 'agents', 'run', pod, `--image=${h.NODE_IMAGE}`, '--privileged', '--restart=Never', '-l', `kubetrail.test/run=${id}`, '--', 'sleep', '1']);
   if (priv.status === 0) throw new Error(`the privileged pod ${pod} was admitted`);
