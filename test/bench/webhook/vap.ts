@@ -29,7 +29,9 @@ export function starterPackVap(name: string, label: string): object[] {
         matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['pods'] }] },
         matchConditions: [{ name: 'agents', expression: "'agents' in request.userInfo.groups" }],
         variables: g.spec.variables ?? [],
-        validations: g.spec.validations.map((v) => ({ expression: v.expression, ...(v.message ? { message: v.message } : {}), ...(v.messageExpression ? { messageExpression: v.messageExpression } : {}) })),
+        // The messages only, not the messageExpressions: one uses flatten(), which kube-apiserver 1.33's CEL does not
+        // declare (`undeclared reference to 'flatten'`); kubetrail's CEL has it. The expressions decide the cost.
+        validations: g.spec.validations.map((v) => ({ expression: v.expression, ...(v.message ? { message: v.message } : {}) })),
       },
     },
     {
