@@ -10,7 +10,8 @@
  * string of that size.
  *
  * The search per case: the rate doubles from `BENCH_START_RATE` (100/s)
- * while the target holds, then bisects `BENCH_BISECT` (3) times between the
+ * while the target holds (or halves, down to 10/s, while it does not), then
+ * bisects `BENCH_BISECT` (3) times between the
  * last rate that held and the first that did not; each probe runs
  * `BENCH_SECONDS` (3). Knobs: `BENCH_SIZES_KIB` (1,15,100,1000).
  */
@@ -25,6 +26,8 @@ const P99_MS = Number(process.env['BENCH_P99_MS'] ?? 10);
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);
 const START = Number(process.env['BENCH_START_RATE'] ?? 100);
 const BISECT = Number(process.env['BENCH_BISECT'] ?? 3);
+/** The lowest rate tried: below it a 3 s probe has too few requests for a p99. */
+const MIN_RATE = 10;
 const SIZES = (process.env['BENCH_SIZES_KIB'] ?? '1,15,100,1000').split(',').map(Number);
 
 /** An AdmissionReview of a ConfigMap CREATE by agent-ci whose one data value is `bytes` long. */
@@ -61,6 +64,16 @@ async function capacity(c: Child, payload: string): Promise<{ rate: number; at?:
     good = rate;
     goodResult = r;
     if (rate >= 64_000) return { rate, at: r, probes };
+  }
+  // The start already fails (large objects): halve until a rate holds, down to MIN_RATE.
+  while (good === 0 && bad > MIN_RATE) {
+    const rate = Math.max(MIN_RATE, Math.floor(bad / 2));
+    const r = await fixedRate(c.port, c.ca, payload, rate, SECONDS);
+    probes++;
+    if (holds(r, rate)) {
+      good = rate;
+      goodResult = r;
+    } else bad = rate;
   }
   for (let i = 0; i < BISECT && bad - good > 1; i++) {
     const mid = Math.round((good + bad) / 2);
