@@ -27,14 +27,13 @@ import type { SessionRecorder } from './recorder.ts';
 import { TypedLineGuard } from './typed-line-guard.ts';
 import { TypedLineRelay } from './typed-line-relay.ts';
 import { upstreamTls } from './upstream-tls.ts';
-import { flattenHeaders, relayableCloseCode, sendFailureAndClose, toBuffer, upstreamUrl, wireLimit } from './wire.ts';
+import { MAX_STATUS_BYTES, flattenHeaders, onRefusalBody, relayableCloseCode, sendFailureAndClose, toBuffer, upstreamUrl, wireLimit } from './wire.ts';
 import type { StreamContext } from './context.ts';
 import { execOptions, type ExecOptions } from './exec-options.ts';
 import { approvalOfDenial, type ApprovalRef } from '../approval-hold.ts';
 import type { ApprovalRequirement } from '../../core/approvals/types.ts';
 import { SessionApprovals } from './session-approvals.ts';
 
-const MAX_STATUS_BYTES = 64 * 1024;
 
 type Outcome = 'completed' | 'denied' | 'client-closed' | 'upstream-closed' | 'error';
 
@@ -204,15 +203,9 @@ export class ExecSession {
 
   #onUpstreamRefused(res: IncomingMessage): void {
     // The API server refused the upgrade (RBAC, no such pod ...): show the client its Status.
-    const chunks: Buffer[] = [];
-    let len = 0;
-    res.on('data', (c: Buffer) => {
-      if (len < MAX_STATUS_BYTES) chunks.push(c);
-      len += c.length;
-    });
-    res.on('end', () => {
+    onRefusalBody(res, (refusal) => {
       // The webhook wants approval for this exec: hold the session before the upstream opens (issue 17).
-      const held = this.#ctx.approvals && res.statusCode === 403 ? approvalOfDenial(Buffer.concat(chunks), this.#ctx.target.namespace) : undefined;
+      const held = this.#ctx.approvals && res.statusCode === 403 ? approvalOfDenial(refusal, this.#ctx.target.namespace) : undefined;
       if (held !== undefined && !this.#ended) {
         void this.#holdForApproval(held, () => this.#openUpstream());
         return;
@@ -220,7 +213,7 @@ export class ExecSession {
       let message = `kubetrail: the API server refused the stream (HTTP ${res.statusCode ?? 0})`;
       let reason = 'BadGateway';
       try {
-        const s = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { message?: unknown; reason?: unknown };
+        const s = JSON.parse(refusal.toString('utf8')) as { message?: unknown; reason?: unknown };
         if (typeof s.message === 'string') message = s.message;
         if (typeof s.reason === 'string') reason = s.reason;
       } catch {
@@ -230,8 +223,7 @@ export class ExecSession {
       this.#error = `upstream HTTP ${res.statusCode ?? 0}`;
       if (this.#client.readyState === WebSocket.OPEN) sendFailureAndClose(this.#client, this.#proto, message, reason, res.statusCode ?? 502);
       void this.#finish();
-    });
-    res.on('error', () => void this.#finish());
+    }, () => void this.#finish());
   }
 
   /**

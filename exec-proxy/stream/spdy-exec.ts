@@ -33,9 +33,8 @@ import { execInput, execSessionBody, recordEnd, resizeOf, sessionEndBody, sessio
 import type { SessionRecorder } from './recorder.ts';
 import { SpdyParser } from './spdy-parser.ts';
 import { upstreamTls } from './upstream-tls.ts';
-import { upstreamUrl, writeHttpStatus } from './wire.ts';
+import { MAX_STATUS_BYTES, onRefusalBody, upstreamUrl, writeHttpStatus } from './wire.ts';
 
-const MAX_STATUS_BYTES = 64 * 1024;
 /** How long both sockets get to close on their own once one side has gone. */
 const CLOSE_GRACE_MS = 5000;
 
@@ -181,17 +180,11 @@ export class SpdyExecSession {
 
   /** The API server answered without upgrading (RBAC, no such pod, no node ...): relay its Status, record an error. */
   #onRefused(res: IncomingMessage): void {
-    const chunks: Buffer[] = [];
-    let len = 0;
-    res.on('data', (c: Buffer) => {
-      if (len < MAX_STATUS_BYTES) chunks.push(c);
-      len += c.length;
-    });
-    res.on('end', () => {
+    onRefusalBody(res, (refusal) => {
       const code = res.statusCode ?? 502;
       let body: Record<string, unknown> = failureStatus(`kubetrail: the API server refused the stream (HTTP ${code})`, 'BadGateway', code);
       try {
-        const s = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+        const s = JSON.parse(refusal.toString('utf8')) as Record<string, unknown>;
         // Relay only a Status: never echo a body of another kind.
         if (s['kind'] === 'Status' && typeof s['message'] === 'string') body = s;
       } catch {
@@ -201,8 +194,7 @@ export class SpdyExecSession {
       this.#error = `upstream HTTP ${code}`;
       if (!this.#client.destroyed) writeHttpStatus(this.#client, code, body);
       void this.#finish();
-    });
-    res.on('error', () => void this.#finish());
+    }, () => void this.#finish());
   }
 
   #onUpgrade(res: IncomingMessage, up: Duplex, upHead: Buffer): void {

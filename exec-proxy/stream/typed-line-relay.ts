@@ -77,8 +77,8 @@ export class TypedLineRelay {
   async #hold(held: HeldLine): Promise<void> {
     const h = { pending: held.rest.length > 0 ? [held.rest] : [], bytes: held.rest.length, cancel: new AbortController() };
     this.#held = h;
+    // Its record is the approval's events (approval.requested / decided / used), correlated with the session.
     this.#checked++;
-    this.#side.record(held.decision, { line: held.line });
     const off = this.#side.onClientClose(() => h.cancel.abort());
     let refusal: string | undefined;
     try {

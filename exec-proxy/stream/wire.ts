@@ -67,3 +67,22 @@ export function flattenHeaders(h: Record<string, string | string[]>): Record<str
   for (const [k, v] of Object.entries(h)) out[k] = v;
   return out;
 }
+
+/** Most of a refusal's or an exit Status's text kept: a Status is small, a larger body is not one worth relaying. */
+export const MAX_STATUS_BYTES = 64 * 1024;
+
+/**
+ * Calls `done` with the first MAX_STATUS_BYTES of a response that refused an
+ * upgrade (the rest is read and dropped, so the socket drains), or `failed`
+ * when the response breaks off.
+ */
+export function onRefusalBody(res: import('node:http').IncomingMessage, done: (body: Buffer) => void, failed: () => void): void {
+  const chunks: Buffer[] = [];
+  let len = 0;
+  res.on('data', (c: Buffer) => {
+    if (len < MAX_STATUS_BYTES) chunks.push(c);
+    len += c.length;
+  });
+  res.on('end', () => done(Buffer.concat(chunks)));
+  res.on('error', failed);
+}
